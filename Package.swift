@@ -1,0 +1,63 @@
+// swift-tools-version: 6.1
+// GeoFabric: a geo-aware, sharded, permissioned blockchain fabric (after GeoBFT, PVLDB 2020).
+// Targets mirror the architecture (see README "Architecture"): imports only point downwards,
+// and GeoCore, the pure protocol core, depends on nothing.
+import PackageDescription
+
+let strict: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "GeoFabric",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "geofabric", targets: ["geofabric"]),
+        .library(name: "GeoCore", targets: ["GeoCore"]),
+        .library(name: "GeoWire", targets: ["GeoWire"]),
+        .library(name: "GeoCrypto", targets: ["GeoCrypto"]),
+        .library(name: "GeoTopology", targets: ["GeoTopology"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    ],
+    targets: [
+        // Pure protocol core: ids, topology model, messages, quorum math. No I/O, clocks, threads.
+        .target(name: "GeoCore", swiftSettings: strict),
+        // Binary frame codec for every GeoCore message (hand-written little-endian, bounded).
+        .target(name: "GeoWire", dependencies: ["GeoCore"], swiftSettings: strict),
+        // Ed25519 keys and signatures, SHA-256, HMAC, parallel verification (swift-crypto).
+        .target(
+            name: "GeoCrypto",
+            dependencies: ["GeoCore", "GeoWire", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: strict),
+        // YAML topology loading and validation (Yams); yields GeoCore's typed Topology.
+        .target(
+            name: "GeoTopology",
+            dependencies: ["GeoCore", .product(name: "Yams", package: "Yams")],
+            swiftSettings: strict),
+        // The subcommands of the `geofabric` tool, as a library so tests can drive them.
+        .target(
+            name: "GeoFabricCLI",
+            dependencies: [
+                "GeoCore", "GeoWire", "GeoCrypto", "GeoTopology",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
+        .executableTarget(name: "geofabric", dependencies: ["GeoFabricCLI"], swiftSettings: strict),
+
+        .testTarget(name: "GeoCoreTests", dependencies: ["GeoCore"], swiftSettings: strict),
+        .testTarget(name: "GeoWireTests", dependencies: ["GeoWire", "GeoCore"], swiftSettings: strict),
+        .testTarget(name: "GeoCryptoTests", dependencies: ["GeoCrypto", "GeoCore", "GeoWire"], swiftSettings: strict),
+        .testTarget(name: "GeoTopologyTests", dependencies: ["GeoTopology", "GeoCore"], swiftSettings: strict),
+        .testTarget(
+            name: "GeoFabricCLITests",
+            dependencies: ["GeoFabricCLI", "GeoTopology", "GeoCrypto", "GeoCore"],
+            swiftSettings: strict),
+    ]
+)

@@ -1,0 +1,205 @@
+// The messages of the protocol, as typed values. GeoWire gives each one a binary encoding;
+// the table of kinds (who sends what to whom) is in the README.
+//
+// Keys and values are raw bytes, not Strings: Swift compares Strings by canonical equivalence, so
+// two different byte sequences could compare equal and then hash differently on the wire.
+
+/// What a client asks the replicated state machine to do.
+public enum Operation: Hashable, Sendable {
+    /// Set `key` to `value`.
+    case put(key: [UInt8], value: [UInt8])
+    /// Read `key`.
+    case get(key: [UInt8])
+    /// Add `delta` to the integer stored at `key` (absent counts as 0).
+    case add(key: [UInt8], delta: Int64)
+    /// Move `amount` from account `from` to account `to`; refused without enough balance.
+    case transfer(from: [UInt8], to: [UInt8], amount: UInt64)
+
+    /// Every key the operation reads or writes, in a fixed order (the declared read/write set).
+    public var keys: [[UInt8]] {
+        switch self {
+        case let .put(key, _), let .get(key), let .add(key, _): return [key]
+        case let .transfer(from, to, _): return [from, to]
+        }
+    }
+}
+
+/// A client's signed request. `(client, requestID)` identifies it; it executes at most once.
+public struct ClientTransaction: Hashable, Sendable {
+    public var client: ClientID
+    /// Increases with each new request of the client.
+    public var requestID: UInt64
+    public var operation: Operation
+    /// Ed25519 over `SigningPayload.transaction(...)` (GeoWire) with the client's key.
+    public var signature: Signature
+    public init(client: ClientID, requestID: UInt64, operation: Operation, signature: Signature) {
+        self.client = client
+        self.requestID = requestID
+        self.operation = operation
+        self.signature = signature
+    }
+}
+
+/// What one cluster orders in one round: a batch of client transactions (none: a no-op block,
+/// proposed so that rounds keep moving when a cluster has nothing to order).
+/// The view is not part of the block, so a block re-proposed after a view change keeps its digest.
+public struct Block: Hashable, Sendable {
+    public var cluster: ClusterID
+    public var round: UInt64
+    public var transactions: [ClientTransaction]
+    public init(cluster: ClusterID, round: UInt64, transactions: [ClientTransaction]) {
+        self.cluster = cluster
+        self.round = round
+        self.transactions = transactions
+    }
+    public var isNoOp: Bool { transactions.isEmpty }
+}
+
+/// The primary's proposal of `block` (whose digest is `digest`) in `view`.
+public struct PrePrepare: Hashable, Sendable {
+    public var view: UInt64
+    public var digest: Digest
+    public var block: Block
+    public init(view: UInt64, digest: Digest, block: Block) {
+        self.view = view
+        self.digest = digest
+        self.block = block
+    }
+}
+
+/// A backup's acceptance of the primary's proposal for (view, round, digest).
+public struct Prepare: Hashable, Sendable {
+    public var view: UInt64
+    public var round: UInt64
+    public var digest: Digest
+    public var replica: ReplicaID
+    public init(view: UInt64, round: UInt64, digest: Digest, replica: ReplicaID) {
+        self.view = view
+        self.round = round
+        self.digest = digest
+        self.replica = replica
+    }
+}
+
+/// What a Commit signature is bound to. Anyone with the cluster's public keys can check it.
+public struct CommitStatement: Hashable, Sendable {
+    public var cluster: ClusterID
+    public var view: UInt64
+    public var round: UInt64
+    public var digest: Digest
+    public init(cluster: ClusterID, view: UInt64, round: UInt64, digest: Digest) {
+        self.cluster = cluster
+        self.view = view
+        self.round = round
+        self.digest = digest
+    }
+}
+
+/// A replica's signed Commit. n - f of them, from distinct replicas, make the commit certificate.
+public struct Commit: Hashable, Sendable {
+    public var statement: CommitStatement
+    /// Index of the signer inside `statement.cluster`.
+    public var replicaIndex: UInt16
+    public var signature: Signature
+    public init(statement: CommitStatement, replicaIndex: UInt16, signature: Signature) {
+        self.statement = statement
+        self.replicaIndex = replicaIndex
+        self.signature = signature
+    }
+    public var replica: ReplicaID { ReplicaID(cluster: statement.cluster, index: replicaIndex) }
+}
+
+/// One signer of a certificate.
+public struct CertificateSignature: Hashable, Sendable {
+    public var replicaIndex: UInt16
+    public var signature: Signature
+    public init(replicaIndex: UInt16, signature: Signature) {
+        self.replicaIndex = replicaIndex
+        self.signature = signature
+    }
+}
+
+/// n - f Commit signatures of distinct replicas of one cluster over one statement.
+/// Checking it (threshold, distinct members, signatures) is the receiver's job; see GeoCrypto.
+public struct CommitCertificate: Hashable, Sendable {
+    public var statement: CommitStatement
+    public var signatures: [CertificateSignature]
+    public init(statement: CommitStatement, signatures: [CertificateSignature]) {
+        self.statement = statement
+        self.signatures = signatures
+    }
+}
+
+/// A block with its commit certificate: what clusters of a shard share with each other.
+public struct CertifiedBlock: Hashable, Sendable {
+    public var block: Block
+    public var certificate: CommitCertificate
+    public init(block: Block, certificate: CommitCertificate) {
+        self.block = block
+        self.certificate = certificate
+    }
+}
+
+/// Why the state machine refused an operation (deterministically, on every replica).
+public enum Refusal: UInt8, Hashable, Sendable, CaseIterable {
+    case insufficientBalance = 1
+    case overflow = 2
+    case notANumber = 3
+    case sameAccount = 4
+}
+
+/// What executing an operation produced.
+public enum ExecutionResult: Hashable, Sendable {
+    /// A put took effect.
+    case stored
+    /// A get: the value, or nil when the key is absent.
+    case value([UInt8]?)
+    /// An add: the new number.
+    case number(Int64)
+    /// A transfer: the balances after it.
+    case transferred(fromBalance: Int64, toBalance: Int64)
+    case refused(Refusal)
+}
+
+/// Where a transaction landed in its shard ledger.
+public struct LedgerPosition: Hashable, Sendable {
+    public var round: UInt64
+    /// The proposing cluster's index in the shard: blocks of a round execute in cluster order.
+    public var clusterIndex: UInt16
+    /// The shard ledger height once this block was appended.
+    public var height: UInt64
+    public init(round: UInt64, clusterIndex: UInt16, height: UInt64) {
+        self.round = round
+        self.clusterIndex = clusterIndex
+        self.height = height
+    }
+}
+
+/// A home-cluster replica's answer to a client; the client accepts f + 1 matching ones.
+public struct Reply: Hashable, Sendable {
+    public var client: ClientID
+    public var requestID: UInt64
+    public var replica: ReplicaID
+    public var view: UInt64
+    public var result: ExecutionResult
+    public var position: LedgerPosition
+    public init(client: ClientID, requestID: UInt64, replica: ReplicaID, view: UInt64,
+                result: ExecutionResult, position: LedgerPosition) {
+        self.client = client
+        self.requestID = requestID
+        self.replica = replica
+        self.view = view
+        self.result = result
+        self.position = position
+    }
+}
+
+/// Every message that travels between nodes.
+public enum Message: Hashable, Sendable {
+    case clientTransaction(ClientTransaction)
+    case prePrepare(PrePrepare)
+    case prepare(Prepare)
+    case commit(Commit)
+    case certifiedBlock(CertifiedBlock)
+    case reply(Reply)
+}

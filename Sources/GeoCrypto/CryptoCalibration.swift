@@ -1,0 +1,84 @@
+// Measures this machine's rates for the operations that bound GeoFabric's throughput:
+// Ed25519 sign and verify (one core, and all cores through ParallelVerifier), SHA-256 and HMAC.
+// `geofabric calibrate` prints them; the simulator's CPU cost model will take its defaults from them.
+
+import Foundation
+import GeoCore
+
+public struct CryptoRates: Codable, Sendable, Hashable {
+    public var cores: Int
+    public var signPerSecondPerCore: Double
+    public var verifyPerSecondPerCore: Double
+    public var verifyPerSecondAllCores: Double
+    public var sha256MegabytesPerSecond: Double
+    public var hmacPerSecond: Double
+    /// How long each measurement ran.
+    public var secondsPerMeasurement: Double
+
+    enum CodingKeys: String, CodingKey {
+        case cores
+        case signPerSecondPerCore = "sign_per_s_per_core"
+        case verifyPerSecondPerCore = "verify_per_s_per_core"
+        case verifyPerSecondAllCores = "verify_per_s_all_cores"
+        case sha256MegabytesPerSecond = "sha256_mb_per_s"
+        case hmacPerSecond = "hmac_per_s"
+        case secondsPerMeasurement = "seconds_per_measurement"
+    }
+}
+
+public enum CryptoCalibration {
+    /// Runs each measurement for about `seconds` (wall clock) and reports rates.
+    /// Messages are 120 bytes, the size of a signed client transaction's payload.
+    public static func measure(seconds: Double, cores: Int = ProcessInfo.processInfo.activeProcessorCount) -> CryptoRates {
+        var random = SeededRandom(seed: 42)
+        let key = SigningKey.development(topology: "calibration", identity: "replica")
+        let messages = (0..<256).map { _ in random.bytes(count: 120) }
+        let signatures = messages.map { key.sign($0) }
+        let verifying = key.verifyingKey
+
+        let signRate = rate(seconds: seconds, unit: 64) { iteration in
+            for offset in 0..<64 { _ = key.sign(messages[(iteration &+ offset) & 255]) }
+        }
+        let verifyRate = rate(seconds: seconds, unit: 64) { iteration in
+            for offset in 0..<64 {
+                let index = (iteration &+ offset) & 255
+                precondition(verifying.isValid(signatures[index], for: messages[index]))
+            }
+        }
+        let verifier = ParallelVerifier(workers: cores)
+        let batch = (0..<1024).map { SignatureCheck(key: verifying, message: messages[$0 & 255], signature: signatures[$0 & 255]) }
+        let parallelRate = rate(seconds: seconds, unit: batch.count) { _ in
+            precondition(verifier.verifyAll(batch))
+        }
+        let block = random.bytes(count: 64 * 1024)
+        let hashRate = rate(seconds: seconds, unit: 1) { _ in _ = Hashing.sha256(block) }
+        let macKey = random.bytes(count: 32)
+        let macRate = rate(seconds: seconds, unit: 64) { iteration in
+            for offset in 0..<64 { _ = Hashing.hmac(key: macKey, message: messages[(iteration &+ offset) & 255]) }
+        }
+        return CryptoRates(
+            cores: cores,
+            signPerSecondPerCore: signRate,
+            verifyPerSecondPerCore: verifyRate,
+            verifyPerSecondAllCores: parallelRate,
+            sha256MegabytesPerSecond: hashRate * Double(block.count) / 1_000_000,
+            hmacPerSecond: macRate,
+            secondsPerMeasurement: seconds)
+    }
+
+    /// Operations per second: runs `body` (which performs `unit` operations) until `seconds` pass.
+    static func rate(seconds: Double, unit: Int, _ body: (Int) -> Void) -> Double {
+        let clock = ContinuousClock()
+        let start = clock.now
+        let limit = Duration.milliseconds(Int64(seconds * 1000))
+        var iterations = 0
+        var elapsed = Duration.zero
+        repeat {
+            body(iterations * unit)
+            iterations += 1
+            elapsed = clock.now - start
+        } while elapsed < limit
+        let elapsedSeconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        return Double(iterations * unit) / elapsedSeconds
+    }
+}

@@ -1,0 +1,44 @@
+// SHA-256 and HMAC-SHA256 through swift-crypto, producing GeoCore's types.
+
+import Crypto
+import Foundation
+import GeoCore
+import GeoWire
+
+/// GeoCore's digest (swift-crypto has a protocol of the same name).
+public typealias Digest = GeoCore.Digest
+
+public enum Hashing {
+    public static func sha256<D: DataProtocol>(_ bytes: D) -> Digest {
+        let digest = SHA256.hash(data: bytes)
+        return digest.withUnsafeBytes { Digest(bytes: $0)! }
+    }
+
+    /// The digest of a block: SHA-256 over its canonical encoding (GeoWire.SigningPayload.block).
+    public static func blockDigest(_ block: Block) -> Digest {
+        sha256(SigningPayload.block(block))
+    }
+
+    /// The next shard-ledger head: H(previous || cluster || round || block digest) (DESIGN 2.3).
+    /// The certificate is kept out: correct replicas may hold different valid signer sets.
+    public static func ledgerHead(previous: Digest, cluster: ClusterID, round: UInt64, blockDigest: Digest) -> Digest {
+        var writer = ByteWriter(capacity: 80)
+        writer.digest(previous)
+        writer.u16(cluster.shard.rawValue)
+        writer.u16(cluster.index)
+        writer.u64(round)
+        writer.digest(blockDigest)
+        return sha256(writer.bytes)
+    }
+
+    /// HMAC-SHA256 of `message` under `key`: the cheap authenticator for intra-cluster messages
+    /// that need not be checkable by third parties.
+    public static func hmac(key: [UInt8], message: [UInt8]) -> [UInt8] {
+        Array(HMAC<SHA256>.authenticationCode(for: message, using: SymmetricKey(data: key)))
+    }
+
+    /// Constant-time check of an HMAC.
+    public static func isValidHMAC(_ code: [UInt8], key: [UInt8], message: [UInt8]) -> Bool {
+        HMAC<SHA256>.isValidAuthenticationCode(code, authenticating: message, using: SymmetricKey(data: key))
+    }
+}
