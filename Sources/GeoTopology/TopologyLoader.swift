@@ -68,13 +68,30 @@ public enum TopologyLoader {
         }
     }
 
+    /// The line of the second place where `key:` appears, from line `start` on (1-based).
+    static func secondOccurrence(of key: String, in text: String, from start: Int) -> Int? {
+        var seen = 0
+        for (offset, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() where offset + 1 >= start {
+            var rest = Substring(line)
+            while let range = rest.range(of: key + ":") {
+                let before = rest[..<range.lowerBound].last
+                if before == nil || before == " " || before == "{" || before == "," || before == "-" {
+                    seen += 1
+                    if seen == 2 { return offset + 1 }
+                }
+                rest = rest[range.upperBound...]
+            }
+        }
+        return nil
+    }
+
     /// Validates topology YAML text.
     public static func parse(text: String, file: String) throws(TopologyError) -> Topology {
         let root: Node?
         do {
             root = try Yams.compose(yaml: text)
         } catch let error as YamlError {
-            throw syntaxError(error, file: file)
+            throw syntaxError(error, text: text, file: file)
         } catch {
             throw TopologyError(.syntax, file: file, line: nil, column: nil, field: "", message: "\(error)")
         }
@@ -86,7 +103,7 @@ public enum TopologyLoader {
         return try builder.build(YAMLField(node: root, path: ""))
     }
 
-    static func syntaxError(_ error: YamlError, file: String) -> TopologyError {
+    static func syntaxError(_ error: YamlError, text: String, file: String) -> TopologyError {
         func make(_ problem: TopologyProblem, _ mark: Mark?, _ text: String) -> TopologyError {
             TopologyError(problem, file: file, line: mark?.line, column: mark?.column, field: "", message: text)
         }
@@ -98,7 +115,11 @@ public enum TopologyLoader {
         case let .reader(problem, offset, _, _):
             return make(.syntax, nil, "YAML reader error: \(problem)\(offset.map { " at byte \($0)" } ?? "")")
         case let .duplicatedKeysInMapping(duplicates, context):
-            return make(.duplicateKey, context.mark, "duplicate key \(duplicates.joined(separator: ", ")) in \(context.text)")
+            // Yams marks the start of the mapping; point at the repeated key itself.
+            let key = duplicates.first ?? ""
+            let line = secondOccurrence(of: key, in: text, from: context.mark.line) ?? context.mark.line
+            return TopologyError(.duplicateKey, file: file, line: line, column: nil, field: key,
+                                 message: "duplicate key '\(key)': each key may appear once in a mapping")
         default:
             return make(.syntax, nil, "YAML error: \(error)")
         }
