@@ -18,12 +18,14 @@ let package = Package(
         .library(name: "GeoWire", targets: ["GeoWire"]),
         .library(name: "GeoCrypto", targets: ["GeoCrypto"]),
         .library(name: "GeoTopology", targets: ["GeoTopology"]),
+        .library(name: "GeoSim", targets: ["GeoSim"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
     ],
     targets: [
         // Pure protocol core: ids, topology model, messages, quorum math. No I/O, clocks, threads.
@@ -40,11 +42,16 @@ let package = Package(
             name: "GeoTopology",
             dependencies: ["GeoCore", .product(name: "Yams", package: "Yams")],
             swiftSettings: strict),
+        // Deterministic discrete-event simulator running GeoCore replicas under seeded faults.
+        .target(
+            name: "GeoSim",
+            dependencies: ["GeoCore", "GeoWire", .product(name: "HeapModule", package: "swift-collections")],
+            swiftSettings: strict),
         // The subcommands of the `geofabric` tool, as a library so tests can drive them.
         .target(
             name: "GeoFabricCLI",
             dependencies: [
-                "GeoCore", "GeoWire", "GeoCrypto", "GeoTopology",
+                "GeoCore", "GeoWire", "GeoCrypto", "GeoTopology", "GeoSim",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -55,6 +62,7 @@ let package = Package(
         .testTarget(name: "GeoWireTests", dependencies: ["GeoWire", "GeoCore"], swiftSettings: strict),
         .testTarget(name: "GeoCryptoTests", dependencies: ["GeoCrypto", "GeoCore", "GeoWire"], swiftSettings: strict),
         .testTarget(name: "GeoTopologyTests", dependencies: ["GeoTopology", "GeoCore"], swiftSettings: strict),
+        .testTarget(name: "GeoSimTests", dependencies: ["GeoSim", "GeoCore", "GeoWire", "GeoTopology"], swiftSettings: strict),
         .testTarget(
             name: "GeoFabricCLITests",
             dependencies: ["GeoFabricCLI", "GeoTopology", "GeoCrypto", "GeoCore"],

@@ -55,34 +55,9 @@ public struct Block: Hashable, Sendable {
     public var isNoOp: Bool { transactions.isEmpty }
 }
 
-/// The primary's proposal of `block` (whose digest is `digest`) in `view`.
-public struct PrePrepare: Hashable, Sendable {
-    public var view: UInt64
-    public var digest: Digest
-    public var block: Block
-    public init(view: UInt64, digest: Digest, block: Block) {
-        self.view = view
-        self.digest = digest
-        self.block = block
-    }
-}
-
-/// A backup's acceptance of the primary's proposal for (view, round, digest).
-public struct Prepare: Hashable, Sendable {
-    public var view: UInt64
-    public var round: UInt64
-    public var digest: Digest
-    public var replica: ReplicaID
-    public init(view: UInt64, round: UInt64, digest: Digest, replica: ReplicaID) {
-        self.view = view
-        self.round = round
-        self.digest = digest
-        self.replica = replica
-    }
-}
-
-/// What a Commit signature is bound to. Anyone with the cluster's public keys can check it.
-public struct CommitStatement: Hashable, Sendable {
+/// What a PrePrepare, Prepare or Commit signature is bound to: (shard, cluster, view, round, digest).
+/// Anyone with the cluster's public keys can check it.
+public struct VoteStatement: Hashable, Sendable {
     public var cluster: ClusterID
     public var view: UInt64
     public var round: UInt64
@@ -95,18 +70,151 @@ public struct CommitStatement: Hashable, Sendable {
     }
 }
 
+/// The primary's signed proposal of `block` (whose digest is `digest`) in `view`.
+public struct PrePrepare: Hashable, Sendable {
+    public var view: UInt64
+    public var digest: Digest
+    public var block: Block
+    /// The primary's signature over `.prePrepare(statement)`: a PrePrepare is evidence in view changes.
+    public var signature: Signature
+    public init(view: UInt64, digest: Digest, block: Block, signature: Signature) {
+        self.view = view
+        self.digest = digest
+        self.block = block
+        self.signature = signature
+    }
+    public var statement: VoteStatement {
+        VoteStatement(cluster: block.cluster, view: view, round: block.round, digest: digest)
+    }
+}
+
+/// A backup's signed acceptance of the primary's proposal. Signed (not MACed) because n-f-1 of them
+/// with the PrePrepare form the prepared proof a view change carries to other replicas.
+public struct Prepare: Hashable, Sendable {
+    public var statement: VoteStatement
+    public var replicaIndex: UInt16
+    public var signature: Signature
+    public init(statement: VoteStatement, replicaIndex: UInt16, signature: Signature) {
+        self.statement = statement
+        self.replicaIndex = replicaIndex
+        self.signature = signature
+    }
+}
+
 /// A replica's signed Commit. n - f of them, from distinct replicas, make the commit certificate.
 public struct Commit: Hashable, Sendable {
-    public var statement: CommitStatement
+    public var statement: VoteStatement
     /// Index of the signer inside `statement.cluster`.
     public var replicaIndex: UInt16
     public var signature: Signature
-    public init(statement: CommitStatement, replicaIndex: UInt16, signature: Signature) {
+    public init(statement: VoteStatement, replicaIndex: UInt16, signature: Signature) {
         self.statement = statement
         self.replicaIndex = replicaIndex
         self.signature = signature
     }
     public var replica: ReplicaID { ReplicaID(cluster: statement.cluster, index: replicaIndex) }
+}
+
+/// What a checkpoint vouches for: after executing round `round` of its cluster, the chain of the
+/// cluster's committed block digests has head `digest`.
+public struct CheckpointStatement: Hashable, Sendable {
+    public var cluster: ClusterID
+    public var round: UInt64
+    public var digest: Digest
+    public init(cluster: ClusterID, round: UInt64, digest: Digest) {
+        self.cluster = cluster
+        self.round = round
+        self.digest = digest
+    }
+}
+
+/// A replica's signed checkpoint; n - f matching ones make it stable.
+public struct Checkpoint: Hashable, Sendable {
+    public var statement: CheckpointStatement
+    public var replicaIndex: UInt16
+    public var signature: Signature
+    public init(statement: CheckpointStatement, replicaIndex: UInt16, signature: Signature) {
+        self.statement = statement
+        self.replicaIndex = replicaIndex
+        self.signature = signature
+    }
+}
+
+/// A stable checkpoint with its proof: n - f matching signed checkpoints (none for the genesis, round 0).
+public struct CheckpointProof: Hashable, Sendable {
+    public var statement: CheckpointStatement
+    public var checkpoints: [Checkpoint]
+    public init(statement: CheckpointStatement, checkpoints: [Checkpoint]) {
+        self.statement = statement
+        self.checkpoints = checkpoints
+    }
+    public static func genesis(_ cluster: ClusterID) -> CheckpointProof {
+        CheckpointProof(statement: CheckpointStatement(cluster: cluster, round: 0, digest: .zero), checkpoints: [])
+    }
+}
+
+/// Evidence that a round was prepared: the PrePrepare and n - f - 1 matching Prepares of distinct backups.
+public struct PreparedProof: Hashable, Sendable {
+    public var prePrepare: PrePrepare
+    public var prepares: [Prepare]
+    public init(prePrepare: PrePrepare, prepares: [Prepare]) {
+        self.prePrepare = prePrepare
+        self.prepares = prepares
+    }
+    public var round: UInt64 { prePrepare.block.round }
+    public var view: UInt64 { prePrepare.view }
+}
+
+/// A replica's request to move its cluster to `newView`, with what it knows: its stable checkpoint
+/// and every round above it that it prepared.
+public struct ViewChange: Hashable, Sendable {
+    public var cluster: ClusterID
+    public var newView: UInt64
+    public var checkpoint: CheckpointProof
+    public var prepared: [PreparedProof]
+    public var replicaIndex: UInt16
+    /// Over the whole message but this field (`.viewChange(self)`).
+    public var signature: Signature
+    public init(cluster: ClusterID, newView: UInt64, checkpoint: CheckpointProof, prepared: [PreparedProof],
+                replicaIndex: UInt16, signature: Signature) {
+        self.cluster = cluster
+        self.newView = newView
+        self.checkpoint = checkpoint
+        self.prepared = prepared
+        self.replicaIndex = replicaIndex
+        self.signature = signature
+    }
+}
+
+/// The new primary's announcement of `view`: n - f ViewChanges and the PrePrepares they imply
+/// (re-proposals of prepared blocks, no-op blocks for gaps). Replicas check it by recomputing.
+public struct NewView: Hashable, Sendable {
+    public var cluster: ClusterID
+    public var view: UInt64
+    public var viewChanges: [ViewChange]
+    public var prePrepares: [PrePrepare]
+    /// Over the whole message but this field (`.newView(self)`).
+    public var signature: Signature
+    public init(cluster: ClusterID, view: UInt64, viewChanges: [ViewChange], prePrepares: [PrePrepare], signature: Signature) {
+        self.cluster = cluster
+        self.view = view
+        self.viewChanges = viewChanges
+        self.prePrepares = prePrepares
+        self.signature = signature
+    }
+}
+
+/// A lagging replica's request for the certified blocks of `cluster` in `fromRound...toRound`.
+/// Answered with CertifiedBlock messages, which the requester checks by their certificates.
+public struct BlockRequest: Hashable, Sendable {
+    public var cluster: ClusterID
+    public var fromRound: UInt64
+    public var toRound: UInt64
+    public init(cluster: ClusterID, fromRound: UInt64, toRound: UInt64) {
+        self.cluster = cluster
+        self.fromRound = fromRound
+        self.toRound = toRound
+    }
 }
 
 /// One signer of a certificate.
@@ -122,9 +230,9 @@ public struct CertificateSignature: Hashable, Sendable {
 /// n - f Commit signatures of distinct replicas of one cluster over one statement.
 /// Checking it (threshold, distinct members, signatures) is the receiver's job; see GeoCrypto.
 public struct CommitCertificate: Hashable, Sendable {
-    public var statement: CommitStatement
+    public var statement: VoteStatement
     public var signatures: [CertificateSignature]
-    public init(statement: CommitStatement, signatures: [CertificateSignature]) {
+    public init(statement: VoteStatement, signatures: [CertificateSignature]) {
         self.statement = statement
         self.signatures = signatures
     }
@@ -202,4 +310,20 @@ public enum Message: Hashable, Sendable {
     case commit(Commit)
     case certifiedBlock(CertifiedBlock)
     case reply(Reply)
+    case checkpoint(Checkpoint)
+    case viewChange(ViewChange)
+    case newView(NewView)
+    case blockRequest(BlockRequest)
+}
+
+/// Everything that carries a signature made by a replica, as it is signed.
+public enum SignedStatement: Hashable, Sendable {
+    case prePrepare(VoteStatement)
+    case prepare(VoteStatement)
+    case commit(VoteStatement)
+    case checkpoint(CheckpointStatement)
+    /// The view change with its signature field ignored.
+    case viewChange(ViewChange)
+    /// The new view with its signature field ignored.
+    case newView(NewView)
 }

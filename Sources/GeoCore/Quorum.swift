@@ -24,7 +24,19 @@ public struct Quorum: Hashable, Sendable, CustomStringConvertible {
 
     /// A cluster of n replicas tolerating f; nil unless n >= 3f + 1 and f >= 0.
     public init?(n: Int, f: Int) {
-        guard f >= 0, n >= 1, n >= 3 * f + 1 else { return nil }
+        // f <= (n - 1) / 3 is n >= 3f + 1 without the overflow of 3f + 1 for huge f.
+        guard f >= 0, n >= 1, f <= (n - 1) / 3 else { return nil }
+        self.n = n
+        self.f = f
+    }
+
+    /// A quorum rule that breaks n >= 3f + 1, for one purpose only: showing that the simulator's
+    /// checkers catch the safety violations it causes. Never used by a deployment.
+    public static func brokenForCheckerTests(n: Int, f: Int) -> Quorum {
+        Quorum(uncheckedN: n, f: f)
+    }
+
+    private init(uncheckedN n: Int, f: Int) {
         self.n = n
         self.f = f
     }

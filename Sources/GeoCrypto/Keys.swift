@@ -90,7 +90,7 @@ extension SigningKey {
         return ClientTransaction(client: client, requestID: requestID, operation: operation, signature: signature)
     }
 
-    public func signCommit(_ statement: CommitStatement, replicaIndex: UInt16) -> Commit {
+    public func signCommit(_ statement: VoteStatement, replicaIndex: UInt16) -> Commit {
         Commit(statement: statement, replicaIndex: replicaIndex, signature: sign(SigningPayload.commit(statement)))
     }
 }

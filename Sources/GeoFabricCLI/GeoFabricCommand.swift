@@ -11,7 +11,7 @@ public struct GeoFabricCommand: ParsableCommand {
             Topologies are YAML files (see topologies/ and the README). Every command that reports \
             accepts --json.
             """,
-        subcommands: [TopologyCommand.self, KeysCommand.self, CalibrateCommand.self])
+        subcommands: [TopologyCommand.self, KeysCommand.self, CalibrateCommand.self, SimulateCommand.self])
 
     public init() {}
 }

@@ -29,6 +29,10 @@ public enum MessageKind: UInt16, CaseIterable, Sendable {
     case commit = 4
     case certifiedBlock = 5
     case reply = 6
+    case checkpoint = 7
+    case viewChange = 8
+    case newView = 9
+    case blockRequest = 10
 
     public init(of message: Message) {
         switch message {
@@ -38,6 +42,10 @@ public enum MessageKind: UInt16, CaseIterable, Sendable {
         case .commit: self = .commit
         case .certifiedBlock: self = .certifiedBlock
         case .reply: self = .reply
+        case .checkpoint: self = .checkpoint
+        case .viewChange: self = .viewChange
+        case .newView: self = .newView
+        case .blockRequest: self = .blockRequest
         }
     }
 }
@@ -73,6 +81,9 @@ public struct WireLimits: Hashable, Sendable {
     public var maxValueBytes: Int = 1 << 20
     /// Signers in a certificate: clusters are far smaller than this.
     public var maxCertificateSignatures: Int = 1_024
+    /// Prepared proofs in a view change, and PrePrepares in a new view: at most one per round of
+    /// the window, which topologies keep far below this.
+    public var maxProofRounds: Int = 4_096
 
     public init(maxBodyBytes: Int = 16 * 1024 * 1024) {
         self.maxBodyBytes = maxBodyBytes

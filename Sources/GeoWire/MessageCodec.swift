@@ -19,6 +19,10 @@ public enum MessageCodec {
         case let .commit(value): encode(value, into: &writer)
         case let .certifiedBlock(value): encode(value, into: &writer)
         case let .reply(value): encode(value, into: &writer)
+        case let .checkpoint(value): encode(value, into: &writer)
+        case let .viewChange(value): encode(value, signed: true, into: &writer)
+        case let .newView(value): encode(value, signed: true, into: &writer)
+        case let .blockRequest(value): encode(value, into: &writer)
         }
     }
 
@@ -71,16 +75,74 @@ public enum MessageCodec {
         writer.u64(value.view)
         writer.digest(value.digest)
         encode(value.block, into: &writer)
+        writer.signature(value.signature)
     }
 
     static func encode(_ value: Prepare, into writer: inout ByteWriter) {
-        writer.u64(value.view)
-        writer.u64(value.round)
-        writer.digest(value.digest)
-        encode(value.replica, into: &writer)
+        encode(value.statement, into: &writer)
+        writer.u16(value.replicaIndex)
+        writer.signature(value.signature)
     }
 
-    public static func encode(_ statement: CommitStatement, into writer: inout ByteWriter) {
+    public static func encode(_ statement: CheckpointStatement, into writer: inout ByteWriter) {
+        encode(statement.cluster, into: &writer)
+        writer.u64(statement.round)
+        writer.digest(statement.digest)
+    }
+
+    static func encode(_ value: Checkpoint, into writer: inout ByteWriter) {
+        encode(value.statement, into: &writer)
+        writer.u16(value.replicaIndex)
+        writer.signature(value.signature)
+    }
+
+    static func encode(_ value: CheckpointProof, into writer: inout ByteWriter) {
+        encode(value.statement, into: &writer)
+        writer.u32(UInt32(value.checkpoints.count))
+        for checkpoint in value.checkpoints {
+            writer.u16(checkpoint.replicaIndex)
+            writer.signature(checkpoint.signature)
+        }
+    }
+
+    static func encode(_ value: PreparedProof, into writer: inout ByteWriter) {
+        encode(value.prePrepare, into: &writer)
+        writer.u32(UInt32(value.prepares.count))
+        for prepare in value.prepares {
+            writer.u16(prepare.replicaIndex)
+            writer.signature(prepare.signature)
+        }
+    }
+
+    /// A view change; `signed: false` leaves out the signature (the bytes that are signed).
+    public static func encode(_ value: ViewChange, signed: Bool, into writer: inout ByteWriter) {
+        encode(value.cluster, into: &writer)
+        writer.u64(value.newView)
+        encode(value.checkpoint, into: &writer)
+        writer.u32(UInt32(value.prepared.count))
+        for proof in value.prepared { encode(proof, into: &writer) }
+        writer.u16(value.replicaIndex)
+        if signed { writer.signature(value.signature) }
+    }
+
+    /// A new view; `signed: false` leaves out the outer signature (the bytes that are signed).
+    public static func encode(_ value: NewView, signed: Bool, into writer: inout ByteWriter) {
+        encode(value.cluster, into: &writer)
+        writer.u64(value.view)
+        writer.u32(UInt32(value.viewChanges.count))
+        for viewChange in value.viewChanges { encode(viewChange, signed: true, into: &writer) }
+        writer.u32(UInt32(value.prePrepares.count))
+        for prePrepare in value.prePrepares { encode(prePrepare, into: &writer) }
+        if signed { writer.signature(value.signature) }
+    }
+
+    static func encode(_ value: BlockRequest, into writer: inout ByteWriter) {
+        encode(value.cluster, into: &writer)
+        writer.u64(value.fromRound)
+        writer.u64(value.toRound)
+    }
+
+    public static func encode(_ statement: VoteStatement, into writer: inout ByteWriter) {
         encode(statement.cluster, into: &writer)
         writer.u64(statement.view)
         writer.u64(statement.round)
@@ -153,6 +215,10 @@ public enum MessageCodec {
         case .commit: return .commit(try decodeCommit(&reader))
         case .certifiedBlock: return .certifiedBlock(try decodeCertifiedBlock(&reader, limits: limits))
         case .reply: return .reply(try decodeReply(&reader, limits: limits))
+        case .checkpoint: return .checkpoint(try decodeCheckpoint(&reader))
+        case .viewChange: return .viewChange(try decodeViewChange(&reader, limits: limits))
+        case .newView: return .newView(try decodeNewView(&reader, limits: limits))
+        case .blockRequest: return .blockRequest(try decodeBlockRequest(&reader))
         }
     }
 
@@ -211,16 +277,123 @@ public enum MessageCodec {
     static func decodePrePrepare(_ reader: inout ByteReader, limits: WireLimits) throws(WireError) -> PrePrepare {
         let view = try reader.u64("preprepare.view")
         let digest = try reader.digest("preprepare.digest")
-        return PrePrepare(view: view, digest: digest, block: try decodeBlock(&reader, limits: limits))
+        let block = try decodeBlock(&reader, limits: limits)
+        return PrePrepare(view: view, digest: digest, block: block, signature: try reader.signature("preprepare.signature"))
     }
 
     static func decodePrepare(_ reader: inout ByteReader) throws(WireError) -> Prepare {
-        Prepare(view: try reader.u64("prepare.view"), round: try reader.u64("prepare.round"),
-                digest: try reader.digest("prepare.digest"), replica: try decodeReplicaID(&reader))
+        Prepare(statement: try decodeStatement(&reader), replicaIndex: try reader.u16("prepare.replica_index"),
+                signature: try reader.signature("prepare.signature"))
     }
 
-    static func decodeStatement(_ reader: inout ByteReader) throws(WireError) -> CommitStatement {
-        CommitStatement(cluster: try decodeClusterID(&reader), view: try reader.u64("statement.view"),
+    static func decodeCheckpointStatement(_ reader: inout ByteReader) throws(WireError) -> CheckpointStatement {
+        CheckpointStatement(cluster: try decodeClusterID(&reader), round: try reader.u64("checkpoint.round"),
+                            digest: try reader.digest("checkpoint.digest"))
+    }
+
+    static func decodeCheckpoint(_ reader: inout ByteReader) throws(WireError) -> Checkpoint {
+        Checkpoint(statement: try decodeCheckpointStatement(&reader), replicaIndex: try reader.u16("checkpoint.replica_index"),
+                   signature: try reader.signature("checkpoint.signature"))
+    }
+
+    /// Signers of a proof: (index, signature) pairs with strictly increasing indices.
+    static func decodeSigners(_ reader: inout ByteReader, field: StaticString, limit: Int) throws(WireError) -> [(UInt16, Signature)] {
+        let count = try reader.count(field, minimumElementBytes: 2 + Signature.byteCount, limit: limit)
+        var signers: [(UInt16, Signature)] = []
+        signers.reserveCapacity(count)
+        for _ in 0..<count {
+            let index = try reader.u16(field)
+            if let previous = signers.last, index <= previous.0 {
+                throw .invalidValue(field: String(describing: field),
+                                    reason: "signer indices must be strictly increasing (\(index) after \(previous.0))")
+            }
+            signers.append((index, try reader.signature(field)))
+        }
+        return signers
+    }
+
+    static func decodeCheckpointProof(_ reader: inout ByteReader, limits: WireLimits) throws(WireError) -> CheckpointProof {
+        let statement = try decodeCheckpointStatement(&reader)
+        let signers = try decodeSigners(&reader, field: "checkpoint_proof.signers", limit: limits.maxCertificateSignatures)
+        return CheckpointProof(statement: statement, checkpoints: signers.map {
+            Checkpoint(statement: statement, replicaIndex: $0.0, signature: $0.1)
+        })
+    }
+
+    static func decodePreparedProof(_ reader: inout ByteReader, limits: WireLimits) throws(WireError) -> PreparedProof {
+        let prePrepare = try decodePrePrepare(&reader, limits: limits)
+        let signers = try decodeSigners(&reader, field: "prepared_proof.prepares", limit: limits.maxCertificateSignatures)
+        return PreparedProof(prePrepare: prePrepare, prepares: signers.map {
+            Prepare(statement: prePrepare.statement, replicaIndex: $0.0, signature: $0.1)
+        })
+    }
+
+    /// Smallest prepared proof: an empty no-op PrePrepare and no prepares.
+    static let minimumPreparedProofBytes = 8 + 32 + 4 + 8 + 4 + Signature.byteCount + 4
+
+    static func decodeViewChangeBody(_ reader: inout ByteReader, limits: WireLimits) throws(WireError) -> ViewChange {
+        let cluster = try decodeClusterID(&reader)
+        let newView = try reader.u64("view_change.new_view")
+        let checkpoint = try decodeCheckpointProof(&reader, limits: limits)
+        let count = try reader.count("view_change.prepared", minimumElementBytes: minimumPreparedProofBytes, limit: limits.maxProofRounds)
+        var prepared: [PreparedProof] = []
+        prepared.reserveCapacity(count)
+        for _ in 0..<count {
+            let proof = try decodePreparedProof(&reader, limits: limits)
+            if let previous = prepared.last, proof.round <= previous.round {
+                throw .invalidValue(field: "view_change.prepared", reason: "rounds must be strictly increasing")
+            }
+            prepared.append(proof)
+        }
+        let index = try reader.u16("view_change.replica_index")
+        return ViewChange(cluster: cluster, newView: newView, checkpoint: checkpoint, prepared: prepared,
+                          replicaIndex: index, signature: try reader.signature("view_change.signature"))
+    }
+
+    static func decodeViewChange(_ reader: inout ByteReader, limits: WireLimits) throws(WireError) -> ViewChange {
+        try decodeViewChangeBody(&reader, limits: limits)
+    }
+
+    static func decodeNewView(_ reader: inout ByteReader, limits: WireLimits) throws(WireError) -> NewView {
+        let cluster = try decodeClusterID(&reader)
+        let view = try reader.u64("new_view.view")
+        let minimumViewChangeBytes = 4 + 8 + (4 + 8 + 32 + 4) + 4 + 2 + Signature.byteCount
+        let changes = try reader.count("new_view.view_changes", minimumElementBytes: minimumViewChangeBytes,
+                                       limit: limits.maxCertificateSignatures)
+        var viewChanges: [ViewChange] = []
+        viewChanges.reserveCapacity(changes)
+        for _ in 0..<changes {
+            let viewChange = try decodeViewChangeBody(&reader, limits: limits)
+            if let previous = viewChanges.last, viewChange.replicaIndex <= previous.replicaIndex {
+                throw .invalidValue(field: "new_view.view_changes", reason: "senders must be strictly increasing")
+            }
+            viewChanges.append(viewChange)
+        }
+        let count = try reader.count("new_view.preprepares", minimumElementBytes: minimumPreparedProofBytes - 4,
+                                     limit: limits.maxProofRounds)
+        var prePrepares: [PrePrepare] = []
+        prePrepares.reserveCapacity(count)
+        for _ in 0..<count {
+            let prePrepare = try decodePrePrepare(&reader, limits: limits)
+            if let previous = prePrepares.last, prePrepare.block.round <= previous.block.round {
+                throw .invalidValue(field: "new_view.preprepares", reason: "rounds must be strictly increasing")
+            }
+            prePrepares.append(prePrepare)
+        }
+        return NewView(cluster: cluster, view: view, viewChanges: viewChanges, prePrepares: prePrepares,
+                       signature: try reader.signature("new_view.signature"))
+    }
+
+    static func decodeBlockRequest(_ reader: inout ByteReader) throws(WireError) -> BlockRequest {
+        let cluster = try decodeClusterID(&reader)
+        let from = try reader.u64("block_request.from_round")
+        let to = try reader.u64("block_request.to_round")
+        guard from <= to else { throw .invalidValue(field: "block_request", reason: "from_round \(from) is after to_round \(to)") }
+        return BlockRequest(cluster: cluster, fromRound: from, toRound: to)
+    }
+
+    static func decodeStatement(_ reader: inout ByteReader) throws(WireError) -> VoteStatement {
+        VoteStatement(cluster: try decodeClusterID(&reader), view: try reader.u64("statement.view"),
                         round: try reader.u64("statement.round"), digest: try reader.digest("statement.digest"))
     }
 
@@ -231,19 +404,10 @@ public enum MessageCodec {
 
     static func decodeCertificate(_ reader: inout ByteReader, limits: WireLimits) throws(WireError) -> CommitCertificate {
         let statement = try decodeStatement(&reader)
-        let count = try reader.count("certificate.signatures", minimumElementBytes: 2 + Signature.byteCount,
-                                     limit: limits.maxCertificateSignatures)
-        var signatures = [CertificateSignature]()
-        signatures.reserveCapacity(count)
-        for _ in 0..<count {
-            let index = try reader.u16("certificate.replica_index")
-            if let previous = signatures.last, index <= previous.replicaIndex {
-                throw .invalidValue(field: "certificate.signatures",
-                                    reason: "signer indices must be strictly increasing (\(index) after \(previous.replicaIndex))")
-            }
-            signatures.append(CertificateSignature(replicaIndex: index, signature: try reader.signature("certificate.signature")))
-        }
-        return CommitCertificate(statement: statement, signatures: signatures)
+        let signers = try decodeSigners(&reader, field: "certificate.signatures", limit: limits.maxCertificateSignatures)
+        return CommitCertificate(statement: statement, signatures: signers.map {
+            CertificateSignature(replicaIndex: $0.0, signature: $0.1)
+        })
     }
 
     static func decodeCertifiedBlock(_ reader: inout ByteReader, limits: WireLimits) throws(WireError) -> CertifiedBlock {

@@ -5,7 +5,12 @@ import GeoCore
 
 public enum SigningPayload {
     static let transactionTag = Array("geofabric/transaction/v1".utf8)
+    static let prePrepareTag = Array("geofabric/preprepare/v1".utf8)
+    static let prepareTag = Array("geofabric/prepare/v1".utf8)
     static let commitTag = Array("geofabric/commit/v1".utf8)
+    static let checkpointTag = Array("geofabric/checkpoint/v1".utf8)
+    static let viewChangeTag = Array("geofabric/view-change/v1".utf8)
+    static let newViewTag = Array("geofabric/new-view/v1".utf8)
     static let blockTag = Array("geofabric/block/v1".utf8)
 
     /// What a client signs: its id, the request id and the operation.
@@ -19,10 +24,33 @@ public enum SigningPayload {
     }
 
     /// What a replica signs in its Commit: (shard, cluster, view, round, digest).
-    public static func commit(_ statement: CommitStatement) -> [UInt8] {
-        var writer = ByteWriter(capacity: 80)
-        writer.raw(commitTag)
-        MessageCodec.encode(statement, into: &writer)
+    public static func commit(_ vote: VoteStatement) -> [UInt8] {
+        statement(.commit(vote))
+    }
+
+    /// The bytes of any replica-signed statement, each kind under its own domain tag.
+    public static func statement(_ statement: SignedStatement) -> [UInt8] {
+        var writer = ByteWriter(capacity: 96)
+        switch statement {
+        case let .prePrepare(vote):
+            writer.raw(prePrepareTag)
+            MessageCodec.encode(vote, into: &writer)
+        case let .prepare(vote):
+            writer.raw(prepareTag)
+            MessageCodec.encode(vote, into: &writer)
+        case let .commit(vote):
+            writer.raw(commitTag)
+            MessageCodec.encode(vote, into: &writer)
+        case let .checkpoint(checkpoint):
+            writer.raw(checkpointTag)
+            MessageCodec.encode(checkpoint, into: &writer)
+        case let .viewChange(viewChange):
+            writer.raw(viewChangeTag)
+            MessageCodec.encode(viewChange, signed: false, into: &writer)
+        case let .newView(newView):
+            writer.raw(newViewTag)
+            MessageCodec.encode(newView, signed: false, into: &writer)
+        }
         return writer.bytes
     }
 

@@ -32,7 +32,7 @@ import Testing
     @Test func commitSignatureCannotPassAsTransactionSignature() {
         // Domain tags keep one kind of signed payload from being replayed as another.
         let key = SigningKey()
-        let statement = CommitStatement(cluster: ClusterID(shard: ShardID(0), index: 0), view: 1, round: 2, digest: .zero)
+        let statement = VoteStatement(cluster: ClusterID(shard: ShardID(0), index: 0), view: 1, round: 2, digest: .zero)
         let commit = key.signCommit(statement, replicaIndex: 0)
         #expect(key.verifyingKey.isValid(commit.signature, for: SigningPayload.commit(statement)))
         #expect(SigningPayload.commit(statement).starts(with: Array("geofabric/commit/v1".utf8)))

@@ -25,8 +25,9 @@ import Testing
     }
 
     @Test func headerLayoutIsAsDocumented() {
-        let frame = FrameCodec.encode(.prepare(Prepare(view: 1, round: 2, digest: .zero,
-                                                       replica: ReplicaID(cluster: ClusterID(shard: ShardID(0), index: 0), index: 1))),
+        let statement = VoteStatement(cluster: ClusterID(shard: ShardID(0), index: 0), view: 1, round: 2, digest: .zero)
+        let frame = FrameCodec.encode(.prepare(Prepare(statement: statement, replicaIndex: 1,
+                                                       signature: Signature(bytes: [UInt8](repeating: 7, count: 64))!)),
                                       from: .replica(number: 3))
         #expect(Array(frame[0..<4]) == Array("GEOF".utf8))
         #expect(frame[4] == 1 && frame[5] == 0)  // version 1
@@ -95,7 +96,7 @@ import Testing
         var generator = MessageGenerator(seed: 5)
         let big = Message.prePrepare(PrePrepare(view: 1, digest: .zero, block: Block(
             cluster: ClusterID(shard: ShardID(0), index: 0), round: 1,
-            transactions: (0..<10).map { _ in generator.transaction() })))
+            transactions: (0..<10).map { _ in generator.transaction() }), signature: generator.signature()))
         let frame = FrameCodec.encode(big, from: .replica(number: 0))
         #expect(frame.count - WireFormat.headerBytes > 100)
         var decoder = FrameStreamDecoder(limits: small)
@@ -196,7 +197,8 @@ import Testing
     @Test func forgedCountsCannotReserveMemory() {
         // A block claiming 65,000 transactions in a tiny body.
         var frame = FrameCodec.encode(.prePrepare(PrePrepare(view: 0, digest: .zero, block: Block(
-            cluster: ClusterID(shard: ShardID(0), index: 0), round: 1, transactions: []))), from: .replica(number: 0))
+            cluster: ClusterID(shard: ShardID(0), index: 0), round: 1, transactions: []),
+            signature: Signature(bytes: [UInt8](repeating: 1, count: 64))!)), from: .replica(number: 0))
         let countOffset = WireFormat.headerBytes + 8 + 32 + 4 + 8
         FrameSurgery.set(&frame, u32: 65_000, at: countOffset)
         FrameSurgery.reseal(&frame)

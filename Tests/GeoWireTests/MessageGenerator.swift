@@ -33,8 +33,8 @@ struct MessageGenerator {
         Block(cluster: cluster(), round: u64(), transactions: (0..<int(0...4)).map { _ in transaction() })
     }
 
-    mutating func statement() -> CommitStatement {
-        CommitStatement(cluster: cluster(), view: u64(), round: u64(), digest: digest())
+    mutating func statement() -> VoteStatement {
+        VoteStatement(cluster: cluster(), view: u64(), round: u64(), digest: digest())
     }
 
     mutating func result() -> ExecutionResult {
@@ -48,24 +48,81 @@ struct MessageGenerator {
         }
     }
 
+    mutating func prePrepare() -> PrePrepare {
+        let block = block()
+        return PrePrepare(view: u64() % 100, digest: digest(), block: block, signature: signature())
+    }
+
+    /// Strictly increasing distinct indices.
+    mutating func indices(max count: Int) -> [UInt16] {
+        var set = Set<UInt16>()
+        for _ in 0..<int(0...count) { set.insert(UInt16(int(0...20))) }
+        return set.sorted()
+    }
+
+    mutating func checkpointProof() -> CheckpointProof {
+        let statement = CheckpointStatement(cluster: cluster(), round: u64(), digest: digest())
+        return CheckpointProof(statement: statement, checkpoints: indices(max: 5).map {
+            Checkpoint(statement: statement, replicaIndex: $0, signature: signature())
+        })
+    }
+
+    mutating func viewChange() -> ViewChange {
+        var round: UInt64 = u64() % 1000
+        var prepared: [PreparedProof] = []
+        for _ in 0..<int(0...3) {
+            round += UInt64(int(1...5))
+            var prePrepare = prePrepare()
+            prePrepare.block.round = round
+            let statement = prePrepare.statement
+            prepared.append(PreparedProof(prePrepare: prePrepare, prepares: indices(max: 4).map {
+                Prepare(statement: statement, replicaIndex: $0, signature: signature())
+            }))
+        }
+        return ViewChange(cluster: cluster(), newView: u64(), checkpoint: checkpointProof(), prepared: prepared,
+                          replicaIndex: UInt16(int(0...15)), signature: signature())
+    }
+
     mutating func message(kind: MessageKind) -> Message {
         switch kind {
         case .clientTransaction:
             return .clientTransaction(transaction())
         case .prePrepare:
-            return .prePrepare(PrePrepare(view: u64(), digest: digest(), block: block()))
+            return .prePrepare(prePrepare())
         case .prepare:
-            return .prepare(Prepare(view: u64(), round: u64(), digest: digest(), replica: replica()))
+            return .prepare(Prepare(statement: statement(), replicaIndex: UInt16(int(0...15)), signature: signature()))
         case .commit:
             return .commit(Commit(statement: statement(), replicaIndex: UInt16(int(0...15)), signature: signature()))
         case .certifiedBlock:
-            var indices = Set<UInt16>()
-            for _ in 0..<int(0...7) { indices.insert(UInt16(int(0...20))) }
-            let signers = indices.sorted().map { CertificateSignature(replicaIndex: $0, signature: signature()) }
+            let signers = indices(max: 7).map { CertificateSignature(replicaIndex: $0, signature: signature()) }
             return .certifiedBlock(CertifiedBlock(block: block(), certificate: CommitCertificate(statement: statement(), signatures: signers)))
         case .reply:
             return .reply(Reply(client: ClientID(UInt32(int(0...1000))), requestID: u64(), replica: replica(), view: u64(),
                                 result: result(), position: LedgerPosition(round: u64(), clusterIndex: UInt16(int(0...5)), height: u64())))
+        case .checkpoint:
+            return .checkpoint(Checkpoint(statement: CheckpointStatement(cluster: cluster(), round: u64(), digest: digest()),
+                                          replicaIndex: UInt16(int(0...15)), signature: signature()))
+        case .viewChange:
+            return .viewChange(viewChange())
+        case .newView:
+            var changes: [ViewChange] = []
+            for index in indices(max: 3) {
+                var change = viewChange()
+                change.replicaIndex = index
+                changes.append(change)
+            }
+            var round: UInt64 = 0
+            var prePrepares: [PrePrepare] = []
+            for _ in 0..<int(0...3) {
+                round += UInt64(int(1...3))
+                var prePrepare = prePrepare()
+                prePrepare.block.round = round
+                prePrepares.append(prePrepare)
+            }
+            return .newView(NewView(cluster: cluster(), view: u64(), viewChanges: changes, prePrepares: prePrepares, signature: signature()))
+        case .blockRequest:
+            let from = u64() % 1_000_000
+            return .blockRequest(BlockRequest(cluster: cluster(), fromRound: from, toRound: from + UInt64(int(0...100))))
         }
     }
 

@@ -1,0 +1,75 @@
+// A client as a value that steps: submit one request at a time, send it to the home cluster's
+// primary, resend it to every replica of the cluster on timeout, and accept the result once f + 1
+// replicas sent matching replies (at least one of them correct). The real client library and the
+// simulator's clients run this same code.
+
+/// Makes a client's signed transactions (GeoCrypto's key in the real client; a fast stand-in in the simulator).
+public protocol TransactionSigner: Sendable {
+    func signTransaction(client: ClientID, requestID: UInt64, operation: Operation) -> ClientTransaction
+}
+
+public enum ClientEffect: Hashable, Sendable {
+    case send(ClientTransaction, to: ReplicaID)
+    /// The request is done: its result and ledger position, and how many ticks it took.
+    case completed(requestID: UInt64, result: ExecutionResult, position: LedgerPosition, ticks: UInt64)
+}
+
+public struct ClientCore: Sendable {
+    public let client: ClientID
+    public let cluster: ClusterID
+    public let quorum: Quorum
+    let signer: any TransactionSigner
+    let timeoutTicks: UInt64
+
+    public private(set) var now: UInt64 = 0
+    public private(set) var nextRequestID: UInt64 = 1
+    /// The view the client believes its cluster is in (from replies), to find the primary.
+    public private(set) var view: UInt64 = 0
+    public private(set) var retransmissions = 0
+    var outstanding: (transaction: ClientTransaction, sentAt: UInt64, deadline: UInt64, attempts: Int)?
+    var replies: [UInt16: Reply] = [:]
+
+    public init(client: ClientID, cluster: ClusterID, quorum: Quorum, signer: any TransactionSigner, timeoutTicks: UInt64) {
+        self.client = client
+        self.cluster = cluster
+        self.quorum = quorum
+        self.signer = signer
+        self.timeoutTicks = max(1, timeoutTicks)
+    }
+
+    public var isBusy: Bool { outstanding != nil }
+
+    /// Starts a request; the client must not be busy.
+    public mutating func submit(_ operation: Operation) -> [ClientEffect] {
+        precondition(outstanding == nil, "one request at a time")
+        let transaction = signer.signTransaction(client: client, requestID: nextRequestID, operation: operation)
+        nextRequestID += 1
+        outstanding = (transaction, now, now + timeoutTicks, 1)
+        replies = [:]
+        return [.send(transaction, to: ReplicaID(cluster: cluster, index: UInt16(view % UInt64(quorum.n))))]
+    }
+
+    public mutating func onReply(_ reply: Reply) -> [ClientEffect] {
+        guard let current = outstanding, reply.client == client, reply.requestID == current.transaction.requestID,
+              reply.replica.cluster == cluster, Int(reply.replica.index) < quorum.n else { return [] }
+        replies[reply.replica.index] = reply
+        let matching = replies.values.filter { $0.result == reply.result && $0.position == reply.position }
+        guard matching.count >= quorum.weak else { return [] }
+        // f + 1 replicas agree, so at least one correct replica executed it; track the view they report.
+        view = max(view, matching.map(\.view).min() ?? view)
+        outstanding = nil
+        replies = [:]
+        return [.completed(requestID: reply.requestID, result: reply.result, position: reply.position, ticks: now - current.sentAt)]
+    }
+
+    public mutating func tick() -> [ClientEffect] {
+        now += 1
+        guard let current = outstanding, now >= current.deadline else { return [] }
+        // Timed out: send to every replica of the cluster (they forward it and watch the primary),
+        // and back off so a slow cluster is not flooded.
+        retransmissions += 1
+        let backoff = timeoutTicks << UInt64(min(current.attempts, 6))
+        outstanding = (current.transaction, current.sentAt, now + backoff, current.attempts + 1)
+        return (0..<quorum.n).map { .send(current.transaction, to: ReplicaID(cluster: cluster, index: UInt16($0))) }
+    }
+}

@@ -1,0 +1,21 @@
+// What the core asks of cryptography. GeoCore has no crypto of its own: the shell hands each
+// replica a suite that holds that replica's private key and everyone's public keys.
+//
+// Signing is a synchronous request to the suite rather than an effect: Ed25519 signing is
+// deterministic and takes tens of microseconds, so an asynchronous round trip through the shell
+// would add states to the protocol for nothing. The daemon uses GeoCrypto's Ed25519 suite; the
+// simulator uses a fast keyed-hash suite so that thousands of seeds run in minutes, and charges the
+// measured Ed25519 costs to its CPU model instead.
+
+public protocol CryptoSuite: Sendable {
+    /// The digest of a block's canonical encoding.
+    func digest(of block: Block) -> Digest
+    /// The next link of a hash chain: H(previous || cluster || round || digest).
+    func chain(previous: Digest, cluster: ClusterID, round: UInt64, digest: Digest) -> Digest
+    /// Signs `statement` with the key of the replica that owns this suite.
+    func sign(_ statement: SignedStatement) -> Signature
+    /// Whether `signature` is `replica`'s signature over `statement` (false for unknown replicas).
+    func isValid(_ signature: Signature, of statement: SignedStatement, by replica: ReplicaID) -> Bool
+    /// Whether the client signature of `transaction` is valid (false for unknown clients).
+    func isValid(_ transaction: ClientTransaction) -> Bool
+}

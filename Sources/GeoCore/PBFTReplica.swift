@@ -1,0 +1,683 @@
+// One replica of a PBFT cluster (Castro and Liskov), as a value that steps.
+//
+// `step(input) -> [Effect]` is the only way in. The replica orders its cluster's client
+// transactions into blocks (PrePrepare, Prepare, signed Commit), assembles a commit certificate of
+// n - f Commits, delivers certified blocks in round order to the shard ledger, checkpoints every K
+// rounds, changes view when the primary stops making progress, and fetches certified blocks it
+// missed. Timing (when to give up on a primary) lives in `tick` and the progress timer; the safety
+// rules (what may be signed, what counts as prepared or committed, what a new view must re-propose)
+// live in the message handlers and in NewViewPlan.
+
+public struct PBFTReplica: Sendable {
+    public enum Status: Hashable, Sendable {
+        case normal
+        /// Waiting for the NewView of this view.
+        case changingView(to: UInt64)
+    }
+
+    /// One round's consensus state.
+    struct Slot: Sendable {
+        /// Blocks seen for this round by digest (from PrePrepares, proofs and new views).
+        var blocks: [Digest: Block] = [:]
+        /// The PrePrepare accepted in the current view.
+        var prePrepare: PrePrepare?
+        /// Each replica's latest Prepare and Commit: a peer can fill only its own entry, so the
+        /// state a Byzantine replica can make grow is bounded by n per round.
+        var prepares: [UInt16: Prepare] = [:]
+        var commits: [UInt16: Commit] = [:]
+        /// The highest-view prepared proof this replica holds.
+        var prepared: PreparedProof?
+        var commitSentInView: UInt64?
+        var certified: CertifiedBlock?
+    }
+
+    static let maxBlocksPerSlot = 8
+
+    public let configuration: PBFTConfiguration
+    let suite: any CryptoSuite
+
+    public private(set) var view: UInt64 = 0
+    public private(set) var status: Status = .normal
+    public private(set) var stable: CheckpointProof
+    public private(set) var lastDelivered: UInt64 = 0
+    /// Head of the chain of this cluster's delivered block digests (what checkpoints vouch for).
+    public private(set) var localHead: Digest = .zero
+    public private(set) var ledger: ShardLedger
+    public private(set) var now: UInt64 = 0
+    /// Counts of ignored inputs by reason.
+    public private(set) var rejections: [Rejection: Int] = [:]
+    public private(set) var viewChangesStarted = 0
+
+    var slots: [UInt64: Slot] = [:]
+    /// This cluster's certified blocks, by round: what the replica serves to laggards.
+    var delivered: [UInt64: CertifiedBlock] = [:]
+    /// Certified blocks fetched ahead of delivery (bounded to one window above lastDelivered).
+    var fetched: [UInt64: CertifiedBlock] = [:]
+    var ownCheckpoints: [UInt64: Digest] = [:]
+    var checkpointVotes: [UInt64: [UInt16: Checkpoint]] = [:]
+    /// Each replica's latest ViewChange.
+    var viewChanges: [UInt16: ViewChange] = [:]
+    var lastNewView: NewView?
+    var newViewSentFor: UInt64?
+    var signed: [SignSlot: Digest] = [:]
+
+    /// Primary only: transactions waiting for a block, and keys already proposed and not executed.
+    var pending: [ClientTransaction] = []
+    var pendingKeys: Set<RequestKey> = []
+    var proposed: Set<RequestKey> = []
+    var nextProposalRound: UInt64 = 1
+    var oldestPendingTick: UInt64?
+    /// Requests this replica knows of and waits to see executed (the request timer of PBFT).
+    var watched: [RequestKey: ClientTransaction] = [:]
+
+    /// Progress timer: set while there is outstanding work, reset on every delivery.
+    var progressSince: UInt64?
+    var consecutiveViewChanges = 0
+    var viewChangeDeadline: UInt64 = 0
+    /// The highest round of this cluster known to be committed by a correct replica.
+    var knownCommitted: UInt64 = 0
+    var lastFetchTick: UInt64?
+    var fetchPeer: UInt16 = 0
+
+    struct RequestKey: Hashable, Sendable {
+        var client: ClientID
+        var requestID: UInt64
+        init(_ transaction: ClientTransaction) {
+            client = transaction.client
+            requestID = transaction.requestID
+        }
+    }
+
+    /// A fresh replica.
+    public init(configuration: PBFTConfiguration, suite: any CryptoSuite) {
+        self.configuration = configuration
+        self.suite = suite
+        stable = .genesis(configuration.cluster)
+        ledger = ShardLedger(shard: configuration.cluster.shard, clusterCount: 1)
+        fetchPeer = configuration.index
+    }
+
+    /// A replica restarted from what it had made durable before it crashed. Delivered blocks are
+    /// executed again (without replies) to rebuild the state.
+    public init(configuration: PBFTConfiguration, suite: any CryptoSuite, recovering durable: DurableState) {
+        self.init(configuration: configuration, suite: suite)
+        view = durable.view
+        status = durable.viewIsNormal ? .normal : .changingView(to: durable.view)
+        signed = durable.signed
+        for block in durable.delivered where block.block.round == lastDelivered + 1 {
+            let digest = block.certificate.statement.digest
+            recordDelivery(block, digest: digest)
+            ledger.add(block, digest: digest)
+            _ = ledger.executeReady(chain: suite.chain)
+        }
+        if let proof = durable.stable, proof.statement.round <= lastDelivered { stable = proof }
+        for (round, proof) in durable.prepared where round > stable.statement.round {
+            slots[round, default: Slot()].prepared = proof
+            slots[round, default: Slot()].blocks[proof.prePrepare.digest] = proof.prePrepare.block
+        }
+        nextProposalRound = lastDelivered + 1
+        if case .changingView = status { viewChangeDeadline = configuration.viewTimeoutTicks }
+    }
+
+    public var isPrimary: Bool { configuration.primary(of: view) == configuration.index }
+    public var primary: ReplicaID { configuration.replica(configuration.primary(of: view)) }
+    var quorum: Quorum { configuration.quorum }
+    var window: UInt64 { configuration.window }
+    var cluster: ClusterID { configuration.cluster }
+
+    // MARK: Stepping
+
+    public mutating func step(_ input: Input) -> [Effect] {
+        var effects: [Effect] = []
+        switch input {
+        case let .client(transaction):
+            onClient(transaction, forwarded: false, effects: &effects)
+        case let .message(message, from):
+            onMessage(message, from: from, effects: &effects)
+        case .tick:
+            onTick(effects: &effects)
+        }
+        checkInvariants()
+        return effects
+    }
+
+    mutating func reject(_ reason: Rejection) { rejections[reason, default: 0] += 1 }
+
+    /// Cheap invariants, checked after every step.
+    func checkInvariants() {
+        precondition(ledger.height == lastDelivered, "a single-cluster ledger executes exactly the delivered blocks")
+        precondition(slots.keys.allSatisfy { $0 > stable.statement.round }, "no slot at or below the stable checkpoint")
+        precondition(fetched.keys.allSatisfy { $0 > lastDelivered }, "fetched blocks wait above the delivered prefix")
+    }
+
+    mutating func onMessage(_ message: Message, from: ReplicaID, effects: inout [Effect]) {
+        guard from.cluster == cluster, Int(from.index) < quorum.n, from.index != configuration.index else {
+            reject(.wrongCluster)
+            return
+        }
+        switch message {
+        case let .clientTransaction(transaction): onClient(transaction, forwarded: true, effects: &effects)
+        case let .prePrepare(prePrepare): onPrePrepare(prePrepare, from: from, effects: &effects)
+        case let .prepare(prepare): onPrepare(prepare, from: from, effects: &effects)
+        case let .commit(commit): onCommit(commit, from: from, effects: &effects)
+        case let .checkpoint(checkpoint): onCheckpoint(checkpoint, from: from, effects: &effects)
+        case let .viewChange(viewChange): onViewChange(viewChange, from: from, effects: &effects)
+        case let .newView(newView): onNewView(newView, from: from, effects: &effects)
+        case let .certifiedBlock(block): onCertifiedBlock(block, effects: &effects)
+        case let .blockRequest(request): onBlockRequest(request, from: from, effects: &effects)
+        case .reply: reject(.unexpected)
+        }
+    }
+
+    // MARK: Client requests
+
+    mutating func onClient(_ transaction: ClientTransaction, forwarded: Bool, effects: inout [Effect]) {
+        guard suite.isValid(transaction) else {
+            reject(.badClientSignature)
+            return
+        }
+        let key = RequestKey(transaction)
+        if let last = ledger.lastExecution[transaction.client], transaction.requestID <= last.requestID {
+            // Executed already: resend the cached reply (only the latest one is kept).
+            if last.requestID == transaction.requestID && !forwarded {
+                effects.append(.reply(reply(to: transaction, result: last.result, position: last.position)))
+            }
+            return
+        }
+        if status == .normal && isPrimary {
+            guard !pendingKeys.contains(key), !proposed.contains(key) else { return }
+            guard pending.count < configuration.pendingLimit else {
+                reject(.queueFull)
+                return
+            }
+            pending.append(transaction)
+            pendingKeys.insert(key)
+            if oldestPendingTick == nil { oldestPendingTick = now }
+            propose(partial: false, effects: &effects)
+        } else if !forwarded {
+            // A client that timed out sends to every replica: pass it to the primary and watch it.
+            guard watched[key] == nil else { return }
+            guard watched.count < configuration.pendingLimit else {
+                reject(.queueFull)
+                return
+            }
+            watched[key] = transaction
+            if status == .normal { effects.append(.send(.clientTransaction(transaction), to: primary)) }
+            armProgressTimer()
+        }
+    }
+
+    func reply(to transaction: ClientTransaction, result: ExecutionResult, position: LedgerPosition) -> Reply {
+        Reply(client: transaction.client, requestID: transaction.requestID, replica: configuration.me, view: view,
+              result: result, position: position)
+    }
+
+    /// Primary: turns pending transactions into blocks while the window allows. A partial batch
+    /// goes out only when `partial` (on a tick: the batch delay has passed).
+    mutating func propose(partial: Bool, effects: inout [Effect]) {
+        guard status == .normal, isPrimary else { return }
+        while !pending.isEmpty, nextProposalRound <= stable.statement.round + window,
+              pending.count >= configuration.batchSize || partial {
+            let count = min(configuration.batchSize, pending.count)
+            let transactions = Array(pending.prefix(count))
+            pending.removeFirst(count)
+            for transaction in transactions {
+                let key = RequestKey(transaction)
+                pendingKeys.remove(key)
+                proposed.insert(key)
+            }
+            let block = Block(cluster: cluster, round: nextProposalRound, transactions: transactions)
+            nextProposalRound += 1
+            sendPrePrepare(block, effects: &effects)
+        }
+        oldestPendingTick = pending.isEmpty ? nil : (oldestPendingTick ?? now)
+    }
+
+    /// Signs and broadcasts a PrePrepare of the current view, and takes it as accepted.
+    mutating func sendPrePrepare(_ block: Block, effects: inout [Effect]) {
+        let digest = suite.digest(of: block)
+        let statement = VoteStatement(cluster: cluster, view: view, round: block.round, digest: digest)
+        guard claimSignature(SignSlot(phase: .prePrepare, view: view, round: block.round), digest, effects: &effects) else { return }
+        let prePrepare = PrePrepare(view: view, digest: digest, block: block, signature: suite.sign(.prePrepare(statement)))
+        effects.append(.broadcast(.prePrepare(prePrepare)))
+        accept(prePrepare)
+        armProgressTimer()
+        checkPrepared(block.round, effects: &effects)
+    }
+
+    /// Records that the replica is about to sign `digest` in `slot`; false if it signed another
+    /// digest there before (possibly before a crash), which it must never do.
+    mutating func claimSignature(_ slot: SignSlot, _ digest: Digest, effects: inout [Effect]) -> Bool {
+        if let previous = signed[slot] { return previous == digest }
+        signed[slot] = digest
+        effects.append(.persist(.signed(slot, digest)))
+        return true
+    }
+
+    mutating func accept(_ prePrepare: PrePrepare) {
+        let round = prePrepare.block.round
+        var slot = slots[round] ?? Slot()
+        slot.prePrepare = prePrepare
+        if slot.blocks.count < Self.maxBlocksPerSlot || slot.blocks[prePrepare.digest] != nil {
+            slot.blocks[prePrepare.digest] = prePrepare.block
+        }
+        slots[round] = slot
+    }
+
+    // MARK: Normal case
+
+    func inWindow(_ round: UInt64) -> Bool {
+        round > stable.statement.round && round <= stable.statement.round + window
+    }
+
+    mutating func onPrePrepare(_ prePrepare: PrePrepare, from: ReplicaID, effects: inout [Effect]) {
+        let round = prePrepare.block.round
+        guard status == .normal, prePrepare.view == view else { return reject(.staleView) }
+        guard from.index == configuration.primary(of: view) else { return reject(.notPrimary) }
+        guard prePrepare.block.cluster == cluster else { return reject(.wrongCluster) }
+        guard inWindow(round), round > lastDelivered else { return reject(.outsideWindow) }
+        if let existing = slots[round]?.prePrepare, existing.view == view {
+            if existing.digest != prePrepare.digest { reject(.conflictingProposal) }
+            return
+        }
+        guard suite.isValid(prePrepare.signature, of: .prePrepare(prePrepare.statement), by: from) else {
+            return reject(.badSignature)
+        }
+        guard isAcceptable(prePrepare) else { return }
+        accept(prePrepare)
+        guard claimSignature(SignSlot(phase: .prepare, view: view, round: round), prePrepare.digest, effects: &effects) else { return }
+        let prepare = Prepare(statement: prePrepare.statement, replicaIndex: configuration.index,
+                              signature: suite.sign(.prepare(prePrepare.statement)))
+        let me = configuration.index
+        slots[round]?.prepares[me] = prepare
+        effects.append(.broadcast(.prepare(prepare)))
+        armProgressTimer()
+        checkPrepared(round, effects: &effects)
+        checkCommitted(round, effects: &effects)
+    }
+
+    /// Checks a proposed block: its digest, its size, and every client signature in it.
+    mutating func isAcceptable(_ prePrepare: PrePrepare) -> Bool {
+        let block = prePrepare.block
+        guard block.transactions.count <= configuration.batchSize else {
+            reject(.invalidBlock)
+            return false
+        }
+        guard suite.digest(of: block) == prePrepare.digest else {
+            reject(.badDigest)
+            return false
+        }
+        var keys = Set<RequestKey>()
+        for transaction in block.transactions {
+            guard keys.insert(RequestKey(transaction)).inserted, suite.isValid(transaction) else {
+                reject(.invalidBlock)
+                return false
+            }
+        }
+        return true
+    }
+
+    mutating func onPrepare(_ prepare: Prepare, from: ReplicaID, effects: inout [Effect]) {
+        let statement = prepare.statement
+        guard statement.cluster == cluster else { return reject(.wrongCluster) }
+        guard prepare.replicaIndex == from.index else { return reject(.senderMismatch) }
+        guard statement.view >= view else { return reject(.staleView) }
+        guard from.index != configuration.primary(of: statement.view) else { return reject(.notPrimary) }
+        guard inWindow(statement.round) else { return reject(.outsideWindow) }
+        if let existing = slots[statement.round]?.prepares[from.index], existing.statement.view >= statement.view { return }
+        guard suite.isValid(prepare.signature, of: .prepare(statement), by: from) else { return reject(.badSignature) }
+        slots[statement.round, default: Slot()].prepares[from.index] = prepare
+        checkPrepared(statement.round, effects: &effects)
+    }
+
+    /// Prepared: the current view's PrePrepare and n - f - 1 matching Prepares of distinct backups.
+    /// Then persist the proof, sign and broadcast a Commit.
+    mutating func checkPrepared(_ round: UInt64, effects: inout [Effect]) {
+        guard status == .normal, let slot = slots[round], let prePrepare = slot.prePrepare, prePrepare.view == view,
+              slot.commitSentInView != view else { return }
+        let primaryIndex = configuration.primary(of: view)
+        let matching = slot.prepares.values
+            .filter { $0.statement == prePrepare.statement && $0.replicaIndex != primaryIndex }
+            .sorted { $0.replicaIndex < $1.replicaIndex }
+        guard matching.count >= quorum.prepared else { return }
+        let proof = PreparedProof(prePrepare: prePrepare, prepares: Array(matching.prefix(quorum.prepared)))
+        slots[round]?.prepared = proof
+        effects.append(.persist(.prepared(proof)))
+        guard claimSignature(SignSlot(phase: .commit, view: view, round: round), prePrepare.digest, effects: &effects) else { return }
+        slots[round]?.commitSentInView = view
+        let commit = Commit(statement: prePrepare.statement, replicaIndex: configuration.index,
+                            signature: suite.sign(.commit(prePrepare.statement)))
+        let me = configuration.index
+        slots[round]?.commits[me] = commit
+        effects.append(.broadcast(.commit(commit)))
+        checkCommitted(round, effects: &effects)
+    }
+
+    mutating func onCommit(_ commit: Commit, from: ReplicaID, effects: inout [Effect]) {
+        let statement = commit.statement
+        guard statement.cluster == cluster else { return reject(.wrongCluster) }
+        guard commit.replicaIndex == from.index else { return reject(.senderMismatch) }
+        guard inWindow(statement.round), statement.round > lastDelivered else { return reject(.outsideWindow) }
+        if let existing = slots[statement.round]?.commits[from.index], existing.statement.view >= statement.view { return }
+        guard suite.isValid(commit.signature, of: .commit(statement), by: from) else { return reject(.badSignature) }
+        slots[statement.round, default: Slot()].commits[from.index] = commit
+        checkCommitted(statement.round, effects: &effects)
+    }
+
+    /// Committed: n - f matching Commits (of any one view) for a block this replica holds.
+    mutating func checkCommitted(_ round: UInt64, effects: inout [Effect]) {
+        guard let slot = slots[round], slot.certified == nil, round > lastDelivered else { return }
+        var groups: [VoteStatement: [Commit]] = [:]
+        for commit in slot.commits.values { groups[commit.statement, default: []].append(commit) }
+        for (statement, commits) in groups where commits.count >= quorum.decide {
+            guard let block = slot.blocks[statement.digest] else {
+                // Committed, but the block never reached this replica: fetch it.
+                knownCommitted = max(knownCommitted, round)
+                continue
+            }
+            let signers = commits.sorted { $0.replicaIndex < $1.replicaIndex }.prefix(quorum.decide)
+            let certificate = CommitCertificate(statement: statement, signatures: signers.map {
+                CertificateSignature(replicaIndex: $0.replicaIndex, signature: $0.signature)
+            })
+            slots[round]?.certified = CertifiedBlock(block: block, certificate: certificate)
+            knownCommitted = max(knownCommitted, round)
+            deliverReady(effects: &effects)
+            return
+        }
+    }
+
+    // MARK: Delivery and execution
+
+    mutating func deliverReady(effects: inout [Effect]) {
+        while true {
+            let round = lastDelivered + 1
+            guard let block = slots[round]?.certified ?? fetched[round] else { break }
+            fetched[round] = nil
+            deliver(block, effects: &effects)
+        }
+        propose(partial: false, effects: &effects)
+    }
+
+    mutating func recordDelivery(_ block: CertifiedBlock, digest: Digest) {
+        lastDelivered = block.block.round
+        localHead = suite.chain(previous: localHead, cluster: cluster, round: block.block.round, digest: digest)
+        delivered[block.block.round] = block
+        knownCommitted = max(knownCommitted, lastDelivered)
+    }
+
+    mutating func deliver(_ block: CertifiedBlock, effects: inout [Effect]) {
+        let digest = block.certificate.statement.digest
+        recordDelivery(block, digest: digest)
+        effects.append(.persist(.delivered(block)))
+        ledger.add(block, digest: digest)
+        for executed in ledger.executeReady(chain: suite.chain) {
+            effects.append(.executed(executed))
+            let isHome = executed.certified.block.cluster == cluster
+            for (transaction, result) in zip(executed.certified.block.transactions, executed.results) {
+                let key = RequestKey(transaction)
+                proposed.remove(key)
+                watched[key] = nil
+                if pendingKeys.remove(key) != nil { pending.removeAll { RequestKey($0) == key } }
+                if isHome, let result {
+                    effects.append(.reply(reply(to: transaction, result: result, position: executed.position)))
+                }
+            }
+        }
+        // Progress: the primary is doing its job.
+        consecutiveViewChanges = 0
+        progressSince = hasOutstandingWork ? now : nil
+        if block.block.round % configuration.checkpointEvery == 0 {
+            sendCheckpoint(round: block.block.round, effects: &effects)
+        }
+    }
+
+    // MARK: Checkpoints
+
+    mutating func sendCheckpoint(round: UInt64, effects: inout [Effect]) {
+        let statement = CheckpointStatement(cluster: cluster, round: round, digest: localHead)
+        ownCheckpoints[round] = localHead
+        let checkpoint = Checkpoint(statement: statement, replicaIndex: configuration.index, signature: suite.sign(.checkpoint(statement)))
+        effects.append(.broadcast(.checkpoint(checkpoint)))
+        if round > stable.statement.round { recordCheckpoint(checkpoint, effects: &effects) }
+    }
+
+    mutating func onCheckpoint(_ checkpoint: Checkpoint, from: ReplicaID, effects: inout [Effect]) {
+        let statement = checkpoint.statement
+        guard statement.cluster == cluster else { return reject(.wrongCluster) }
+        guard checkpoint.replicaIndex == from.index else { return reject(.senderMismatch) }
+        // Far-ahead checkpoints are still useful to learn that this replica is behind, but the
+        // map is bounded to a few windows above the stable checkpoint.
+        guard statement.round > stable.statement.round, statement.round <= stable.statement.round + 4 * window,
+              statement.round % configuration.checkpointEvery == 0 else { return reject(.outsideWindow) }
+        if let existing = checkpointVotes[statement.round]?[from.index], existing == checkpoint { return }
+        guard suite.isValid(checkpoint.signature, of: .checkpoint(statement), by: from) else { return reject(.badSignature) }
+        recordCheckpoint(checkpoint, effects: &effects)
+    }
+
+    mutating func recordCheckpoint(_ checkpoint: Checkpoint, effects: inout [Effect]) {
+        let round = checkpoint.statement.round
+        checkpointVotes[round, default: [:]][checkpoint.replicaIndex] = checkpoint
+        let matching = checkpointVotes[round, default: [:]].values.filter { $0.statement == checkpoint.statement }
+        if matching.count >= quorum.weak { knownCommitted = max(knownCommitted, round) }
+        guard matching.count >= quorum.decide else { return }
+        let proof = CheckpointProof(statement: checkpoint.statement,
+                                    checkpoints: matching.sorted { $0.replicaIndex < $1.replicaIndex }.prefix(quorum.decide).map { $0 })
+        makeStable(proof, effects: &effects)
+    }
+
+    mutating func makeStable(_ proof: CheckpointProof, effects: inout [Effect]) {
+        let round = proof.statement.round
+        guard round > stable.statement.round else { return }
+        stable = proof
+        effects.append(.persist(.stable(proof)))
+        slots = slots.filter { $0.key > round }
+        checkpointVotes = checkpointVotes.filter { $0.key > round }
+        ownCheckpoints = ownCheckpoints.filter { $0.key >= round }
+        signed = signed.filter { $0.key.round > round }
+        knownCommitted = max(knownCommitted, round)
+        if nextProposalRound <= round { nextProposalRound = round + 1 }
+        propose(partial: false, effects: &effects)
+    }
+
+    // MARK: Catching up
+
+    mutating func onBlockRequest(_ request: BlockRequest, from: ReplicaID, effects: inout [Effect]) {
+        guard request.cluster == cluster else { return reject(.wrongCluster) }
+        let last = min(request.toRound, request.fromRound &+ window - 1, lastDelivered)
+        guard request.fromRound <= last else { return }
+        for round in request.fromRound...last {
+            if let block = delivered[round] { effects.append(.send(.certifiedBlock(block), to: from)) }
+        }
+    }
+
+    mutating func onCertifiedBlock(_ certified: CertifiedBlock, effects: inout [Effect]) {
+        let round = certified.block.round
+        guard certified.block.cluster == cluster else { return reject(.wrongCluster) }
+        guard round > lastDelivered, round <= lastDelivered + window else { return }
+        guard slots[round]?.certified == nil, fetched[round] == nil else { return }
+        guard CertificateCheck.isValid(certified, quorum: quorum, suite: suite) else { return reject(.invalidCertificate) }
+        fetched[round] = certified
+        knownCommitted = max(knownCommitted, round)
+        deliverReady(effects: &effects)
+    }
+
+    var isBehind: Bool {
+        knownCommitted > lastDelivered || stable.statement.round > lastDelivered
+    }
+
+    mutating func requestBlocks(effects: inout [Effect]) {
+        lastFetchTick = now
+        // Ask a different peer each time, so one silent or lying peer cannot keep us behind.
+        repeat { fetchPeer = UInt16((Int(fetchPeer) + 1) % quorum.n) } while fetchPeer == configuration.index
+        let target = max(knownCommitted, stable.statement.round, lastDelivered + 1)
+        let request = BlockRequest(cluster: cluster, fromRound: lastDelivered + 1, toRound: min(target, lastDelivered + window))
+        effects.append(.send(.blockRequest(request), to: configuration.replica(fetchPeer)))
+    }
+
+    // MARK: Timers
+
+    var hasOutstandingWork: Bool {
+        if !watched.isEmpty || !pending.isEmpty || !proposed.isEmpty { return true }
+        return slots.contains { $0.key > lastDelivered && ($0.value.prePrepare != nil || $0.value.certified != nil) }
+    }
+
+    mutating func armProgressTimer() {
+        if progressSince == nil { progressSince = now }
+    }
+
+    var currentTimeout: UInt64 {
+        configuration.viewTimeoutTicks << UInt64(min(consecutiveViewChanges, 8))
+    }
+
+    mutating func onTick(effects: inout [Effect]) {
+        now += 1
+        if let oldest = oldestPendingTick, now > oldest { propose(partial: true, effects: &effects) }
+        let fetchDue = lastFetchTick.map { now - $0 >= configuration.fetchIntervalTicks } ?? true
+        switch status {
+        case .normal:
+            if !hasOutstandingWork { progressSince = nil }
+            if isBehind && fetchDue { requestBlocks(effects: &effects) }
+            guard let since = progressSince else { return }
+            let waited = now - since
+            if waited >= currentTimeout {
+                startViewChange(to: view + 1, effects: &effects)
+            } else if waited >= currentTimeout / 2 && fetchDue {
+                // Before blaming the primary, ask whether the others committed what we are missing.
+                requestBlocks(effects: &effects)
+            }
+        case let .changingView(target):
+            if isBehind && fetchDue { requestBlocks(effects: &effects) }
+            if now >= viewChangeDeadline { startViewChange(to: target + 1, effects: &effects) }
+        }
+    }
+
+    // MARK: View change
+
+    mutating func startViewChange(to newView: UInt64, effects: inout [Effect]) {
+        if case let .changingView(target) = status, target >= newView { return }
+        guard newView > view else { return }
+        status = .changingView(to: newView)
+        viewChangesStarted += 1
+        consecutiveViewChanges += 1
+        viewChangeDeadline = now + currentTimeout
+        effects.append(.persist(.view(newView, normal: false)))
+        let prepared = slots.filter { $0.key > stable.statement.round }.compactMap { $0.value.prepared }.sorted { $0.round < $1.round }
+        var viewChange = ViewChange(cluster: cluster, newView: newView, checkpoint: stable, prepared: prepared,
+                                    replicaIndex: configuration.index, signature: Signature(bytes: [UInt8](repeating: 0, count: 64))!)
+        viewChange.signature = suite.sign(.viewChange(viewChange))
+        viewChanges[configuration.index] = viewChange
+        effects.append(.broadcast(.viewChange(viewChange)))
+        tryNewView(effects: &effects)
+    }
+
+    mutating func onViewChange(_ viewChange: ViewChange, from: ReplicaID, effects: inout [Effect]) {
+        guard viewChange.cluster == cluster else { return reject(.wrongCluster) }
+        guard viewChange.replicaIndex == from.index else { return reject(.senderMismatch) }
+        if viewChange.newView <= view {
+            // The sender is behind: show it the view we are in, if it came from a NewView.
+            if let newView = lastNewView, newView.view == view, status == .normal {
+                effects.append(.send(.newView(newView), to: from))
+            }
+            return
+        }
+        if let existing = viewChanges[from.index], existing.newView >= viewChange.newView { return }
+        guard ViewChangeCheck.isValid(viewChange, configuration: configuration, suite: suite) else {
+            return reject(.invalidViewChange)
+        }
+        viewChanges[from.index] = viewChange
+        // f + 1 replicas want a higher view: at least one correct replica timed out, so join.
+        let target: UInt64
+        if case let .changingView(to) = status { target = to } else { target = view }
+        let higher = viewChanges.values.filter { $0.newView > target }
+        if higher.count >= quorum.weak, let smallest = higher.map(\.newView).min() {
+            startViewChange(to: smallest, effects: &effects)
+        }
+        tryNewView(effects: &effects)
+    }
+
+    /// The new primary: with n - f ViewChanges for its view, announce the NewView.
+    mutating func tryNewView(effects: inout [Effect]) {
+        guard case let .changingView(target) = status, configuration.primary(of: target) == configuration.index,
+              newViewSentFor != target else { return }
+        let changes = viewChanges.values.filter { $0.newView == target }.sorted { $0.replicaIndex < $1.replicaIndex }
+        guard changes.count >= quorum.decide else { return }
+        let chosen = Array(changes.prefix(quorum.decide))
+        let plan = NewViewPlan(viewChanges: chosen, cluster: cluster)
+        var prePrepares: [PrePrepare] = []
+        for block in plan.blocks {
+            let digest = suite.digest(of: block)
+            guard claimSignature(SignSlot(phase: .prePrepare, view: target, round: block.round), digest, effects: &effects) else { return }
+            let statement = VoteStatement(cluster: cluster, view: target, round: block.round, digest: digest)
+            prePrepares.append(PrePrepare(view: target, digest: digest, block: block, signature: suite.sign(.prePrepare(statement))))
+        }
+        var newView = NewView(cluster: cluster, view: target, viewChanges: chosen, prePrepares: prePrepares,
+                              signature: Signature(bytes: [UInt8](repeating: 0, count: 64))!)
+        newView.signature = suite.sign(.newView(newView))
+        newViewSentFor = target
+        effects.append(.broadcast(.newView(newView)))
+        enter(newView, plan: plan, effects: &effects)
+    }
+
+    mutating func onNewView(_ newView: NewView, from: ReplicaID, effects: inout [Effect]) {
+        guard newView.cluster == cluster else { return reject(.wrongCluster) }
+        let acceptable: Bool
+        if case let .changingView(target) = status { acceptable = newView.view >= target } else { acceptable = newView.view > view }
+        guard acceptable else { return reject(.staleView) }
+        guard from.index == configuration.primary(of: newView.view) else { return reject(.notPrimary) }
+        guard let plan = NewViewCheck.validPlan(newView, configuration: configuration, suite: suite) else {
+            return reject(.invalidNewView)
+        }
+        enter(newView, plan: plan, effects: &effects)
+    }
+
+    /// Moves to the new view: adopt its stable checkpoint, take its PrePrepares, prepare them.
+    mutating func enter(_ newView: NewView, plan: NewViewPlan, effects: inout [Effect]) {
+        view = newView.view
+        status = .normal
+        lastNewView = newView
+        effects.append(.persist(.view(view, normal: true)))
+        if plan.checkpoint.statement.round > stable.statement.round {
+            makeStable(plan.checkpoint, effects: &effects)
+        }
+        for round in slots.keys {
+            slots[round]?.prePrepare = nil
+            slots[round]?.commitSentInView = nil
+        }
+        viewChanges = viewChanges.filter { $0.value.newView > view }
+        progressSince = now
+        for prePrepare in newView.prePrepares where prePrepare.block.round > stable.statement.round {
+            accept(prePrepare)
+            let round = prePrepare.block.round
+            if !isPrimary,
+               claimSignature(SignSlot(phase: .prepare, view: view, round: round), prePrepare.digest, effects: &effects) {
+                let prepare = Prepare(statement: prePrepare.statement, replicaIndex: configuration.index,
+                                      signature: suite.sign(.prepare(prePrepare.statement)))
+                let me = configuration.index
+                slots[round]?.prepares[me] = prepare
+                effects.append(.broadcast(.prepare(prepare)))
+            }
+        }
+        for prePrepare in newView.prePrepares where prePrepare.block.round > stable.statement.round {
+            checkPrepared(prePrepare.block.round, effects: &effects)
+            checkCommitted(prePrepare.block.round, effects: &effects)
+        }
+        // Requests the old primary left waiting: the new primary proposes them, the others forward them.
+        let waiting = watched.values.sorted { ($0.client, $0.requestID) < ($1.client, $1.requestID) }
+        proposed = []
+        if isPrimary {
+            nextProposalRound = max(plan.lastRound, lastDelivered, stable.statement.round) + 1
+            for transaction in newView.prePrepares.flatMap(\.block.transactions) { proposed.insert(RequestKey(transaction)) }
+            for transaction in waiting where !proposed.contains(RequestKey(transaction)) && !pendingKeys.contains(RequestKey(transaction)) {
+                pending.append(transaction)
+                pendingKeys.insert(RequestKey(transaction))
+            }
+            watched = [:]
+            if !pending.isEmpty { oldestPendingTick = now }
+            propose(partial: false, effects: &effects)
+        } else {
+            pending = []
+            pendingKeys = []
+            for transaction in waiting { effects.append(.send(.clientTransaction(transaction), to: primary)) }
+        }
+    }
+}

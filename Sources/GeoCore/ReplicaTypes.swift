@@ -1,0 +1,109 @@
+// The inputs a replica core takes, the effects it hands back, and what it keeps durable.
+
+/// What happens to a replica. The shell authenticates the channel: `from` is the peer the
+/// connection is bound to. Signatures inside messages are checked by the core (through its suite).
+public enum Input: Sendable {
+    /// A client transaction, straight from the client.
+    case client(ClientTransaction)
+    /// A message from another replica.
+    case message(Message, from: ReplicaID)
+    /// One tick of the replica's clock (`ProtocolParameters.tickMilliseconds`).
+    case tick
+}
+
+/// What the shell must do, in the order given. The order is the contract:
+/// - `persist` comes before any `send`/`broadcast` that depends on it, and the shell makes it durable
+///   (fsync) before carrying out anything after it;
+/// - `executed` comes after the `persist(.delivered)` of its block, and `reply` after `executed`,
+///   so nothing is acknowledged to a client before it is durable.
+public enum Effect: Hashable, Sendable {
+    case persist(DurableRecord)
+    case send(Message, to: ReplicaID)
+    /// To every other replica of the sender's cluster.
+    case broadcast(Message)
+    /// A block appended to the shard ledger.
+    case executed(ExecutedBlock)
+    case reply(Reply)
+}
+
+/// What a replica signs in one slot; it never signs two different digests for one.
+public struct SignSlot: Hashable, Sendable {
+    public enum Phase: UInt8, Sendable { case prePrepare, prepare, commit }
+    public var phase: Phase
+    public var view: UInt64
+    public var round: UInt64
+    public init(phase: Phase, view: UInt64, round: UInt64) {
+        self.phase = phase
+        self.view = view
+        self.round = round
+    }
+}
+
+/// One change to a replica's durable state.
+public enum DurableRecord: Hashable, Sendable {
+    /// The replica entered `view` (normal) or started changing to it (not normal).
+    case view(UInt64, normal: Bool)
+    /// The replica is about to sign `digest` in `slot`.
+    case signed(SignSlot, Digest)
+    /// The replica prepared a round (kept for view changes: a crash must not forget it).
+    case prepared(PreparedProof)
+    /// A certified block of the replica's own cluster, delivered in round order.
+    case delivered(CertifiedBlock)
+    /// A stable checkpoint; state below it may be dropped.
+    case stable(CheckpointProof)
+}
+
+/// Everything a replica must find again after a crash: the fold of its DurableRecords.
+/// The daemon keeps it in GeoStore; the simulator keeps it in memory across a simulated crash.
+public struct DurableState: Hashable, Sendable {
+    public var view: UInt64 = 0
+    public var viewIsNormal = true
+    public var signed: [SignSlot: Digest] = [:]
+    public var prepared: [UInt64: PreparedProof] = [:]
+    public var delivered: [CertifiedBlock] = []
+    public var stable: CheckpointProof?
+
+    public init() {}
+
+    public mutating func apply(_ record: DurableRecord) {
+        switch record {
+        case let .view(view, normal):
+            if view > self.view || (view == self.view && normal) {
+                self.view = view
+                viewIsNormal = normal
+            }
+        case let .signed(slot, digest):
+            signed[slot] = digest
+        case let .prepared(proof):
+            if let existing = prepared[proof.round], existing.view >= proof.view { return }
+            prepared[proof.round] = proof
+        case let .delivered(block):
+            delivered.append(block)
+        case let .stable(proof):
+            guard proof.statement.round > (stable?.statement.round ?? 0) else { return }
+            stable = proof
+            let round = proof.statement.round
+            signed = signed.filter { $0.key.round > round }
+            prepared = prepared.filter { $0.key > round }
+        }
+    }
+}
+
+/// Why a replica ignored an input (counted by the shell; never fatal).
+public enum Rejection: String, Hashable, Sendable, CaseIterable {
+    case badClientSignature = "bad_client_signature"
+    case badSignature = "bad_signature"
+    case wrongCluster = "wrong_cluster"
+    case senderMismatch = "sender_mismatch"
+    case staleView = "stale_view"
+    case outsideWindow = "outside_window"
+    case notPrimary = "not_primary"
+    case badDigest = "bad_digest"
+    case conflictingProposal = "conflicting_proposal"
+    case invalidBlock = "invalid_block"
+    case invalidCertificate = "invalid_certificate"
+    case invalidViewChange = "invalid_view_change"
+    case invalidNewView = "invalid_new_view"
+    case queueFull = "queue_full"
+    case unexpected = "unexpected"
+}

@@ -1,0 +1,94 @@
+// The shard ledger: certified blocks executed in global order, hash-chained.
+//
+// Round r executes once a certified block of every cluster of the shard is present for r, in
+// cluster order (round 1: cluster 0..z-1, round 2: ...). Each executed block extends the chain:
+// head_i = H(head_{i-1} || cluster || round || block digest); the certificate stays out of the hash
+// because correct replicas may hold different, equally valid signer sets for one block.
+// Execution is deterministic and deduplicates client requests: a (client, request id) at or below
+// the client's last executed request id is skipped, so a request executes at most once.
+
+/// A client's last executed request and its reply, for deduplication and resending.
+public struct LastExecution: Hashable, Sendable {
+    public var requestID: UInt64
+    public var result: ExecutionResult
+    public var position: LedgerPosition
+}
+
+/// One block appended to the ledger, with what executing it produced.
+public struct ExecutedBlock: Hashable, Sendable {
+    public var certified: CertifiedBlock
+    public var digest: Digest
+    public var height: UInt64
+    public var head: Digest
+    /// One entry per transaction, in block order: its result, or nil when it was a duplicate and skipped.
+    public var results: [ExecutionResult?]
+    public var position: LedgerPosition {
+        LedgerPosition(round: certified.block.round, clusterIndex: certified.block.cluster.index, height: height)
+    }
+}
+
+public struct ShardLedger: Sendable {
+    public let shard: ShardID
+    public let clusterCount: Int
+    public private(set) var height: UInt64 = 0
+    public private(set) var head: Digest = .zero
+    /// The round being assembled.
+    public private(set) var round: UInt64 = 1
+    public private(set) var state = KeyValueStore()
+    public private(set) var lastExecution: [ClientID: LastExecution] = [:]
+    /// Blocks waiting for their round to complete, by round then cluster index.
+    private var waiting: [UInt64: [UInt16: (CertifiedBlock, Digest)]] = [:]
+
+    public init(shard: ShardID, clusterCount: Int) {
+        precondition(clusterCount >= 1)
+        self.shard = shard
+        self.clusterCount = clusterCount
+    }
+
+    /// Whether the block of `cluster` for `round` is already executed or waiting.
+    public func holds(cluster: UInt16, round: UInt64) -> Bool {
+        round < self.round || waiting[round]?[cluster] != nil
+    }
+
+    /// Adds a certified block (already checked by the caller). Returns false for a duplicate.
+    @discardableResult
+    public mutating func add(_ block: CertifiedBlock, digest: Digest) -> Bool {
+        let round = block.block.round, cluster = block.block.cluster.index
+        guard round >= self.round, Int(cluster) < clusterCount, waiting[round]?[cluster] == nil else { return false }
+        waiting[round, default: [:]][cluster] = (block, digest)
+        return true
+    }
+
+    /// Executes every complete round, in order.
+    public mutating func executeReady(chain: (Digest, ClusterID, UInt64, Digest) -> Digest) -> [ExecutedBlock] {
+        var executed: [ExecutedBlock] = []
+        while let blocks = waiting[round], blocks.count == clusterCount {
+            waiting[round] = nil
+            for index in 0..<UInt16(clusterCount) {
+                let (certified, digest) = blocks[index]!
+                executed.append(execute(certified, digest: digest, chain: chain))
+            }
+            round += 1
+        }
+        return executed
+    }
+
+    private mutating func execute(_ certified: CertifiedBlock, digest: Digest,
+                                  chain: (Digest, ClusterID, UInt64, Digest) -> Digest) -> ExecutedBlock {
+        height += 1
+        head = chain(head, certified.block.cluster, certified.block.round, digest)
+        let position = LedgerPosition(round: certified.block.round, clusterIndex: certified.block.cluster.index, height: height)
+        var results: [ExecutionResult?] = []
+        results.reserveCapacity(certified.block.transactions.count)
+        for transaction in certified.block.transactions {
+            if let last = lastExecution[transaction.client], transaction.requestID <= last.requestID {
+                results.append(nil)
+                continue
+            }
+            let result = state.execute(transaction.operation)
+            lastExecution[transaction.client] = LastExecution(requestID: transaction.requestID, result: result, position: position)
+            results.append(result)
+        }
+        return ExecutedBlock(certified: certified, digest: digest, height: height, head: head, results: results)
+    }
+}

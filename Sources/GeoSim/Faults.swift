@@ -1,0 +1,78 @@
+// The fault model: what the simulated network and nodes can do wrong, all drawn from one seed.
+
+import GeoCore
+
+/// A node of the simulation.
+public enum Endpoint: Hashable, Sendable, CustomStringConvertible {
+    case replica(ReplicaID)
+    case client(ClientID)
+    public var description: String {
+        switch self {
+        case let .replica(id): return "\(id)"
+        case let .client(id): return "\(id)"
+        }
+    }
+}
+
+/// Probabilistic faults of every link.
+public struct NetworkFaults: Hashable, Sendable {
+    /// Probability that a message is dropped.
+    public var loss: Double = 0
+    /// Probability that a message is delivered twice.
+    public var duplication: Double = 0
+    /// Extra random delay, as a fraction of the one-way latency (messages overtake each other).
+    public var jitter: Double = 0.05
+    public init(loss: Double = 0, duplication: Double = 0, jitter: Double = 0.05) {
+        self.loss = loss
+        self.duplication = duplication
+        self.jitter = jitter
+    }
+    public static let none = NetworkFaults()
+}
+
+/// A partition: the endpoints inside (some replicas and/or whole regions, with their clients) are
+/// cut from those outside, both ways, or only outwards (`oneWay`: inside cannot send out).
+public struct Partition: Hashable, Sendable {
+    public var replicas: Set<ReplicaID>
+    public var regions: Set<String>
+    public var oneWay: Bool
+    public init(replicas: Set<ReplicaID> = [], regions: Set<String> = [], oneWay: Bool = false) {
+        self.replicas = replicas
+        self.regions = regions
+        self.oneWay = oneWay
+    }
+}
+
+/// What a Byzantine replica does (at most f per cluster for the guarantees to hold).
+public enum ByzantineBehaviour: String, CaseIterable, Hashable, Sendable {
+    /// Sends nothing at all.
+    case silent
+    /// Sends nothing while it is the primary (a primary that stops proposing).
+    case silentPrimary
+    /// Delays everything it sends by a large, fixed amount while it is the primary.
+    case slowPrimary
+    /// As primary, sends one block to half its backups and another to the rest, and votes for both.
+    case equivocatingPrimary
+    /// Replaces the signatures of what it sends with random bytes.
+    case forgedSignatures
+    /// Signs its votes over another round than the one they claim.
+    case wrongBinding
+    /// Sends copies of messages it sent long ago.
+    case replay
+    /// Prepares and commits every proposal it sees, conflicting or not.
+    case votesForEverything
+    /// Refuses to forward remote blocks to its cluster (GeoBFT receivers; a correct replica for local PBFT).
+    case nonForwarding
+    /// As primary, shares certified blocks with only some regions (GeoBFT; a correct replica for local PBFT).
+    case selectiveSharing
+}
+
+/// Something that happens at a point of simulated time.
+public enum SimulationAction: Hashable, Sendable {
+    case crash(ReplicaID)
+    case restart(ReplicaID)
+    case partition(Partition)
+    case healPartitions
+    case network(NetworkFaults)
+    case byzantine(ReplicaID, ByzantineBehaviour)
+}

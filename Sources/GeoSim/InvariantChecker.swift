@@ -1,0 +1,105 @@
+// Checkers observe; they never drive. They see what correct replicas execute and what clients
+// are told, and record every violation of:
+// - agreement: no two correct replicas hold different blocks (or heads) at one shard-ledger height;
+// - validity: only correctly signed client transactions execute, each at most once per replica;
+// - certificates: every executed block carries a valid commit certificate;
+// - durability: every result a client accepted is in the ledger at the height it was told;
+// - liveness (after faults heal): requests complete within a bound, and replicas catch up.
+
+import GeoCore
+
+public struct Violation: Hashable, Sendable, CustomStringConvertible {
+    public enum Kind: String, Hashable, Sendable {
+        case agreement, validity, certificate, durability, liveness
+    }
+    public var kind: Kind
+    /// Simulated time in microseconds.
+    public var time: UInt64
+    public var detail: String
+    public var description: String { "\(kind.rawValue) at \(Double(time) / 1_000_000) s: \(detail)" }
+}
+
+struct HeightRecord {
+    var digest: Digest
+    var head: Digest
+    var keys: Set<RequestKey>
+    var replica: ReplicaID
+}
+
+struct RequestKey: Hashable {
+    var client: ClientID
+    var requestID: UInt64
+}
+
+public final class InvariantChecker {
+    let suite: SimulatedCrypto
+    let quorumOf: (ClusterID) -> Quorum?
+    public private(set) var violations: [Violation] = []
+    var heights: [ShardID: [UInt64: HeightRecord]] = [:]
+    var executedKeys: [ReplicaID: Set<RequestKey>] = [:]
+    public private(set) var replicaHeights: [ReplicaID: UInt64] = [:]
+    /// (client, request) -> (shard, height) a client was told.
+    var acknowledged: [(RequestKey, ShardID, UInt64, UInt64)] = []
+    static let violationLimit = 100
+
+    init(suite: SimulatedCrypto, quorumOf: @escaping (ClusterID) -> Quorum?) {
+        self.suite = suite
+        self.quorumOf = quorumOf
+    }
+
+    func record(_ kind: Violation.Kind, _ time: UInt64, _ detail: String) {
+        guard violations.count < Self.violationLimit else { return }
+        violations.append(Violation(kind: kind, time: time, detail: detail))
+    }
+
+    /// A correct replica appended `block` to its shard ledger.
+    func observe(_ block: ExecutedBlock, at replica: ReplicaID, time: UInt64) {
+        let shard = block.certified.block.cluster.shard
+        replicaHeights[replica] = block.height
+        var keys = Set<RequestKey>()
+        for (transaction, result) in zip(block.certified.block.transactions, block.results) {
+            if !suite.isValid(transaction) {
+                record(.validity, time, "\(replica) executed a transaction with an invalid client signature (\(transaction.client))")
+            }
+            let key = RequestKey(client: transaction.client, requestID: transaction.requestID)
+            keys.insert(key)
+            if result != nil, !executedKeys[replica, default: []].insert(key).inserted {
+                record(.validity, time, "\(replica) executed request \(key.requestID) of \(key.client) twice")
+            }
+        }
+        if let quorum = quorumOf(block.certified.block.cluster) {
+            if !CertificateCheck.isValid(block.certified, quorum: quorum, suite: suite) {
+                record(.certificate, time, "\(replica) executed round \(block.certified.block.round) of \(block.certified.block.cluster) without a valid certificate")
+            }
+        } else {
+            record(.certificate, time, "\(replica) executed a block of unknown \(block.certified.block.cluster)")
+        }
+        if let existing = heights[shard]?[block.height] {
+            if existing.digest != block.digest || existing.head != block.head {
+                record(.agreement, time, "height \(block.height) of \(shard): \(existing.replica) has block \(existing.digest) head \(existing.head), \(replica) has block \(block.digest) head \(block.head)")
+            }
+        } else {
+            heights[shard, default: [:]][block.height] = HeightRecord(digest: block.digest, head: block.head, keys: keys, replica: replica)
+        }
+    }
+
+    /// A client accepted a result at `height` of `shard`.
+    func acknowledge(client: ClientID, requestID: UInt64, shard: ShardID, height: UInt64, time: UInt64) {
+        acknowledged.append((RequestKey(client: client, requestID: requestID), shard, height, time))
+    }
+
+    /// End-of-run checks of acknowledged results.
+    func checkDurability(time: UInt64) {
+        for (key, shard, height, acknowledgedAt) in acknowledged {
+            guard let entry = heights[shard]?[height] else {
+                record(.durability, time, "\(key.client) request \(key.requestID) was acknowledged at height \(height) (at \(acknowledgedAt) us), which no correct replica holds")
+                continue
+            }
+            if !entry.keys.contains(key) {
+                record(.durability, time, "\(key.client) request \(key.requestID) was acknowledged at height \(height), whose block does not contain it")
+            }
+        }
+    }
+
+    public var maxHeight: UInt64 { replicaHeights.values.max() ?? 0 }
+}

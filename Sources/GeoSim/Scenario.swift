@@ -1,0 +1,132 @@
+// Scenarios that read like traces ("at 0.3 s crash s0-local-0; at 1.2 s restart it; heal at 1.5 s"),
+// and random fault plans for seed sweeps. Both produce SimulationSettings; one seed replays a run.
+
+import GeoCore
+
+public struct Scenario: Sendable {
+    public var settings: SimulationSettings
+
+    /// A run of `seconds` simulated seconds on `topology`, with faults healed from the start unless
+    /// `healed(at:)` says otherwise.
+    public init(_ topology: Topology, seed: UInt64 = 1, seconds: Double) {
+        settings = SimulationSettings(topology: topology, seed: seed, duration: Self.microseconds(seconds))
+    }
+
+    static func microseconds(_ seconds: Double) -> UInt64 { UInt64(seconds * 1_000_000) }
+
+    /// The replica called `name` in the topology ("s0-local-2").
+    public func replica(_ name: String) -> ReplicaID {
+        guard let info = settings.topology.replica(named: name) else { preconditionFailure("no replica \(name)") }
+        return info.id
+    }
+
+    /// The primary of view `view` of the first cluster of the first shard.
+    public func primary(view: UInt64 = 0, cluster: Int = 0) -> ReplicaID {
+        let cluster = settings.topology.shards[0].clusters[cluster]
+        return cluster.replicas[Int(view % UInt64(cluster.n))].id
+    }
+
+    public mutating func at(_ seconds: Double, _ action: SimulationAction) {
+        settings.actions.append((Self.microseconds(seconds), action))
+    }
+
+    /// From `seconds` on, faults are over: liveness is judged from then, within `bound` seconds.
+    public mutating func healed(at seconds: Double, within bound: Double = 4) {
+        settings.healTime = Self.microseconds(seconds)
+        settings.livenessBound = Self.microseconds(bound)
+    }
+
+    public mutating func clients(perCluster count: Int) { settings.clientsPerCluster = count }
+
+    public func run() -> SimulationReport { Simulation(settings: settings).run() }
+}
+
+/// Random faults for a seed sweep, every one drawn from the seed: a lossy, duplicating, reordering
+/// network, then one or two of crashes, partitions (of replicas, a region, one way) and Byzantine
+/// replicas (at most f per cluster), all healed at `healSeconds`, then a clean stretch in which
+/// liveness must show.
+public enum FaultPlan {
+    public static let faultStart = 0.2
+    public static let healSeconds = 2.0
+    public static let livenessSeconds = 6.0
+
+    public static var durationSeconds: Double { healSeconds + livenessSeconds + 0.5 }
+
+    public static func random(topology: Topology, seed: UInt64) -> Scenario {
+        var random = SeededRandom(seed: seed ^ 0xFA17_FA17)
+        var scenario = Scenario(topology, seed: seed, seconds: durationSeconds)
+        scenario.healed(at: healSeconds, within: livenessSeconds)
+        let losses = [0, 0, 0.01, 0.05, 0.1]
+        let network = NetworkFaults(loss: losses[Int(random.next() % UInt64(losses.count))],
+                                    duplication: random.next() % 3 == 0 ? 0.05 : 0,
+                                    jitter: [0.05, 0.5, 2.0][Int(random.next() % 3)])
+        scenario.at(0, .network(network))
+        scenario.at(healSeconds, .network(.none))
+        scenario.at(healSeconds, .healPartitions)
+
+        func time(_ random: inout SeededRandom) -> Double {
+            faultStart + Double(random.next() % 1000) / 1000 * (healSeconds - faultStart - 0.2)
+        }
+        // Byzantine replicas: at most f per cluster, and they stay Byzantine.
+        for shard in topology.shards {
+            for cluster in shard.clusters where random.next() % 2 == 0 {
+                let count = Int(random.next() % UInt64(cluster.f + 1))
+                var chosen = Set<Int>()
+                while chosen.count < count { chosen.insert(Int(random.next() % UInt64(cluster.n))) }
+                for index in chosen.sorted() {
+                    let behaviours = ByzantineBehaviour.allCases
+                    scenario.at(0, .byzantine(cluster.replicas[index].id, behaviours[Int(random.next() % UInt64(behaviours.count))]))
+                }
+            }
+        }
+        // Crashes and partitions of correct or Byzantine replicas, all over by the heal time.
+        let all = topology.allReplicas
+        for _ in 0..<Int(random.next() % 3) {
+            let start = time(&random)
+            let end = min(healSeconds, start + 0.1 + Double(random.next() % 1000) / 1000)
+            switch random.next() % 4 {
+            case 0:
+                let victim = all[Int(random.next() % UInt64(all.count))].id
+                scenario.at(start, .crash(victim))
+                scenario.at(end, .restart(victim))
+            case 1:
+                let victim = all[Int(random.next() % UInt64(all.count))].id
+                scenario.at(start, .partition(Partition(replicas: [victim], oneWay: random.next() % 2 == 0)))
+            case 2:
+                let region = topology.regions[Int(random.next() % UInt64(topology.regions.count))].name
+                scenario.at(start, .partition(Partition(regions: [region])))
+            default:
+                // The current primary of the first cluster is the most damaging replica to lose.
+                let victim = topology.shards[0].clusters[0].replicas[0].id
+                scenario.at(start, .crash(victim))
+                scenario.at(end, .restart(victim))
+            }
+        }
+        return scenario
+    }
+}
+
+/// Runs many seeds and summarises them.
+public struct SweepSummary: Sendable {
+    public var seedsRun = 0
+    public var failingSeeds: [(seed: UInt64, violations: [Violation])] = []
+    public var committed = 0
+    public var events = 0
+    public var viewChanges = 0
+}
+
+public enum SeedSweep {
+    public static func run(topology: Topology, seeds: Range<UInt64>, progress: ((UInt64, SimulationReport) -> Void)? = nil) -> SweepSummary {
+        var summary = SweepSummary()
+        for seed in seeds {
+            let report = FaultPlan.random(topology: topology, seed: seed).run()
+            summary.seedsRun += 1
+            summary.committed += report.committed
+            summary.events += report.events
+            summary.viewChanges += report.viewChanges
+            if !report.ok { summary.failingSeeds.append((seed, report.violations)) }
+            progress?(seed, report)
+        }
+        return summary
+    }
+}

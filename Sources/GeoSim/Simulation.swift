@@ -1,0 +1,457 @@
+// The deterministic discrete-event simulator. One seed decides everything: message delays and
+// losses, client operations, fault timing. Replicas are GeoCore's PBFTReplica, the same code the
+// daemon runs; the simulator only plays the network, the clock, the disks and the clients.
+
+import GeoCore
+import GeoWire
+import HeapModule
+
+/// What to simulate.
+public struct SimulationSettings: Sendable {
+    public var topology: Topology
+    public var seed: UInt64
+    /// Simulated run length in microseconds.
+    public var duration: UInt64
+    /// Closed-loop clients per cluster, each in its cluster's region.
+    public var clientsPerCluster: Int = 2
+    /// Scheduled faults and repairs: (time in microseconds, action).
+    public var actions: [(time: UInt64, action: SimulationAction)] = []
+    /// From this time on the network is clean and every crashed replica is back: liveness is judged after it.
+    public var healTime: UInt64 = 0
+    /// How long after healing a request may take, and how far behind a replica may stay.
+    public var livenessBound: UInt64 = 4_000_000
+    /// Replace the quorum rule by one that breaks n >= 3f + 1 (to show that the checkers notice).
+    public var brokenQuorum = false
+    /// Accounts the workload touches.
+    public var accounts = 64
+
+    public init(topology: Topology, seed: UInt64, duration: UInt64) {
+        self.topology = topology
+        self.seed = seed
+        self.duration = duration
+    }
+}
+
+/// What a run produced.
+public struct SimulationReport: Sendable {
+    public var seed: UInt64
+    public var violations: [Violation]
+    /// Client requests completed (f + 1 matching replies).
+    public var committed: Int
+    /// Of which after the heal time.
+    public var committedAfterHeal: Int
+    public var heights: [ReplicaID: UInt64]
+    public var viewChanges: Int
+    public var messagesSent: Int
+    public var messagesDropped: Int
+    public var bytesSent: Int
+    public var events: Int
+    public var ok: Bool { violations.isEmpty }
+}
+
+public final class Simulation {
+    struct Event: Comparable {
+        var time: UInt64
+        var sequence: UInt64
+        var payload: Payload
+        static func < (lhs: Event, rhs: Event) -> Bool { (lhs.time, lhs.sequence) < (rhs.time, rhs.sequence) }
+        static func == (lhs: Event, rhs: Event) -> Bool { (lhs.time, lhs.sequence) == (rhs.time, rhs.sequence) }
+    }
+
+    enum Payload {
+        case toReplica(ReplicaID, Message, from: Endpoint)
+        case toClient(Int, Reply)
+        case replicaTick(ReplicaID)
+        case clientTick(Int)
+        case action(SimulationAction)
+        case livenessMark
+    }
+
+    final class ReplicaNode {
+        let id: ReplicaID
+        let region: String
+        let configuration: PBFTConfiguration
+        let suite: SimulatedCrypto
+        var core: PBFTReplica?
+        var durable = DurableState()
+        var byzantine: ByzantineBehaviour?
+        var history: [Message] = []
+        init(id: ReplicaID, region: String, configuration: PBFTConfiguration, suite: SimulatedCrypto) {
+            self.id = id
+            self.region = region
+            self.configuration = configuration
+            self.suite = suite
+        }
+    }
+
+    struct ClientNode {
+        var core: ClientCore
+        var region: String
+        var shard: ShardID
+        var submittedAt: UInt64 = 0
+        var completed = 0
+    }
+
+    public let settings: SimulationSettings
+    let topology: Topology
+    var random: SeededRandom
+    var queue = Heap<Event>()
+    var sequence: UInt64 = 0
+    public private(set) var now: UInt64 = 0
+    var replicas: [ReplicaID: ReplicaNode] = [:]
+    var replicaOrder: [ReplicaID] = []
+    var clients: [ClientNode] = []
+    var faults = NetworkFaults.none
+    var partitions: [Partition] = []
+    var linkBusyUntil: [Pair: UInt64] = [:]
+    let checker: InvariantChecker
+    let tickMicroseconds: UInt64
+    var committed = 0
+    var committedAfterHeal = 0
+    var messagesSent = 0
+    var messagesDropped = 0
+    var bytesSent = 0
+    var events = 0
+    var livenessTarget: UInt64?
+    var livenessOutstanding: [(client: Int, requestID: UInt64)] = []
+
+    struct Pair: Hashable {
+        var from: Endpoint
+        var to: Endpoint
+    }
+
+    public init(settings: SimulationSettings) {
+        self.settings = settings
+        topology = settings.topology
+        random = SeededRandom(seed: settings.seed)
+        tickMicroseconds = UInt64(max(1, topology.parameters.tickMilliseconds)) * 1000
+        let clientCount = topology.shards.reduce(0) { $0 + $1.clusters.count } * settings.clientsPerCluster
+        let verifier = SimulatedCrypto(owner: nil, clientCount: clientCount)
+        let topology = self.topology
+        let broken = settings.brokenQuorum
+        checker = InvariantChecker(suite: verifier, quorumOf: { cluster in
+            guard let quorum = topology.cluster(cluster)?.quorum else { return nil }
+            return broken ? Quorum.brokenForCheckerTests(n: quorum.n, f: quorum.n / 2) : quorum
+        })
+
+        for shard in topology.shards {
+            for cluster in shard.clusters {
+                for replica in cluster.replicas {
+                    guard var configuration = PBFTConfiguration(topology: topology, replica: replica.id) else { continue }
+                    if settings.brokenQuorum {
+                        configuration.quorum = Quorum.brokenForCheckerTests(n: cluster.n, f: cluster.n / 2)
+                    }
+                    let suite = SimulatedCrypto(owner: replica.id, clientCount: clientCount)
+                    let node = ReplicaNode(id: replica.id, region: replica.region, configuration: configuration, suite: suite)
+                    node.core = PBFTReplica(configuration: configuration, suite: suite)
+                    replicas[replica.id] = node
+                    replicaOrder.append(replica.id)
+                    schedule(at: random.next() % tickMicroseconds, .replicaTick(replica.id))
+                }
+                for _ in 0..<settings.clientsPerCluster {
+                    let id = ClientID(UInt32(clients.count))
+                    let signer = SimulatedCrypto(owner: nil, clientCount: clientCount)
+                    let core = ClientCore(client: id, cluster: cluster.id, quorum: cluster.quorum, signer: signer,
+                                          timeoutTicks: clientTimeoutTicks(for: cluster.region))
+                    clients.append(ClientNode(core: core, region: cluster.region, shard: shard.id))
+                    schedule(at: random.next() % (10 * tickMicroseconds), .clientTick(clients.count - 1))
+                }
+            }
+        }
+        for (time, action) in settings.actions { schedule(at: time, .action(action)) }
+        if settings.duration > settings.livenessBound, settings.duration - settings.livenessBound >= settings.healTime {
+            schedule(at: settings.duration - settings.livenessBound, .livenessMark)
+        }
+    }
+
+    /// A client waits for about twice the slowest round trip of its region plus a view-change timeout.
+    func clientTimeoutTicks(for region: String) -> UInt64 {
+        let rtt = topology.regions.compactMap { topology.link(from: region, to: $0.name)?.rttMilliseconds }.max() ?? 1
+        let milliseconds = UInt64(topology.parameters.viewTimeoutMilliseconds) * 2 + UInt64(rtt * 4)
+        return max(2, milliseconds * 1000 / tickMicroseconds)
+    }
+
+    func schedule(at time: UInt64, _ payload: Payload) {
+        sequence += 1
+        queue.insert(Event(time: time, sequence: sequence, payload: payload))
+    }
+
+    /// Runs to the end and checks.
+    public func run() -> SimulationReport {
+        while let event = queue.popMin() {
+            guard event.time <= settings.duration else { break }
+            now = event.time
+            events += 1
+            handle(event.payload)
+        }
+        now = settings.duration
+        finalChecks()
+        var heights: [ReplicaID: UInt64] = [:]
+        var viewChanges = 0
+        for (id, node) in replicas {
+            heights[id] = node.core?.ledger.height ?? 0
+            viewChanges += node.core?.viewChangesStarted ?? 0
+        }
+        return SimulationReport(seed: settings.seed, violations: checker.violations, committed: committed,
+                                committedAfterHeal: committedAfterHeal, heights: heights, viewChanges: viewChanges,
+                                messagesSent: messagesSent, messagesDropped: messagesDropped, bytesSent: bytesSent, events: events)
+    }
+
+    func handle(_ payload: Payload) {
+        switch payload {
+        case let .toReplica(id, message, from):
+            guard let node = replicas[id], node.core != nil else { return }
+            let input: Input
+            switch (message, from) {
+            case let (.clientTransaction(transaction), .client): input = .client(transaction)
+            case let (_, .replica(sender)): input = .message(message, from: sender)
+            default: return
+            }
+            if node.byzantine == .votesForEverything, case let .prePrepare(prePrepare) = message {
+                voteForEverything(node, prePrepare)
+            }
+            let effects = node.core!.step(input)
+            carryOut(effects, of: node)
+        case let .toClient(index, reply):
+            let effects = clients[index].core.onReply(reply)
+            carryOut(effects, ofClient: index)
+        case let .replicaTick(id):
+            schedule(at: now + tickMicroseconds, .replicaTick(id))
+            guard let node = replicas[id], node.core != nil else { return }
+            let effects = node.core!.step(.tick)
+            carryOut(effects, of: node)
+            if node.byzantine == .replay, !node.history.isEmpty, random.next() % 4 == 0 {
+                let old = node.history[Int(random.next() % UInt64(node.history.count))]
+                for peer in peers(of: node) { send(old, from: .replica(node.id), to: .replica(peer)) }
+            }
+        case let .clientTick(index):
+            schedule(at: now + tickMicroseconds, .clientTick(index))
+            if !clients[index].core.isBusy {
+                let operation = nextOperation()
+                clients[index].submittedAt = now
+                carryOut(clients[index].core.submit(operation), ofClient: index)
+            } else {
+                carryOut(clients[index].core.tick(), ofClient: index)
+            }
+        case let .action(action):
+            apply(action)
+        case .livenessMark:
+            livenessTarget = checker.maxHeight
+            livenessOutstanding = clients.indices.compactMap { index in
+                clients[index].core.isBusy ? (index, clients[index].core.nextRequestID - 1) : nil
+            }
+        }
+    }
+
+    func nextOperation() -> Operation {
+        let account = { (random: inout SeededRandom, count: Int) -> [UInt8] in Array("acct-\(random.next() % UInt64(count))".utf8) }
+        let choice = random.next() % 10
+        switch choice {
+        case 0...3: return .add(key: account(&random, settings.accounts), delta: Int64(1 + random.next() % 100))
+        case 4...7:
+            return .transfer(from: account(&random, settings.accounts), to: account(&random, settings.accounts), amount: 1 + random.next() % 50)
+        case 8: return .put(key: account(&random, settings.accounts), value: random.bytes(count: 8))
+        default: return .get(key: account(&random, settings.accounts))
+        }
+    }
+
+    // MARK: Effects
+
+    func peers(of node: ReplicaNode) -> [ReplicaID] {
+        (0..<node.configuration.n).map { node.configuration.replica(UInt16($0)) }.filter { $0 != node.id }
+    }
+
+    func carryOut(_ effects: [Effect], of node: ReplicaNode) {
+        for effect in effects {
+            switch effect {
+            case let .persist(record):
+                node.durable.apply(record)
+            case let .send(message, to):
+                sendFromReplica(node, message, to: [to])
+            case let .broadcast(message):
+                sendFromReplica(node, message, to: peers(of: node))
+            case let .executed(block):
+                if node.byzantine == nil { checker.observe(block, at: node.id, time: now) }
+            case let .reply(reply):
+                guard Int(reply.client.rawValue) < clients.count else { continue }
+                send(.reply(reply), from: .replica(node.id), to: .client(reply.client))
+            }
+        }
+    }
+
+    func carryOut(_ effects: [ClientEffect], ofClient index: Int) {
+        for effect in effects {
+            switch effect {
+            case let .send(transaction, to):
+                send(.clientTransaction(transaction), from: .client(clients[index].core.client), to: .replica(to))
+            case let .completed(requestID, _, position, _):
+                committed += 1
+                if now >= settings.healTime { committedAfterHeal += 1 }
+                clients[index].completed += 1
+                checker.acknowledge(client: clients[index].core.client, requestID: requestID, shard: clients[index].shard,
+                                    height: position.height, time: now)
+            }
+        }
+    }
+
+    /// A replica's outgoing message, passed through its Byzantine behaviour if it has one.
+    func sendFromReplica(_ node: ReplicaNode, _ message: Message, to destinations: [ReplicaID]) {
+        guard let behaviour = node.byzantine else {
+            for destination in destinations { send(message, from: .replica(node.id), to: .replica(destination)) }
+            return
+        }
+        if node.history.count < 64 { node.history.append(message) } else { node.history[Int(random.next() % 64)] = message }
+        let isPrimary = node.core?.isPrimary ?? false
+        var extraDelay: UInt64 = 0
+        var outgoing = message
+        switch behaviour {
+        case .silent:
+            return
+        case .silentPrimary:
+            if isPrimary { return }
+        case .slowPrimary:
+            if isPrimary { extraDelay = UInt64(topology.parameters.viewTimeoutMilliseconds) * 1000 / 3 }
+        case .equivocatingPrimary:
+            if case let .prePrepare(prePrepare) = message, isPrimary {
+                equivocate(node, prePrepare, to: destinations)
+                return
+            }
+        case .forgedSignatures:
+            outgoing = Byzantine.forge(message, random: &random)
+        case .wrongBinding:
+            outgoing = Byzantine.misbind(message, suite: node.suite)
+        case .replay, .votesForEverything, .nonForwarding, .selectiveSharing:
+            break
+        }
+        for destination in destinations { send(outgoing, from: .replica(node.id), to: .replica(destination), extraDelay: extraDelay) }
+    }
+
+    /// Sends the real proposal to half the backups and a conflicting one to the others, then
+    /// commits to both.
+    func equivocate(_ node: ReplicaNode, _ prePrepare: PrePrepare, to destinations: [ReplicaID]) {
+        var other = prePrepare.block
+        if other.transactions.isEmpty {
+            other.transactions = []
+            other.round = prePrepare.block.round
+        } else {
+            other.transactions.removeLast()
+        }
+        if other == prePrepare.block { other.transactions = [] }
+        let digest = node.suite.digest(of: other)
+        let statement = VoteStatement(cluster: other.cluster, view: prePrepare.view, round: other.round, digest: digest)
+        let conflicting = PrePrepare(view: prePrepare.view, digest: digest, block: other, signature: node.suite.sign(.prePrepare(statement)))
+        for (offset, destination) in destinations.enumerated() {
+            let chosen = offset % 2 == 0 ? prePrepare : conflicting
+            send(.prePrepare(chosen), from: .replica(node.id), to: .replica(destination))
+        }
+        for proposal in [prePrepare, conflicting] {
+            let commit = Commit(statement: proposal.statement, replicaIndex: node.id.index, signature: node.suite.sign(.commit(proposal.statement)))
+            for destination in destinations { send(.commit(commit), from: .replica(node.id), to: .replica(destination)) }
+        }
+    }
+
+    /// A replica that prepares and commits everything it sees.
+    func voteForEverything(_ node: ReplicaNode, _ prePrepare: PrePrepare) {
+        let statement = prePrepare.statement
+        let prepare = Prepare(statement: statement, replicaIndex: node.id.index, signature: node.suite.sign(.prepare(statement)))
+        let commit = Commit(statement: statement, replicaIndex: node.id.index, signature: node.suite.sign(.commit(statement)))
+        for peer in peers(of: node) {
+            send(.prepare(prepare), from: .replica(node.id), to: .replica(peer))
+            send(.commit(commit), from: .replica(node.id), to: .replica(peer))
+        }
+    }
+
+    // MARK: Network
+
+    func region(of endpoint: Endpoint) -> String {
+        switch endpoint {
+        case let .replica(id): return replicas[id]?.region ?? ""
+        case let .client(id): return Int(id.rawValue) < clients.count ? clients[Int(id.rawValue)].region : ""
+        }
+    }
+
+    func isBlocked(from: Endpoint, to: Endpoint) -> Bool {
+        for partition in partitions {
+            let fromInside = contains(partition, from), toInside = contains(partition, to)
+            if fromInside != toInside && (!partition.oneWay || fromInside) { return true }
+        }
+        return false
+    }
+
+    func contains(_ partition: Partition, _ endpoint: Endpoint) -> Bool {
+        if partition.regions.contains(region(of: endpoint)) { return true }
+        if case let .replica(id) = endpoint { return partition.replicas.contains(id) }
+        return false
+    }
+
+    func probability(_ p: Double) -> Bool {
+        p > 0 && Double(random.next() >> 11) / Double(1 << 53) < p
+    }
+
+    func send(_ message: Message, from: Endpoint, to: Endpoint, extraDelay: UInt64 = 0) {
+        messagesSent += 1
+        guard !isBlocked(from: from, to: to), !probability(faults.loss) else {
+            messagesDropped += 1
+            return
+        }
+        let size = FrameCodec.encode(message, from: .replica(number: 0)).count
+        bytesSent += size
+        let link = topology.link(from: region(of: from), to: region(of: to)) ?? topology.lan
+        let latency = UInt64(link.rttMilliseconds * 500)
+        let transmit = UInt64(Double(size * 8) / link.megabitsPerSecond)
+        let pair = Pair(from: from, to: to)
+        let start = max(now, linkBusyUntil[pair] ?? 0)
+        linkBusyUntil[pair] = start + transmit
+        let jitter = UInt64(Double(latency) * faults.jitter * Double(random.next() % 1000) / 1000)
+        let arrival = start + transmit + latency + jitter + extraDelay
+        deliver(message, from: from, to: to, at: arrival)
+        if probability(faults.duplication) {
+            deliver(message, from: from, to: to, at: arrival + latency / 2 + random.next() % (latency + 1))
+        }
+    }
+
+    func deliver(_ message: Message, from: Endpoint, to: Endpoint, at time: UInt64) {
+        switch to {
+        case let .replica(id): schedule(at: time, .toReplica(id, message, from: from))
+        case let .client(id):
+            if case let .reply(reply) = message { schedule(at: time, .toClient(Int(id.rawValue), reply)) }
+        }
+    }
+
+    // MARK: Faults
+
+    func apply(_ action: SimulationAction) {
+        switch action {
+        case let .crash(id):
+            replicas[id]?.core = nil
+        case let .restart(id):
+            guard let node = replicas[id], node.core == nil else { return }
+            node.core = PBFTReplica(configuration: node.configuration, suite: node.suite, recovering: node.durable)
+        case let .partition(partition):
+            partitions.append(partition)
+        case .healPartitions:
+            partitions = []
+        case let .network(newFaults):
+            faults = newFaults
+        case let .byzantine(id, behaviour):
+            replicas[id]?.byzantine = behaviour
+        }
+    }
+
+    func finalChecks() {
+        checker.checkDurability(time: now)
+        guard let target = livenessTarget else { return }
+        for (id, node) in replicas where node.byzantine == nil {
+            let height = node.core?.ledger.height ?? 0
+            if node.core != nil && height < target {
+                checker.record(.liveness, now, "\(id) is at height \(height), behind the height \(target) reached \(Double(settings.livenessBound) / 1e6) s before the end")
+            }
+        }
+        for (index, requestID) in livenessOutstanding where clients[index].core.nextRequestID - 1 == requestID && clients[index].core.isBusy {
+            checker.record(.liveness, now, "\(clients[index].core.client) request \(requestID) outstanding since before \(Double(settings.duration - settings.livenessBound) / 1e6) s never completed")
+        }
+        if !clients.isEmpty && committedAfterHeal == 0 {
+            checker.record(.liveness, now, "no request completed after the heal time")
+        }
+    }
+}
