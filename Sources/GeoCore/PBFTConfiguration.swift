@@ -41,7 +41,7 @@ public struct PBFTConfiguration: Hashable, Sendable {
         let viewTicks = max(2, UInt64(parameters.viewTimeoutMilliseconds) / tick)
         self.init(cluster: cluster.id, quorum: cluster.quorum, index: replica.index, batchSize: parameters.batchSize,
                   window: UInt64(parameters.window), checkpointEvery: UInt64(parameters.checkpointEvery),
-                  viewTimeoutTicks: viewTicks, fetchIntervalTicks: max(1, viewTicks / 4),
+                  viewTimeoutTicks: viewTicks, fetchIntervalTicks: max(1, viewTicks / 8),
                   pendingLimit: parameters.batchSize * parameters.window, clustersInShard: shard.clusters.count)
     }
 

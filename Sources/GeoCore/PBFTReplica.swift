@@ -54,7 +54,8 @@ public struct PBFTReplica: Sendable {
     /// Certified blocks fetched ahead of delivery (bounded to one window above lastDelivered).
     var fetched: [UInt64: CertifiedBlock] = [:]
     var ownCheckpoints: [UInt64: Digest] = [:]
-    var checkpointVotes: [UInt64: [UInt16: Checkpoint]] = [:]
+    /// Each replica's latest checkpoint (one per replica keeps this bounded; checkpoints only move up).
+    var latestCheckpoints: [UInt16: Checkpoint] = [:]
     /// Each replica's latest ViewChange.
     var viewChanges: [UInt16: ViewChange] = [:]
     var lastNewView: NewView?
@@ -67,8 +68,12 @@ public struct PBFTReplica: Sendable {
     var proposed: Set<RequestKey> = []
     var nextProposalRound: UInt64 = 1
     var oldestPendingTick: UInt64?
-    /// Requests this replica knows of and waits to see executed (the request timer of PBFT).
-    var watched: [RequestKey: ClientTransaction] = [:]
+    /// Requests this replica knows of and waits to see executed, with the tick it started waiting:
+    /// PBFT's request timers. One that waits too long means the primary censors it.
+    var watched: [RequestKey: (transaction: ClientTransaction, since: UInt64)] = [:]
+    /// The highest view each peer votes in: one entry per replica, so a Byzantine peer cannot grow
+    /// it. f + 1 claims include a correct one.
+    var claimedViews: [UInt16: UInt64] = [:]
 
     /// Progress timer: set while there is outstanding work, reset on every delivery.
     var progressSince: UInt64?
@@ -201,7 +206,7 @@ public struct PBFTReplica: Sendable {
                 reject(.queueFull)
                 return
             }
-            watched[key] = transaction
+            watched[key] = (transaction, now)
             if status == .normal { effects.append(.send(.clientTransaction(transaction), to: primary)) }
             armProgressTimer()
         }
@@ -323,9 +328,10 @@ public struct PBFTReplica: Sendable {
         guard prepare.replicaIndex == from.index else { return reject(.senderMismatch) }
         guard statement.view >= view else { return reject(.staleView) }
         guard from.index != configuration.primary(of: statement.view) else { return reject(.notPrimary) }
-        guard inWindow(statement.round) else { return reject(.outsideWindow) }
         if let existing = slots[statement.round]?.prepares[from.index], existing.statement.view >= statement.view { return }
         guard suite.isValid(prepare.signature, of: .prepare(statement), by: from) else { return reject(.badSignature) }
+        noteView(statement.view, from: from.index, effects: &effects)
+        guard inWindow(statement.round) else { return reject(.outsideWindow) }
         slots[statement.round, default: Slot()].prepares[from.index] = prepare
         checkPrepared(statement.round, effects: &effects)
     }
@@ -357,9 +363,12 @@ public struct PBFTReplica: Sendable {
         let statement = commit.statement
         guard statement.cluster == cluster else { return reject(.wrongCluster) }
         guard commit.replicaIndex == from.index else { return reject(.senderMismatch) }
-        guard inWindow(statement.round), statement.round > lastDelivered else { return reject(.outsideWindow) }
+        // Late Commits for delivered rounds are normal (only n - f were needed): ignore them quietly.
+        guard statement.round > lastDelivered else { return }
         if let existing = slots[statement.round]?.commits[from.index], existing.statement.view >= statement.view { return }
         guard suite.isValid(commit.signature, of: .commit(statement), by: from) else { return reject(.badSignature) }
+        noteView(statement.view, from: from.index, effects: &effects)
+        guard inWindow(statement.round) else { return reject(.outsideWindow) }
         slots[statement.round, default: Slot()].commits[from.index] = commit
         checkCommitted(statement.round, effects: &effects)
     }
@@ -445,20 +454,22 @@ public struct PBFTReplica: Sendable {
         let statement = checkpoint.statement
         guard statement.cluster == cluster else { return reject(.wrongCluster) }
         guard checkpoint.replicaIndex == from.index else { return reject(.senderMismatch) }
-        // Far-ahead checkpoints are still useful to learn that this replica is behind, but the
-        // map is bounded to a few windows above the stable checkpoint.
-        guard statement.round > stable.statement.round, statement.round <= stable.statement.round + 4 * window,
-              statement.round % configuration.checkpointEvery == 0 else { return reject(.outsideWindow) }
-        if let existing = checkpointVotes[statement.round]?[from.index], existing == checkpoint { return }
+        guard statement.round > stable.statement.round, statement.round % configuration.checkpointEvery == 0 else {
+            return reject(.outsideWindow)
+        }
+        if let latest = latestCheckpoints[from.index], latest.statement.round >= statement.round { return }
         guard suite.isValid(checkpoint.signature, of: .checkpoint(statement), by: from) else { return reject(.badSignature) }
         recordCheckpoint(checkpoint, effects: &effects)
     }
 
+    /// Keeps each replica's latest checkpoint. However far ahead, f + 1 of them tell a replica that
+    /// restarted or was cut off how far the cluster got; n - f matching ones make a stable
+    /// checkpoint, which such a replica adopts and then fetches the blocks below it.
     mutating func recordCheckpoint(_ checkpoint: Checkpoint, effects: inout [Effect]) {
-        let round = checkpoint.statement.round
-        checkpointVotes[round, default: [:]][checkpoint.replicaIndex] = checkpoint
-        let matching = checkpointVotes[round, default: [:]].values.filter { $0.statement == checkpoint.statement }
-        if matching.count >= quorum.weak { knownCommitted = max(knownCommitted, round) }
+        latestCheckpoints[checkpoint.replicaIndex] = checkpoint
+        let rounds = Dictionary(uniqueKeysWithValues: latestCheckpoints.map { ($0.key, $0.value.statement.round) })
+        knownCommitted = max(knownCommitted, Self.weakQuorumValue(rounds, quorum: quorum))
+        let matching = latestCheckpoints.values.filter { $0.statement == checkpoint.statement }
         guard matching.count >= quorum.decide else { return }
         let proof = CheckpointProof(statement: checkpoint.statement,
                                     checkpoints: matching.sorted { $0.replicaIndex < $1.replicaIndex }.prefix(quorum.decide).map { $0 })
@@ -471,7 +482,7 @@ public struct PBFTReplica: Sendable {
         stable = proof
         effects.append(.persist(.stable(proof)))
         slots = slots.filter { $0.key > round }
-        checkpointVotes = checkpointVotes.filter { $0.key > round }
+        latestCheckpoints = latestCheckpoints.filter { $0.value.statement.round > round }
         ownCheckpoints = ownCheckpoints.filter { $0.key >= round }
         signed = signed.filter { $0.key.round > round }
         knownCommitted = max(knownCommitted, round)
@@ -479,11 +490,28 @@ public struct PBFTReplica: Sendable {
         propose(partial: false, effects: &effects)
     }
 
+    /// The largest value that at least f + 1 peers claim (so at least one correct peer does).
+    static func weakQuorumValue(_ claims: [UInt16: UInt64], quorum: Quorum) -> UInt64 {
+        let sorted = claims.values.sorted(by: >)
+        return sorted.count >= quorum.weak ? sorted[quorum.weak - 1] : 0
+    }
+
+    /// A replica that missed a NewView (it was down or cut off) sees f + 1 peers vote in a higher
+    /// view: it asks to change view, and the peers answer its ViewChange with their NewView.
+    mutating func noteView(_ claimed: UInt64, from index: UInt16, effects: inout [Effect]) {
+        guard claimed > view, claimed > claimedViews[index] ?? 0 else { return }
+        claimedViews[index] = claimed
+        let target = Self.weakQuorumValue(claimedViews, quorum: quorum)
+        guard target > view else { return }
+        if case let .changingView(current) = status, current >= target { return }
+        startViewChange(to: target, effects: &effects)
+    }
+
     // MARK: Catching up
 
     mutating func onBlockRequest(_ request: BlockRequest, from: ReplicaID, effects: inout [Effect]) {
         guard request.cluster == cluster else { return reject(.wrongCluster) }
-        let last = min(request.toRound, request.fromRound &+ window - 1, lastDelivered)
+        let last = min(request.toRound, request.fromRound &+ fetchBatch - 1, lastDelivered)
         guard request.fromRound <= last else { return }
         for round in request.fromRound...last {
             if let block = delivered[round] { effects.append(.send(.certifiedBlock(block), to: from)) }
@@ -493,13 +521,19 @@ public struct PBFTReplica: Sendable {
     mutating func onCertifiedBlock(_ certified: CertifiedBlock, effects: inout [Effect]) {
         let round = certified.block.round
         guard certified.block.cluster == cluster else { return reject(.wrongCluster) }
-        guard round > lastDelivered, round <= lastDelivered + window else { return }
+        guard round > lastDelivered, round <= lastDelivered + fetchBatch else { return }
         guard slots[round]?.certified == nil, fetched[round] == nil else { return }
         guard CertificateCheck.isValid(certified, quorum: quorum, suite: suite) else { return reject(.invalidCertificate) }
         fetched[round] = certified
         knownCommitted = max(knownCommitted, round)
+        let before = lastDelivered
         deliverReady(effects: &effects)
+        // Catching up: as soon as a batch lands, ask for the next one.
+        if lastDelivered > before, isBehind, fetched.isEmpty { requestBlocks(effects: &effects) }
     }
+
+    /// Blocks asked for, and served, per request: at least a window, so catching up outpaces the cluster.
+    var fetchBatch: UInt64 { max(window, 64) }
 
     var isBehind: Bool {
         knownCommitted > lastDelivered || stable.statement.round > lastDelivered
@@ -510,7 +544,7 @@ public struct PBFTReplica: Sendable {
         // Ask a different peer each time, so one silent or lying peer cannot keep us behind.
         repeat { fetchPeer = UInt16((Int(fetchPeer) + 1) % quorum.n) } while fetchPeer == configuration.index
         let target = max(knownCommitted, stable.statement.round, lastDelivered + 1)
-        let request = BlockRequest(cluster: cluster, fromRound: lastDelivered + 1, toRound: min(target, lastDelivered + window))
+        let request = BlockRequest(cluster: cluster, fromRound: lastDelivered + 1, toRound: min(target, lastDelivered + fetchBatch))
         effects.append(.send(.blockRequest(request), to: configuration.replica(fetchPeer)))
     }
 
@@ -537,17 +571,41 @@ public struct PBFTReplica: Sendable {
         case .normal:
             if !hasOutstandingWork { progressSince = nil }
             if isBehind && fetchDue { requestBlocks(effects: &effects) }
+            if let oldest = watched.values.map(\.since).min(), now - oldest >= currentTimeout {
+                // A request waited a whole timeout while others committed: the primary censors it.
+                startViewChange(to: view + 1, effects: &effects)
+                return
+            }
             guard let since = progressSince else { return }
             let waited = now - since
             if waited >= currentTimeout {
                 startViewChange(to: view + 1, effects: &effects)
-            } else if waited >= currentTimeout / 2 && fetchDue {
-                // Before blaming the primary, ask whether the others committed what we are missing.
+            } else if waited >= currentTimeout / 8 && fetchDue {
+                // Before blaming the primary: say again what we said (a message may have been lost),
+                // and ask whether the others committed what we are missing.
+                retransmit(effects: &effects)
                 requestBlocks(effects: &effects)
             }
         case let .changingView(target):
             if isBehind && fetchDue { requestBlocks(effects: &effects) }
             if now >= viewChangeDeadline { startViewChange(to: target + 1, effects: &effects) }
+        }
+    }
+
+    /// Re-sends this replica's own PrePrepares, Prepares and Commits of the current view for rounds
+    /// that are not yet delivered. Duplicates are harmless: every handler ignores what it has.
+    mutating func retransmit(effects: inout [Effect]) {
+        for round in slots.keys.sorted() where round > lastDelivered {
+            guard let slot = slots[round], slot.certified == nil else { continue }
+            if isPrimary, let prePrepare = slot.prePrepare, prePrepare.view == view {
+                effects.append(.broadcast(.prePrepare(prePrepare)))
+            }
+            if let prepare = slot.prepares[configuration.index], prepare.statement.view == view {
+                effects.append(.broadcast(.prepare(prepare)))
+            }
+            if let commit = slot.commits[configuration.index], commit.statement.view == view {
+                effects.append(.broadcast(.commit(commit)))
+            }
         }
     }
 
@@ -662,7 +720,7 @@ public struct PBFTReplica: Sendable {
             checkCommitted(prePrepare.block.round, effects: &effects)
         }
         // Requests the old primary left waiting: the new primary proposes them, the others forward them.
-        let waiting = watched.values.sorted { ($0.client, $0.requestID) < ($1.client, $1.requestID) }
+        let waiting = watched.values.map(\.transaction).sorted { ($0.client, $0.requestID) < ($1.client, $1.requestID) }
         proposed = []
         if isPrimary {
             nextProposalRound = max(plan.lastRound, lastDelivered, stable.statement.round) + 1
@@ -677,6 +735,8 @@ public struct PBFTReplica: Sendable {
         } else {
             pending = []
             pendingKeys = []
+            // The new primary gets a full timeout for each request it inherits.
+            for key in watched.keys { watched[key]?.since = now }
             for transaction in waiting { effects.append(.send(.clientTransaction(transaction), to: primary)) }
         }
     }

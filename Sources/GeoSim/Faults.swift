@@ -61,6 +61,8 @@ public enum ByzantineBehaviour: String, CaseIterable, Hashable, Sendable {
     case replay
     /// Prepares and commits every proposal it sees, conflicting or not.
     case votesForEverything
+    /// Ignores every transaction of client 0 (as primary: censors that client).
+    case censoring
     /// Refuses to forward remote blocks to its cluster (GeoBFT receivers; a correct replica for local PBFT).
     case nonForwarding
     /// As primary, shares certified blocks with only some regions (GeoBFT; a correct replica for local PBFT).

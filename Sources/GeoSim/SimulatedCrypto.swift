@@ -33,56 +33,143 @@ public struct SimulatedCrypto: CryptoSuite, TransactionSigner {
     }
 
     /// 64 bytes from a 64-bit fingerprint of the payload and the secret.
-    static func mac(secret: UInt64, _ payload: [UInt8]) -> Signature {
-        var random = SeededRandom(seed: KeyHash.fnv1a64(payload) ^ secret)
-        var bytes = [UInt8]()
-        bytes.reserveCapacity(64)
-        for _ in 0..<8 {
-            var word = random.next()
-            for _ in 0..<8 {
-                bytes.append(UInt8(truncatingIfNeeded: word))
-                word >>= 8
-            }
+    static func mac(secret: UInt64, _ fingerprint: UInt64) -> Signature {
+        var random = SeededRandom(seed: fingerprint ^ secret)
+        var bytes = [UInt8](repeating: 0, count: 64)
+        for word in 0..<8 {
+            let value = random.next()
+            for byte in 0..<8 { bytes[word * 8 + byte] = UInt8(truncatingIfNeeded: value >> UInt64(byte * 8)) }
         }
         return Signature(bytes: bytes)!
     }
 
+    /// A fingerprint of exactly what the real scheme signs, computed from the fields rather than
+    /// from their encoding where that is cheap (votes, checkpoints, transactions).
+    static func fingerprint(_ statement: SignedStatement) -> UInt64 {
+        var print = Fingerprint()
+        switch statement {
+        case let .prePrepare(vote): print.add(1); print.add(vote)
+        case let .prepare(vote): print.add(2); print.add(vote)
+        case let .commit(vote): print.add(3); print.add(vote)
+        case let .checkpoint(checkpoint):
+            print.add(4)
+            print.add(checkpoint.cluster)
+            print.add(checkpoint.round)
+            print.add(checkpoint.digest)
+        case .viewChange, .newView:
+            print.add(5)
+            print.add(SigningPayload.statement(statement))
+        }
+        return print.value
+    }
+
+    static func fingerprint(client: ClientID, requestID: UInt64, operation: Operation) -> UInt64 {
+        var print = Fingerprint()
+        print.add(6)
+        print.add(UInt64(client.rawValue))
+        print.add(requestID)
+        print.add(operation)
+        return print.value
+    }
+
     public func digest(of block: Block) -> Digest {
-        let bytes = SigningPayload.block(block)
-        let base = KeyHash.fnv1a64(bytes)
-        // Four differently seeded lanes: collisions need a 64-bit FNV collision first.
+        var print = Fingerprint()
+        print.add(7)
+        print.add(block.cluster)
+        print.add(block.round)
+        print.add(UInt64(block.transactions.count))
+        for transaction in block.transactions {
+            print.add(UInt64(transaction.client.rawValue))
+            print.add(transaction.requestID)
+            print.add(transaction.operation)
+            print.add(transaction.signature.bytes)
+        }
+        let base = print.value
+        // Four differently seeded lanes: collisions need a 64-bit collision first.
         return Digest(w0: base, w1: Self.mix(base ^ 1), w2: Self.mix(base ^ 2), w3: Self.mix(base ^ 3))
     }
 
     public func chain(previous: Digest, cluster: ClusterID, round: UInt64, digest: Digest) -> Digest {
-        var writer = ByteWriter(capacity: 80)
-        writer.digest(previous)
-        writer.u16(cluster.shard.rawValue)
-        writer.u16(cluster.index)
-        writer.u64(round)
-        writer.digest(digest)
-        let base = KeyHash.fnv1a64(writer.bytes)
+        var print = Fingerprint()
+        print.add(8)
+        print.add(previous)
+        print.add(cluster)
+        print.add(round)
+        print.add(digest)
+        let base = print.value
         return Digest(w0: base, w1: Self.mix(base ^ 11), w2: Self.mix(base ^ 12), w3: Self.mix(base ^ 13))
     }
 
     public func sign(_ statement: SignedStatement) -> Signature {
         guard let owner else { preconditionFailure("this suite has no signing identity") }
-        return Self.mac(secret: Self.secret(owner), SigningPayload.statement(statement))
+        return Self.mac(secret: Self.secret(owner), Self.fingerprint(statement))
     }
 
     public func isValid(_ signature: Signature, of statement: SignedStatement, by replica: ReplicaID) -> Bool {
-        signature == Self.mac(secret: Self.secret(replica), SigningPayload.statement(statement))
+        signature == Self.mac(secret: Self.secret(replica), Self.fingerprint(statement))
     }
 
     public func isValid(_ transaction: ClientTransaction) -> Bool {
         guard Int(transaction.client.rawValue) < clientCount else { return false }
-        let payload = SigningPayload.transaction(client: transaction.client, requestID: transaction.requestID, operation: transaction.operation)
-        return transaction.signature == Self.mac(secret: Self.secret(transaction.client), payload)
+        let print = Self.fingerprint(client: transaction.client, requestID: transaction.requestID, operation: transaction.operation)
+        return transaction.signature == Self.mac(secret: Self.secret(transaction.client), print)
     }
 
     public func signTransaction(client: ClientID, requestID: UInt64, operation: Operation) -> ClientTransaction {
-        let payload = SigningPayload.transaction(client: client, requestID: requestID, operation: operation)
+        let print = Self.fingerprint(client: client, requestID: requestID, operation: operation)
         return ClientTransaction(client: client, requestID: requestID, operation: operation,
-                                 signature: Self.mac(secret: Self.secret(client), payload))
+                                 signature: Self.mac(secret: Self.secret(client), print))
+    }
+}
+
+/// A 64-bit FNV-1a-style fingerprint fed with words and byte strings (not cryptographic).
+struct Fingerprint {
+    private(set) var value: UInt64 = 0xcbf2_9ce4_8422_2325
+    static let prime: UInt64 = 0x0000_0100_0000_01b3
+
+    mutating func add(_ word: UInt64) {
+        value = (value ^ word) &* Self.prime
+        value ^= value >> 29
+    }
+
+    mutating func add(_ bytes: [UInt8]) {
+        add(UInt64(bytes.count))
+        var word: UInt64 = 0
+        var shift: UInt64 = 0
+        for byte in bytes {
+            word |= UInt64(byte) << shift
+            shift += 8
+            if shift == 64 {
+                add(word)
+                word = 0
+                shift = 0
+            }
+        }
+        if shift > 0 { add(word) }
+    }
+
+    mutating func add(_ cluster: ClusterID) { add(UInt64(cluster.shard.rawValue) << 16 | UInt64(cluster.index)) }
+
+    mutating func add(_ digest: Digest) {
+        add(digest.w0)
+        add(digest.w1)
+        add(digest.w2)
+        add(digest.w3)
+    }
+
+    mutating func add(_ vote: VoteStatement) {
+        add(vote.cluster)
+        add(vote.view)
+        add(vote.round)
+        add(vote.digest)
+    }
+
+    mutating func add(_ operation: Operation) {
+        switch operation {
+        case let .put(key, value): add(1); add(key); add(value)
+        case let .get(key): add(2); add(key)
+        case let .add(key, delta): add(3); add(key); add(UInt64(bitPattern: delta))
+        case let .transfer(from, to, amount): add(4); add(from); add(to); add(amount)
+        }
     }
 }

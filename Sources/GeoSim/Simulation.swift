@@ -46,6 +46,12 @@ public struct SimulationReport: Sendable {
     public var messagesDropped: Int
     public var bytesSent: Int
     public var events: Int
+    /// Inputs the replicas ignored, by reason, summed over replicas.
+    public var rejections: [String: Int]
+    /// Client requests resent after a timeout.
+    public var clientRetransmissions: Int
+    /// Messages sent, by kind.
+    public var messagesByKind: [String: Int]
     public var ok: Bool { violations.isEmpty }
 }
 
@@ -93,6 +99,8 @@ public final class Simulation {
     }
 
     public let settings: SimulationSettings
+    /// Called with a line for every message sent and dropped (for debugging a seed).
+    public var trace: ((String) -> Void)?
     let topology: Topology
     var random: SeededRandom
     var queue = Heap<Event>()
@@ -109,9 +117,12 @@ public final class Simulation {
     var committed = 0
     var committedAfterHeal = 0
     var messagesSent = 0
+    var messagesByKind: [String: Int] = [:]
     var messagesDropped = 0
     var bytesSent = 0
     var events = 0
+    /// What the adversary knows of its own equivocation: which proposal each replica got.
+    var equivocations: [VoteStatement: Set<ReplicaID>] = [:]
     var livenessTarget: UInt64?
     var livenessOutstanding: [(client: Int, requestID: UInt64)] = []
 
@@ -188,13 +199,17 @@ public final class Simulation {
         finalChecks()
         var heights: [ReplicaID: UInt64] = [:]
         var viewChanges = 0
+        var rejections: [String: Int] = [:]
         for (id, node) in replicas {
             heights[id] = node.core?.ledger.height ?? 0
             viewChanges += node.core?.viewChangesStarted ?? 0
+            for (reason, count) in node.core?.rejections ?? [:] { rejections[reason.rawValue, default: 0] += count }
         }
         return SimulationReport(seed: settings.seed, violations: checker.violations, committed: committed,
                                 committedAfterHeal: committedAfterHeal, heights: heights, viewChanges: viewChanges,
-                                messagesSent: messagesSent, messagesDropped: messagesDropped, bytesSent: bytesSent, events: events)
+                                messagesSent: messagesSent, messagesDropped: messagesDropped, bytesSent: bytesSent, events: events,
+                                rejections: rejections, clientRetransmissions: clients.reduce(0) { $0 + $1.core.retransmissions },
+                                messagesByKind: messagesByKind)
     }
 
     func handle(_ payload: Payload) {
@@ -209,6 +224,9 @@ public final class Simulation {
             }
             if node.byzantine == .votesForEverything, case let .prePrepare(prePrepare) = message {
                 voteForEverything(node, prePrepare)
+            }
+            if node.byzantine == .censoring, case let .clientTransaction(transaction) = message, transaction.client == ClientID(0) {
+                return
             }
             let effects = node.core!.step(input)
             carryOut(effects, of: node)
@@ -320,7 +338,12 @@ public final class Simulation {
             outgoing = Byzantine.forge(message, random: &random)
         case .wrongBinding:
             outgoing = Byzantine.misbind(message, suite: node.suite)
-        case .replay, .votesForEverything, .nonForwarding, .selectiveSharing:
+        case .votesForEverything:
+            switch message {
+            case .prepare, .commit: return  // it votes through voteForEverything only
+            default: break
+            }
+        case .replay, .censoring, .nonForwarding, .selectiveSharing:
             break
         }
         for destination in destinations { send(outgoing, from: .replica(node.id), to: .replica(destination), extraDelay: extraDelay) }
@@ -340,22 +363,30 @@ public final class Simulation {
         let digest = node.suite.digest(of: other)
         let statement = VoteStatement(cluster: other.cluster, view: prePrepare.view, round: other.round, digest: digest)
         let conflicting = PrePrepare(view: prePrepare.view, digest: digest, block: other, signature: node.suite.sign(.prePrepare(statement)))
+        // The adversary coordinates its replicas: accomplices get both proposals, and every
+        // replica gets the primary's Commit for the proposal it was shown.
         for (offset, destination) in destinations.enumerated() {
-            let chosen = offset % 2 == 0 ? prePrepare : conflicting
-            send(.prePrepare(chosen), from: .replica(node.id), to: .replica(destination))
-        }
-        for proposal in [prePrepare, conflicting] {
-            let commit = Commit(statement: proposal.statement, replicaIndex: node.id.index, signature: node.suite.sign(.commit(proposal.statement)))
-            for destination in destinations { send(.commit(commit), from: .replica(node.id), to: .replica(destination)) }
+            let shown: [PrePrepare] = replicas[destination]?.byzantine != nil ? [prePrepare, conflicting]
+                : [offset % 2 == 0 ? prePrepare : conflicting]
+            for proposal in shown {
+                equivocations[proposal.statement, default: []].insert(destination)
+                send(.prePrepare(proposal), from: .replica(node.id), to: .replica(destination))
+                let commit = Commit(statement: proposal.statement, replicaIndex: node.id.index,
+                                    signature: node.suite.sign(.commit(proposal.statement)))
+                send(.commit(commit), from: .replica(node.id), to: .replica(destination))
+            }
         }
     }
 
-    /// A replica that prepares and commits everything it sees.
+    /// A replica that prepares and commits everything it sees; when the adversary knows which
+    /// replicas were shown this proposal, its votes go to them (so each side of an equivocation
+    /// sees a consistent accomplice).
     func voteForEverything(_ node: ReplicaNode, _ prePrepare: PrePrepare) {
         let statement = prePrepare.statement
         let prepare = Prepare(statement: statement, replicaIndex: node.id.index, signature: node.suite.sign(.prepare(statement)))
         let commit = Commit(statement: statement, replicaIndex: node.id.index, signature: node.suite.sign(.commit(statement)))
-        for peer in peers(of: node) {
+        let targets = equivocations[statement].map { Array($0).filter { $0 != node.id }.sorted() } ?? peers(of: node)
+        for peer in targets {
             send(.prepare(prepare), from: .replica(node.id), to: .replica(peer))
             send(.commit(commit), from: .replica(node.id), to: .replica(peer))
         }
@@ -390,11 +421,14 @@ public final class Simulation {
 
     func send(_ message: Message, from: Endpoint, to: Endpoint, extraDelay: UInt64 = 0) {
         messagesSent += 1
+        messagesByKind[String(describing: MessageKind(of: message)), default: 0] += 1
         guard !isBlocked(from: from, to: to), !probability(faults.loss) else {
             messagesDropped += 1
+            trace?("\(now) DROP \(from) -> \(to): \(Self.summary(message))")
             return
         }
-        let size = FrameCodec.encode(message, from: .replica(number: 0)).count
+        trace?("\(now) SEND \(from) -> \(to): \(Self.summary(message))")
+        let size = EncodedSize.frame(message)
         bytesSent += size
         let link = topology.link(from: region(of: from), to: region(of: to)) ?? topology.lan
         let latency = UInt64(link.rttMilliseconds * 500)
@@ -407,6 +441,15 @@ public final class Simulation {
         deliver(message, from: from, to: to, at: arrival)
         if probability(faults.duplication) {
             deliver(message, from: from, to: to, at: arrival + latency / 2 + random.next() % (latency + 1))
+        }
+    }
+
+    static func summary(_ message: Message) -> String {
+        switch message {
+        case let .clientTransaction(t): return "request \(t.client) #\(t.requestID)"
+        case let .reply(r): return "reply \(r.client) #\(r.requestID) height \(r.position.height)"
+        case let .prePrepare(p): return "preprepare v\(p.view) r\(p.block.round) \(p.block.transactions.map { "\($0.client)#\($0.requestID)" })"
+        default: return String(describing: MessageKind(of: message))
         }
     }
 

@@ -16,7 +16,7 @@ let local1x4: Topology = {
 }()
 
 func describe(_ report: SimulationReport) -> String {
-    "seed \(report.seed): committed \(report.committed) (after heal \(report.committedAfterHeal)), view changes \(report.viewChanges), heights \(report.heights.values.sorted()), violations: \(report.violations.prefix(3))"
+    "seed \(report.seed): committed \(report.committed) (after heal \(report.committedAfterHeal)), view changes \(report.viewChanges), heights \(report.heights.values.sorted()), client retransmissions \(report.clientRetransmissions), rejections \(report.rejections), violations: \(report.violations.prefix(3))"
 }
 
 @Suite struct NormalCaseScenarios {
@@ -34,5 +34,144 @@ func describe(_ report: SimulationReport) -> String {
         #expect(first.committed == second.committed)
         #expect(first.events == second.events)
         #expect(first.heights == second.heights)
+    }
+}
+
+/// Scenario tests: each reads as a trace of what happens to the cluster, then what must hold.
+@Suite struct FaultScenarios {
+    func expectSafeAndLive(_ report: SimulationReport, minimumAfterHeal: Int = 20, sourceLocation: SourceLocation = #_sourceLocation) {
+        #expect(report.ok, "\(describe(report))", sourceLocation: sourceLocation)
+        #expect(report.committedAfterHeal >= minimumAfterHeal, "\(describe(report))", sourceLocation: sourceLocation)
+    }
+
+    @Test func primaryCrash() {
+        var scenario = Scenario(local1x4, seed: 11, seconds: 6)
+        scenario.at(0.5, .crash(scenario.primary()))
+        scenario.healed(at: 0.5, within: 4)
+        let report = scenario.run()
+        expectSafeAndLive(report)
+        #expect(report.viewChanges >= 3, "the three live replicas must move to a new view")
+    }
+
+    @Test func equivocatingPrimary() {
+        var scenario = Scenario(local1x4, seed: 12, seconds: 6)
+        scenario.at(0, .byzantine(scenario.primary(), .equivocatingPrimary))
+        scenario.healed(at: 0, within: 4)
+        let report = scenario.run()
+        expectSafeAndLive(report)
+    }
+
+    @Test func viewChangeDuringCheckpoint() throws {
+        // Checkpoints every 2 rounds: the primary crashes while checkpoints are being collected.
+        let topology = try TopologyLoader.parse(text: """
+            name: tight
+            regions: [local]
+            shards: [{name: s0, clusters: [{region: local, replicas: 4}]}]
+            protocol: {batch_size: 4, window: 4, checkpoint_every: 2, view_timeout_ms: 300}
+            """, file: "tight")
+        for crashAt in [0.31, 0.5, 0.77] {
+            var scenario = Scenario(topology, seed: 13, seconds: 6)
+            scenario.clients(perCluster: 6)
+            scenario.at(crashAt, .crash(scenario.primary()))
+            scenario.at(crashAt + 0.9, .restart(scenario.primary()))
+            scenario.at(crashAt + 1.5, .crash(scenario.primary(view: 1)))
+            scenario.at(crashAt + 2.0, .restart(scenario.primary(view: 1)))
+            scenario.healed(at: crashAt + 2.0, within: 3)
+            expectSafeAndLive(scenario.run())
+        }
+    }
+
+    @Test func partitionedBackupRejoins() {
+        var scenario = Scenario(local1x4, seed: 14, seconds: 6)
+        let backup = scenario.replica("s0-local-3")
+        scenario.at(0.3, .partition(Partition(replicas: [backup])))
+        scenario.at(1.8, .healPartitions)
+        scenario.healed(at: 1.8, within: 4)
+        let report = scenario.run()
+        expectSafeAndLive(report)
+        // It was far behind and must have caught up (the liveness checker compares heights too).
+        #expect(report.heights[backup]! + 2 >= report.heights.values.max()!)
+    }
+
+    @Test func lossyNetwork() {
+        var scenario = Scenario(local1x4, seed: 15, seconds: 7)
+        scenario.clients(perCluster: 8)
+        scenario.at(0, .network(NetworkFaults(loss: 0.1, duplication: 0.05, jitter: 1.0)))
+        scenario.at(2.5, .network(.none))
+        scenario.healed(at: 2.5, within: 4)
+        let report = scenario.run()
+        expectSafeAndLive(report)
+        #expect(report.messagesDropped > 30, "\(describe(report))")
+        // Retransmission keeps the cluster moving while messages are lost, without a view change.
+        #expect(report.committed - report.committedAfterHeal > 50, "\(describe(report))")
+    }
+
+    @Test func crashAndRestartKeepsWhatWasPersisted() {
+        var scenario = Scenario(local1x4, seed: 16, seconds: 7)
+        let backup = scenario.replica("s0-local-2")
+        scenario.at(0.4, .crash(backup))
+        scenario.at(1.0, .restart(backup))
+        scenario.at(1.5, .crash(scenario.primary()))
+        scenario.at(2.2, .restart(scenario.primary()))
+        scenario.healed(at: 2.2, within: 4)
+        let report = scenario.run()
+        expectSafeAndLive(report)
+        #expect(report.heights[backup]! > 0)
+    }
+
+    @Test func censoringPrimaryIsReplaced() {
+        var scenario = Scenario(local1x4, seed: 17, seconds: 6)
+        scenario.at(0, .byzantine(scenario.primary(), .censoring))
+        scenario.healed(at: 0, within: 4)
+        let report = scenario.run()
+        expectSafeAndLive(report)
+        #expect(report.viewChanges >= 2, "client 0's request timers must replace the primary")
+    }
+
+    @Test(arguments: ByzantineBehaviour.allCases)
+    func oneByzantineReplicaCannotBreakSafetyOrLiveness(behaviour: ByzantineBehaviour) {
+        for target in ["s0-local-0", "s0-local-2"] {
+            var scenario = Scenario(local1x4, seed: 18, seconds: 6)
+            scenario.at(0, .byzantine(scenario.replica(target), behaviour))
+            scenario.healed(at: 0, within: 4)
+            expectSafeAndLive(scenario.run())
+        }
+    }
+}
+
+/// The checkers must catch what they exist to catch.
+@Suite struct CheckerTests {
+    @Test func fPlusOneByzantineReplicasAreCaught() {
+        var scenario = Scenario(local1x4, seed: 21, seconds: 2)
+        scenario.at(0, .byzantine(scenario.replica("s0-local-0"), .equivocatingPrimary))
+        scenario.at(0, .byzantine(scenario.replica("s0-local-1"), .votesForEverything))
+        let report = scenario.run()
+        #expect(report.violations.contains { $0.kind == .agreement }, "\(describe(report))")
+    }
+
+    @Test func theSameAttackWithinFIsHarmless() {
+        var scenario = Scenario(local1x4, seed: 21, seconds: 2)
+        scenario.at(0, .byzantine(scenario.replica("s0-local-0"), .equivocatingPrimary))
+        let report = scenario.run()
+        #expect(!report.violations.contains { $0.kind == .agreement }, "\(describe(report))")
+    }
+
+    @Test func aBrokenQuorumRuleIsCaught() {
+        var scenario = Scenario(local1x4, seed: 22, seconds: 2)
+        scenario.settings.brokenQuorum = true
+        scenario.at(0, .byzantine(scenario.replica("s0-local-0"), .equivocatingPrimary))
+        let report = scenario.run()
+        #expect(report.violations.contains { $0.kind == .agreement }, "\(describe(report))")
+    }
+}
+
+@Suite struct SeedSweepTests {
+    /// At least 200 random seeds with faults, every one clean.
+    @Test func twoHundredSeedsWithFaults() {
+        let summary = SeedSweep.run(topology: local1x4, seeds: 1..<201)
+        #expect(summary.seedsRun == 200)
+        #expect(summary.failingSeeds.isEmpty, "failing seeds: \(summary.failingSeeds.map { "\($0.seed): \($0.violations.first!)" })")
+        #expect(summary.committed > 200 * 100)
+        #expect(summary.viewChanges > 0, "the fault plans must exercise view changes")
     }
 }

@@ -221,3 +221,14 @@ import Testing
         #expect(decoder.failure != nil)
     }
 }
+
+@Suite struct EncodedSizeTests {
+    @Test(arguments: MessageKind.allCases)
+    func sizeMatchesTheEncoder(kind: MessageKind) {
+        var generator = MessageGenerator(seed: 100 + UInt64(kind.rawValue))
+        for _ in 0..<300 {
+            let message = generator.message(kind: kind)
+            #expect(EncodedSize.frame(message) == FrameCodec.encode(message, from: .replica(number: 1)).count)
+        }
+    }
+}
