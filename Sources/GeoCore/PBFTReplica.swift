@@ -376,15 +376,19 @@ public struct PBFTReplica: Sendable {
     /// Committed: n - f matching Commits (of any one view) for a block this replica holds.
     mutating func checkCommitted(_ round: UInt64, effects: inout [Effect]) {
         guard let slot = slots[round], slot.certified == nil, round > lastDelivered else { return }
-        var groups: [VoteStatement: [Commit]] = [:]
-        for commit in slot.commits.values { groups[commit.statement, default: []].append(commit) }
-        for (statement, commits) in groups where commits.count >= quorum.decide {
+        // n is small: counting matches directly beats hashing statements into groups.
+        let commits = Array(slot.commits.values)
+        for (offset, candidate) in commits.enumerated() {
+            let statement = candidate.statement
+            if commits[..<offset].contains(where: { $0.statement == statement }) { continue }
+            let matching = commits.filter { $0.statement == statement }
+            guard matching.count >= quorum.decide else { continue }
             guard let block = slot.blocks[statement.digest] else {
                 // Committed, but the block never reached this replica: fetch it.
                 knownCommitted = max(knownCommitted, round)
                 continue
             }
-            let signers = commits.sorted { $0.replicaIndex < $1.replicaIndex }.prefix(quorum.decide)
+            let signers = matching.sorted { $0.replicaIndex < $1.replicaIndex }.prefix(quorum.decide)
             let certificate = CommitCertificate(statement: statement, signatures: signers.map {
                 CertificateSignature(replicaIndex: $0.replicaIndex, signature: $0.signature)
             })

@@ -65,8 +65,11 @@ public enum KeyCommands {
                 output.out(JSONOutput.encode(["directory": directory, "topology": topology.name,
                                               "replicas": "\(replicas)", "clients": "\(topology.clientCount)"]))
             } else {
-                output.out("wrote keys for \(replicas) replicas and \(topology.clientCount) clients of '\(topology.name)' to \(directory)")
-                output.out("use them with `keys: {directory: \(directory)}` in the topology file")
+                // The topology resolves a relative key directory against its own folder, so print
+                // a path that means the same thing there.
+                let absolute = URL(fileURLWithPath: directory).standardizedFileURL.path
+                output.out("wrote keys for \(replicas) replicas and \(topology.clientCount) clients of '\(topology.name)' to \(absolute)")
+                output.out("use them with `keys: {directory: \(absolute)}` in the topology file")
             }
         } catch {
             output.exitCode = 1

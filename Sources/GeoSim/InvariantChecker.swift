@@ -26,6 +26,21 @@ struct HeightRecord {
     var replica: ReplicaID
 }
 
+/// A certificate, identified cheaply: its statement and a fingerprint of its signers and signatures.
+struct CertificateKey: Hashable {
+    var statement: VoteStatement
+    var print: UInt64
+    init(_ certificate: CommitCertificate) {
+        statement = certificate.statement
+        var fingerprint = Fingerprint()
+        for signer in certificate.signatures {
+            fingerprint.add(UInt64(signer.replicaIndex))
+            fingerprint.add(signer.signature.bytes)
+        }
+        print = fingerprint.value
+    }
+}
+
 struct RequestKey: Hashable {
     var client: ClientID
     var requestID: UInt64
@@ -39,7 +54,7 @@ public final class InvariantChecker {
     var executedKeys: [ReplicaID: Set<RequestKey>] = [:]
     public private(set) var replicaHeights: [ReplicaID: UInt64] = [:]
     /// Certificates and blocks already checked (checking each once keeps long sweeps fast).
-    var checkedCertificates = Set<CommitCertificate>()
+    var checkedCertificates = Set<CertificateKey>()
     var checkedBlocks = Set<Digest>()
     /// (client, request) -> (shard, height) a client was told.
     var acknowledged: [(RequestKey, ShardID, UInt64, UInt64)] = []
@@ -74,10 +89,11 @@ public final class InvariantChecker {
         if let quorum = quorumOf(block.certified.block.cluster) {
             // The digest binding is checked every time; the signatures once per certificate.
             let certificate = block.certified.certificate
+            let key = CertificateKey(certificate)
             let bound = suite.digest(of: block.certified.block) == certificate.statement.digest && block.digest == certificate.statement.digest
-            let signed = checkedCertificates.contains(certificate) || CertificateCheck.isValid(block.certified, quorum: quorum, suite: suite)
+            let signed = checkedCertificates.contains(key) || CertificateCheck.isValid(block.certified, quorum: quorum, suite: suite)
             if bound && signed {
-                checkedCertificates.insert(certificate)
+                checkedCertificates.insert(key)
             } else {
                 record(.certificate, time, "\(replica) executed round \(block.certified.block.round) of \(block.certified.block.cluster) without a valid certificate")
             }

@@ -76,6 +76,7 @@ public final class Simulation {
     final class ReplicaNode {
         let id: ReplicaID
         let region: String
+        var regionIndex = 0
         let configuration: PBFTConfiguration
         let suite: SimulatedCrypto
         var core: PBFTReplica?
@@ -93,6 +94,7 @@ public final class Simulation {
     struct ClientNode {
         var core: ClientCore
         var region: String
+        var regionIndex = 0
         var shard: ShardID
         var submittedAt: UInt64 = 0
         var completed = 0
@@ -112,12 +114,15 @@ public final class Simulation {
     var faults = NetworkFaults.none
     var partitions: [Partition] = []
     var linkBusyUntil: [Pair: UInt64] = [:]
+    /// Links between regions by index (the topology's lookup by name is too slow for every message).
+    var links: [[Link]] = []
     let checker: InvariantChecker
     let tickMicroseconds: UInt64
     var committed = 0
     var committedAfterHeal = 0
     var messagesSent = 0
-    var messagesByKind: [String: Int] = [:]
+    /// Messages sent, indexed by MessageKind raw value.
+    var sentByKind = [Int](repeating: 0, count: 16)
     var messagesDropped = 0
     var bytesSent = 0
     var events = 0
@@ -169,6 +174,10 @@ public final class Simulation {
                 }
             }
         }
+        let regionNames = topology.regions.map(\.name)
+        links = regionNames.map { from in regionNames.map { to in topology.link(from: from, to: to) ?? topology.lan } }
+        for node in replicas.values { node.regionIndex = regionNames.firstIndex(of: node.region) ?? 0 }
+        for index in clients.indices { clients[index].regionIndex = regionNames.firstIndex(of: clients[index].region) ?? 0 }
         for (time, action) in settings.actions { schedule(at: time, .action(action)) }
         if settings.duration > settings.livenessBound, settings.duration - settings.livenessBound >= settings.healTime {
             schedule(at: settings.duration - settings.livenessBound, .livenessMark)
@@ -209,7 +218,9 @@ public final class Simulation {
                                 committedAfterHeal: committedAfterHeal, heights: heights, viewChanges: viewChanges,
                                 messagesSent: messagesSent, messagesDropped: messagesDropped, bytesSent: bytesSent, events: events,
                                 rejections: rejections, clientRetransmissions: clients.reduce(0) { $0 + $1.core.retransmissions },
-                                messagesByKind: messagesByKind)
+                                messagesByKind: Dictionary(uniqueKeysWithValues: MessageKind.allCases.compactMap { kind in
+                                    sentByKind[Int(kind.rawValue)] > 0 ? (String(describing: kind), sentByKind[Int(kind.rawValue)]) : nil
+                                }))
     }
 
     func handle(_ payload: Payload) {
@@ -401,7 +412,15 @@ public final class Simulation {
         }
     }
 
+    func regionIndex(of endpoint: Endpoint) -> Int {
+        switch endpoint {
+        case let .replica(id): return replicas[id]?.regionIndex ?? 0
+        case let .client(id): return Int(id.rawValue) < clients.count ? clients[Int(id.rawValue)].regionIndex : 0
+        }
+    }
+
     func isBlocked(from: Endpoint, to: Endpoint) -> Bool {
+        if partitions.isEmpty { return false }
         for partition in partitions {
             let fromInside = contains(partition, from), toInside = contains(partition, to)
             if fromInside != toInside && (!partition.oneWay || fromInside) { return true }
@@ -421,7 +440,8 @@ public final class Simulation {
 
     func send(_ message: Message, from: Endpoint, to: Endpoint, extraDelay: UInt64 = 0) {
         messagesSent += 1
-        messagesByKind[String(describing: MessageKind(of: message)), default: 0] += 1
+        let kind = Int(MessageKind(of: message).rawValue)
+        if kind < sentByKind.count { sentByKind[kind] += 1 }
         guard !isBlocked(from: from, to: to), !probability(faults.loss) else {
             messagesDropped += 1
             trace?("\(now) DROP \(from) -> \(to): \(Self.summary(message))")
@@ -430,7 +450,7 @@ public final class Simulation {
         trace?("\(now) SEND \(from) -> \(to): \(Self.summary(message))")
         let size = EncodedSize.frame(message)
         bytesSent += size
-        let link = topology.link(from: region(of: from), to: region(of: to)) ?? topology.lan
+        let link = links[regionIndex(of: from)][regionIndex(of: to)]
         let latency = UInt64(link.rttMilliseconds * 500)
         let transmit = UInt64(Double(size * 8) / link.megabitsPerSecond)
         let pair = Pair(from: from, to: to)

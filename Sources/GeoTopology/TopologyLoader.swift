@@ -22,6 +22,14 @@ public enum TopologyLoader {
                                "remote_timeout_ms", "tick_ms", "max_message_bytes"]
 
     public static let defaultKeyBuckets = 16
+    /// Bounds on what a file may ask for, so that a hostile or mistyped file cannot make validation
+    /// allocate or loop without end.
+    public static let maxFileBytes = 1 << 20
+    public static let maxKeyBuckets = 65_536
+    public static let maxClients = 100_000
+    public static let maxShards = 1_024
+    public static let maxClustersPerShard = 64
+    public static let maxReplicasPerCluster = 1_024
     public static let defaultClients = 64
     public static let defaultBasePort = 7000
     public static let defaultStatusPortOffset = 1000
@@ -37,8 +45,19 @@ public enum TopologyLoader {
         guard !isDirectory.boolValue else {
             throw TopologyError(.unreadable, file: path, line: nil, column: nil, field: "", message: "is a directory, not a topology file")
         }
-        guard let data = FileManager.default.contents(atPath: path) else {
+        if let size = (try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int, size > maxFileBytes {
+            throw TopologyError(.unreadable, file: path, line: nil, column: nil, field: "",
+                                message: "the file is \(size) bytes; a topology file is at most \(maxFileBytes) bytes")
+        }
+        guard let handle = FileHandle(forReadingAtPath: path) else {
             throw TopologyError(.unreadable, file: path, line: nil, column: nil, field: "", message: "cannot read the file")
+        }
+        defer { try? handle.close() }
+        // Read at most one byte past the limit: special files (/dev/zero) report no size.
+        let data = (try? handle.read(upToCount: maxFileBytes + 1)) ?? Data()
+        guard data.count <= maxFileBytes else {
+            throw TopologyError(.unreadable, file: path, line: nil, column: nil, field: "",
+                                message: "the file is larger than \(maxFileBytes) bytes; a topology file is at most that")
         }
         return try parse(bytes: Array(data), file: path)
     }
@@ -53,9 +72,12 @@ public enum TopologyLoader {
         return try parse(text: String(decoding: bytes, as: UTF8.self), file: file)
     }
 
-    /// The offset of the first byte that makes `bytes` not text: invalid UTF-8, or a NUL.
+    /// The offset of the first byte that makes `bytes` not text: invalid UTF-8, or a control
+    /// character other than tab, line feed and carriage return.
     static func firstNonTextByte(_ bytes: [UInt8]) -> Int? {
-        if let nul = bytes.firstIndex(of: 0) { return nul }
+        if let control = bytes.firstIndex(where: { ($0 < 0x20 && $0 != 0x09 && $0 != 0x0A && $0 != 0x0D) || $0 == 0x7F }) {
+            return control
+        }
         var iterator = bytes.makeIterator()
         var decoder = UTF8()
         var offset = 0
@@ -68,18 +90,23 @@ public enum TopologyLoader {
         }
     }
 
-    /// The line of the second place where `key:` appears, from line `start` on (1-based).
+    /// The line of the second place where `key:` appears at the same depth as the first one, from
+    /// line `start` on (1-based): the repeated key of a mapping.
     static func secondOccurrence(of key: String, in text: String, from start: Int) -> Int? {
-        var seen = 0
+        var firstColumn: Int?
         for (offset, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() where offset + 1 >= start {
-            var rest = Substring(line)
-            while let range = rest.range(of: key + ":") {
-                let before = rest[..<range.lowerBound].last
+            var searchFrom = line.startIndex
+            while let range = line[searchFrom...].range(of: key + ":") {
+                let before = line[..<range.lowerBound].last
                 if before == nil || before == " " || before == "{" || before == "," || before == "-" {
-                    seen += 1
-                    if seen == 2 { return offset + 1 }
+                    let column = line.distance(from: line.startIndex, to: range.lowerBound)
+                    if let firstColumn {
+                        if column == firstColumn { return offset + 1 }
+                    } else {
+                        firstColumn = column
+                    }
                 }
-                rest = rest[range.upperBound...]
+                searchFrom = range.upperBound
             }
         }
         return nil
@@ -140,12 +167,12 @@ struct TopologyBuilder {
         let wan = try root["wan"].map { (field) throws(TopologyError) in try readWAN(field, regions: regions) } ?? []
         let lan = try root["lan"].map { (field) throws(TopologyError) in try readLink(field) } ?? Keys.defaultLAN
         let keyBuckets = try root["key_buckets"].map { (field) throws(TopologyError) in
-            try reader.positiveInt(field, what: "key_buckets") } ?? Keys.defaultKeyBuckets
+            try bounded(field, what: "key_buckets", limit: Keys.maxKeyBuckets) } ?? Keys.defaultKeyBuckets
         let clients = try root["clients"].map { (field) throws(TopologyError) in
-            try reader.positiveInt(field, what: "clients") } ?? Keys.defaultClients
+            try bounded(field, what: "clients", limit: Keys.maxClients) } ?? Keys.defaultClients
         let basePort = try root["base_port"].map { (field) throws(TopologyError) in try port(field) } ?? Keys.defaultBasePort
         let statusOffset = try root["status_port_offset"].map { (field) throws(TopologyError) in
-            try reader.positiveInt(field, what: "status_port_offset") } ?? Keys.defaultStatusPortOffset
+            try bounded(field, what: "status_port_offset", limit: 65_534) } ?? Keys.defaultStatusPortOffset
         let parameters = try root["protocol"].map { (field) throws(TopologyError) in try readProtocol(field) } ?? ProtocolParameters()
         let keys = try root["keys"].map { (field) throws(TopologyError) in try readKeys(field) } ?? .development
 
@@ -153,6 +180,9 @@ struct TopologyBuilder {
         let shardFields = try reader.sequence(shardsField)
         guard !shardFields.isEmpty else {
             throw reader.error(.nonPositive, shardsField, "a topology needs at least one shard")
+        }
+        guard shardFields.count <= Keys.maxShards else {
+            throw reader.error(.invalidValue, shardsField, "\(shardFields.count) shards is above the limit of \(Keys.maxShards)")
         }
         var shards: [Shard] = []
         var placementFields: [YAMLField] = []
@@ -184,6 +214,9 @@ struct TopologyBuilder {
             guard !fields.isEmpty else {
                 throw reader.error(.nonPositive, clustersField, "shard '\(shardName)' needs at least one cluster")
             }
+            guard fields.count <= Keys.maxClustersPerShard else {
+                throw reader.error(.invalidValue, clustersField, "\(fields.count) clusters in one shard is above the limit of \(Keys.maxClustersPerShard)")
+            }
             clusterFields.append(fields)
             var clusters: [Cluster] = []
             var regionsSeen: [String: YAMLField] = [:]
@@ -207,8 +240,9 @@ struct TopologyBuilder {
                 if let fField = clusterMap["f"] {
                     let f = try reader.positiveInt(fField, what: "f")
                     guard let explicit = Quorum(n: n, f: f) else {
+                        let needed = f <= (Int.max - 1) / 3 ? "\(3 * f + 1)" : "more than any count"
                         throw reader.error(.tooFewReplicas, clusterMap["replicas"]!,
-                                           "\(n) replicas cannot tolerate f = \(f) Byzantine replicas: need n >= 3f+1 = \(3 * f + 1)")
+                                           "\(n) replicas cannot tolerate f = \(f) Byzantine replicas: need n >= 3f+1 = \(needed)")
                     }
                     quorum = explicit
                 } else {
@@ -297,6 +331,12 @@ struct TopologyBuilder {
         return links
     }
 
+    func bounded(_ field: YAMLField, what: String, limit: Int) throws(TopologyError) -> Int {
+        let value = try reader.positiveInt(field, what: what)
+        guard value <= limit else { throw reader.error(.invalidValue, field, "\(what) is at most \(limit), found \(value)") }
+        return value
+    }
+
     func port(_ field: YAMLField) throws(TopologyError) -> Int {
         let value = try reader.int(field)
         guard (1...65_535).contains(value) else {
@@ -308,20 +348,22 @@ struct TopologyBuilder {
     func readProtocol(_ field: YAMLField) throws(TopologyError) -> ProtocolParameters {
         let map = try reader.mapping(field, allowed: Keys.protocolKeys)
         var parameters = ProtocolParameters()
-        func value(_ key: String, _ target: inout Int) throws(TopologyError) {
-            if let item = map[key] { target = try reader.positiveInt(item, what: key) }
+        func value(_ key: String, _ target: inout Int, limit: Int) throws(TopologyError) {
+            if let item = map[key] { target = try bounded(item, what: key, limit: limit) }
         }
-        try value("batch_size", &parameters.batchSize)
-        try value("batch_delay_ms", &parameters.batchDelayMilliseconds)
-        try value("window", &parameters.window)
-        try value("checkpoint_every", &parameters.checkpointEvery)
-        try value("view_timeout_ms", &parameters.viewTimeoutMilliseconds)
-        try value("remote_timeout_ms", &parameters.remoteTimeoutMilliseconds)
-        try value("tick_ms", &parameters.tickMilliseconds)
-        try value("max_message_bytes", &parameters.maxMessageBytes)
-        guard parameters.window >= 2 * parameters.checkpointEvery else {
+        // Limits far above any sensible setting, so that derived figures cannot overflow.
+        let hour = 3_600_000
+        try value("batch_size", &parameters.batchSize, limit: 100_000)
+        try value("batch_delay_ms", &parameters.batchDelayMilliseconds, limit: hour)
+        try value("window", &parameters.window, limit: 100_000)
+        try value("checkpoint_every", &parameters.checkpointEvery, limit: 100_000)
+        try value("view_timeout_ms", &parameters.viewTimeoutMilliseconds, limit: hour)
+        try value("remote_timeout_ms", &parameters.remoteTimeoutMilliseconds, limit: hour)
+        try value("tick_ms", &parameters.tickMilliseconds, limit: 60_000)
+        try value("max_message_bytes", &parameters.maxMessageBytes, limit: 1 << 30)
+        guard parameters.window / 2 >= parameters.checkpointEvery else {
             throw reader.error(.invalidValue, map["window"] ?? field.child("window", field.node),
-                               "window (\(parameters.window)) must be at least 2 x checkpoint_every (\(2 * parameters.checkpointEvery)) so ordering continues while a checkpoint stabilises")
+                               "window (\(parameters.window)) must be at least 2 x checkpoint_every (checkpoint_every = \(parameters.checkpointEvery)) so ordering continues while a checkpoint stabilises")
         }
         let smallestFrame = 4096
         guard parameters.maxMessageBytes >= smallestFrame else {
@@ -385,6 +427,9 @@ struct TopologyBuilder {
         if case .sequence = field.node {
             let items = try reader.sequence(field)
             guard !items.isEmpty else { throw reader.error(.nonPositive, field, "the replica list is empty") }
+            guard items.count <= Keys.maxReplicasPerCluster else {
+                throw reader.error(.invalidValue, field, "\(items.count) replicas in one cluster is above the limit of \(Keys.maxReplicasPerCluster)")
+            }
             var addresses: [(host: String, port: Int)?] = []
             for item in items {
                 let text = try reader.string(item)
@@ -398,7 +443,9 @@ struct TopologyBuilder {
         }
         let count = try reader.int(field)
         guard count > 0 else { throw reader.error(.nonPositive, field, "replicas must be positive, found \(count)") }
-        guard count <= 1024 else { throw reader.error(.invalidValue, field, "\(count) replicas in one cluster is above the limit of 1024") }
+        guard count <= Keys.maxReplicasPerCluster else {
+            throw reader.error(.invalidValue, field, "\(count) replicas in one cluster is above the limit of \(Keys.maxReplicasPerCluster)")
+        }
         return Array(repeating: nil, count: count)
     }
 
@@ -406,10 +453,15 @@ struct TopologyBuilder {
 
     func checkAddresses(_ shards: [Shard], clusterFields: [[YAMLField]]) throws(TopologyError) {
         var used: [String: String] = [:]
+        var names: Set<String> = []
         for (shardIndex, shard) in shards.enumerated() {
             for (clusterIndex, cluster) in shard.clusters.enumerated() {
                 let field = clusterFields[shardIndex][clusterIndex]
                 for replica in cluster.replicas {
+                    guard names.insert(replica.name).inserted else {
+                        throw reader.error(.duplicateName, field,
+                                           "replica name '\(replica.name)' is made twice (shard and region names joined by '-' collide); rename a shard or region")
+                    }
                     guard replica.statusPort <= 65_535 else {
                         throw reader.error(.invalidValue, field, "status port \(replica.statusPort) of \(replica.name) is above 65535; lower status_port_offset or the ports")
                     }

@@ -58,6 +58,8 @@ public struct ByteReader: ~Copyable {
     private let end: Int
 
     public init(_ buffer: UnsafeRawBufferPointer, offset: Int = 0, end: Int? = nil) {
+        precondition(offset >= 0 && offset <= (end ?? buffer.count) && (end ?? buffer.count) <= buffer.count,
+                     "ByteReader bounds outside the buffer")
         base = buffer
         self.offset = offset
         self.end = end ?? buffer.count

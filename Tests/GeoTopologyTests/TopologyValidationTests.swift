@@ -257,6 +257,28 @@ let badCases: [BadCase] = [
             mentions: "is not UTF-8 text"),
     BadCase("NUL bytes", bytes: Array("name: t\n".utf8) + [0x00, 0x01], .notText, line: 2, field: "", mentions: "(0x0)"),
     BadCase("not a mapping", "- just\n- a list\n", .wrongType, line: 1, field: "", mentions: "expected a mapping"),
+    BadCase("control character", bytes: Array("name: t\nregions: [a]\n".utf8) + [0x07], .notText, line: 3, field: "", mentions: "(0x7)"),
+    BadCase("duplicate top-level key after a nested one", "name: t\nregions: [a]\nshards:\n  - name: s0\n    clusters: []\nname: u\n",
+            .duplicateKey, line: 6, field: "name", mentions: "duplicate key 'name'"),
+    BadCase("replica names that collide", """
+        name: t
+        regions: [b-c, c]
+        key_buckets: 2
+        shards:
+          - {name: a, keys: {hash: [0, 0]}, clusters: [{region: b-c, replicas: 4}]}
+          - {name: a-b, keys: {hash: [1, 1]}, clusters: [{region: c, replicas: [\"h:1\", \"h:2\", \"h:3\", \"h:4\"]}]}
+        """, .duplicateName, line: 6, field: "shards[1].clusters[0]", mentions: "replica name 'a-b-c-0' is made twice"),
+    BadCase("an f that overflows 3f+1", twoRegions(cluster2: "{region: iowa, replicas: 4, f: 3074457345618258603}"), .tooFewReplicas,
+            line: 9, field: "shards[0].clusters[1].replicas", mentions: "cannot tolerate f = 3074457345618258603"),
+    BadCase("a status port offset that overflows", twoRegions(extra: "status_port_offset: 9223372036854775807"), .invalidValue,
+            line: 10, field: "status_port_offset", mentions: "at most 65534"),
+    BadCase("a checkpoint interval that overflows", twoRegions(extra: "protocol: {checkpoint_every: 4611686018427387904}"),
+            .invalidValue, line: 10, field: "protocol.checkpoint_every", mentions: "at most 100000"),
+    BadCase("a checkpoint interval above half the window", twoRegions(extra: "protocol: {checkpoint_every: 40}"),
+            .invalidValue, line: 10, field: "protocol.window", mentions: "at least 2 x checkpoint_every"),
+    BadCase("too many key buckets", twoRegions(extra: "key_buckets: 1000000000000"), .invalidValue, line: 10,
+            field: "key_buckets", mentions: "at most 65536"),
+    BadCase("too many clients", twoRegions(extra: "clients: 4294967296"), .invalidValue, line: 10, field: "clients", mentions: "at most 100000"),
 ]
 
 @Suite struct BadTopologyTests {
@@ -278,6 +300,16 @@ let badCases: [BadCase] = [
     @Test func missingFileIsRefused() {
         #expect(throws: TopologyError(.fileNotFound, file: "/nonexistent/t.yaml", line: nil, column: nil, field: "", message: "no such file")) {
             try TopologyLoader.load(path: "/nonexistent/t.yaml")
+        }
+    }
+
+    @Test func endlessFileIsRefused() {
+        do {
+            _ = try TopologyLoader.load(path: "/dev/zero")
+            Issue.record("accepted /dev/zero")
+        } catch {
+            #expect(error.problem == .unreadable)
+            #expect(error.message.contains("larger than"))
         }
     }
 
