@@ -63,7 +63,7 @@ let package = Package(
             swiftSettings: strict),
         .executableTarget(name: "geofabric", dependencies: ["GeoFabricCLI"], swiftSettings: strict),
 
-        .testTarget(name: "GeoCoreTests", dependencies: ["GeoCore"], swiftSettings: strict),
+        .testTarget(name: "GeoCoreTests", dependencies: ["GeoCore", "GeoSim"], swiftSettings: strict),
         .testTarget(name: "GeoWireTests", dependencies: ["GeoWire", "GeoCore"], swiftSettings: strict),
         .testTarget(name: "GeoCryptoTests", dependencies: ["GeoCrypto", "GeoCore", "GeoWire"], swiftSettings: strict),
         .testTarget(name: "GeoTopologyTests", dependencies: ["GeoTopology", "GeoCore"], swiftSettings: strict),

@@ -6,6 +6,8 @@ public struct PBFTConfiguration: Hashable, Sendable {
     /// This replica's index in its cluster.
     public var index: UInt16
     public var batchSize: Int
+    /// Ticks a primary waits to fill a batch before proposing a partial one (at least one).
+    public var batchDelayTicks: UInt64 = 1
     /// Rounds that may be in flight above the stable checkpoint (the watermark window).
     public var window: UInt64
     public var checkpointEvery: UInt64
@@ -43,6 +45,7 @@ public struct PBFTConfiguration: Hashable, Sendable {
                   window: UInt64(parameters.window), checkpointEvery: UInt64(parameters.checkpointEvery),
                   viewTimeoutTicks: viewTicks, fetchIntervalTicks: max(1, viewTicks / 8),
                   pendingLimit: parameters.batchSize * parameters.window, clustersInShard: shard.clusters.count)
+        batchDelayTicks = max(1, (UInt64(parameters.batchDelayMilliseconds) + tick - 1) / tick)
     }
 
     public var n: Int { quorum.n }

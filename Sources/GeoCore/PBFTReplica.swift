@@ -569,7 +569,7 @@ public struct PBFTReplica: Sendable {
 
     mutating func onTick(effects: inout [Effect]) {
         now += 1
-        if let oldest = oldestPendingTick, now > oldest { propose(partial: true, effects: &effects) }
+        if let oldest = oldestPendingTick, now - oldest >= configuration.batchDelayTicks { propose(partial: true, effects: &effects) }
         let fetchDue = lastFetchTick.map { now - $0 >= configuration.fetchIntervalTicks } ?? true
         switch status {
         case .normal:

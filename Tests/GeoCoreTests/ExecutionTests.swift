@@ -1,0 +1,172 @@
+import GeoCore
+import GeoSim
+import Testing
+
+@Suite struct KeyValueStoreTests {
+    let alice = Array("alice".utf8), bob = Array("bob".utf8)
+
+    @Test func putGetAdd() {
+        var store = KeyValueStore()
+        #expect(store.execute(.get(key: alice)) == .value(nil))
+        #expect(store.execute(.put(key: alice, value: [1, 2])) == .stored)
+        #expect(store.execute(.get(key: alice)) == .value([1, 2]))
+        #expect(store.execute(.add(key: alice, delta: 5)) == .refused(.notANumber))
+        #expect(store.execute(.add(key: bob, delta: 5)) == .number(5))
+        #expect(store.execute(.add(key: bob, delta: -7)) == .number(-2))
+        #expect(store.execute(.add(key: bob, delta: Int64.min)) == .refused(.overflow))
+        #expect(store.number(bob) == -2)
+    }
+
+    @Test func transfersNeedBalance() {
+        var store = KeyValueStore()
+        #expect(store.execute(.transfer(from: alice, to: bob, amount: 1)) == .refused(.insufficientBalance))
+        _ = store.execute(.add(key: alice, delta: 10))
+        #expect(store.execute(.transfer(from: alice, to: alice, amount: 1)) == .refused(.sameAccount))
+        #expect(store.execute(.transfer(from: alice, to: bob, amount: 7)) == .transferred(fromBalance: 3, toBalance: 7))
+        #expect(store.execute(.transfer(from: alice, to: bob, amount: 4)) == .refused(.insufficientBalance))
+        #expect(store.execute(.transfer(from: alice, to: bob, amount: UInt64.max)) == .refused(.overflow))
+        #expect(store.number(alice)! + store.number(bob)! == 10, "transfers conserve the total")
+    }
+}
+
+let crypto = SimulatedCrypto(owner: nil, clientCount: 100)
+let cluster0 = ClusterID(shard: ShardID(0), index: 0)
+let cluster1 = ClusterID(shard: ShardID(0), index: 1)
+
+func certified(_ block: Block, signers: [UInt16] = [0, 1, 2]) -> CertifiedBlock {
+    let statement = VoteStatement(cluster: block.cluster, view: 0, round: block.round, digest: crypto.digest(of: block))
+    return CertifiedBlock(block: block, certificate: CommitCertificate(statement: statement, signatures: signers.map {
+        CertificateSignature(replicaIndex: $0, signature: SimulatedCrypto(owner: ReplicaID(cluster: block.cluster, index: $0), clientCount: 100)
+            .sign(.commit(statement)))
+    }))
+}
+
+@Suite struct ShardLedgerTests {
+    func transaction(_ client: UInt32, _ request: UInt64, _ delta: Int64) -> ClientTransaction {
+        crypto.signTransaction(client: ClientID(client), requestID: request, operation: .add(key: [7], delta: delta))
+    }
+
+    @Test func roundsExecuteInClusterOrderOnceComplete() {
+        var ledger = ShardLedger(shard: ShardID(0), clusterCount: 2)
+        let first = certified(Block(cluster: cluster1, round: 1, transactions: [transaction(1, 1, 10)]))
+        let second = certified(Block(cluster: cluster0, round: 1, transactions: [transaction(2, 1, 5)]))
+        let added = ledger.add(first, digest: first.certificate.statement.digest)
+        #expect(added)
+        let nothing = ledger.executeReady(chain: crypto.chain)
+        #expect(nothing.isEmpty, "round 1 waits for cluster 0")
+        let again = ledger.add(first, digest: first.certificate.statement.digest)
+        #expect(!again, "duplicates are refused")
+        ledger.add(second, digest: second.certificate.statement.digest)
+        let executed = ledger.executeReady(chain: crypto.chain)
+        #expect(executed.map(\.certified.block.cluster) == [cluster0, cluster1])
+        #expect(executed.map(\.height) == [1, 2])
+        #expect(executed.map(\.results) == [[.number(5)], [.number(15)]])
+        #expect(ledger.round == 2)
+        let expectedHead = crypto.chain(previous: crypto.chain(previous: .zero, cluster: cluster0, round: 1, digest: second.certificate.statement.digest),
+                                        cluster: cluster1, round: 1, digest: first.certificate.statement.digest)
+        #expect(ledger.head == expectedHead)
+    }
+
+    @Test func aRequestExecutesAtMostOnce() {
+        var ledger = ShardLedger(shard: ShardID(0), clusterCount: 1)
+        let request = transaction(3, 1, 10)
+        for round: UInt64 in 1...2 {
+            let block = certified(Block(cluster: cluster0, round: round, transactions: [request, transaction(3, 0, 1)]))
+            ledger.add(block, digest: block.certificate.statement.digest)
+        }
+        let executed = ledger.executeReady(chain: crypto.chain)
+        #expect(executed.map(\.results) == [[.number(10), nil], [nil, nil]])
+        #expect(ledger.state.number([7]) == 10)
+        #expect(ledger.lastExecution[ClientID(3)]?.requestID == 1)
+    }
+}
+
+@Suite struct ProofCheckTests {
+    let quorum = Quorum(n: 4)!
+    let block = Block(cluster: cluster0, round: 5, transactions: [])
+
+    @Test func validCertificatePasses() {
+        #expect(CertificateCheck.isValid(certified(block), quorum: quorum, suite: crypto))
+    }
+
+    @Test func certificatesRefuseEveryShortcut() {
+        #expect(!CertificateCheck.isValid(certified(block, signers: [0, 1]), quorum: quorum, suite: crypto), "below n - f")
+        #expect(!CertificateCheck.isValid(certified(block, signers: [0, 1, 1]), quorum: quorum, suite: crypto), "a repeated signer")
+        #expect(!CertificateCheck.isValid(certified(block, signers: [0, 1, 7]), quorum: quorum, suite: crypto), "a non-member")
+        var otherBlock = certified(block)
+        otherBlock.block.round = 6
+        #expect(!CertificateCheck.isValid(otherBlock, quorum: quorum, suite: crypto), "bound to another round")
+        var otherDigest = certified(block)
+        otherDigest.block.transactions = [crypto.signTransaction(client: ClientID(1), requestID: 1, operation: .get(key: []))]
+        #expect(!CertificateCheck.isValid(otherDigest, quorum: quorum, suite: crypto), "bound to another digest")
+        var foreign = certified(Block(cluster: cluster1, round: 5, transactions: []))
+        foreign.block.cluster = cluster0
+        #expect(!CertificateCheck.isValid(foreign, quorum: quorum, suite: crypto), "signed by another cluster")
+        var forged = certified(block)
+        forged.certificate.signatures[2].signature = Signature(bytes: [UInt8](repeating: 9, count: 64))!
+        #expect(!CertificateCheck.isValid(forged, quorum: quorum, suite: crypto), "a forged signature")
+    }
+}
+
+@Suite struct NewViewPlanTests {
+    func proof(round: UInt64, view: UInt64, transactions: Int) -> PreparedProof {
+        let block = Block(cluster: cluster0, round: round, transactions: (0..<transactions).map {
+            crypto.signTransaction(client: ClientID(UInt32($0)), requestID: view, operation: .get(key: []))
+        })
+        let prePrepare = PrePrepare(view: view, digest: crypto.digest(of: block), block: block,
+                                    signature: Signature(bytes: [UInt8](repeating: 0, count: 64))!)
+        return PreparedProof(prePrepare: prePrepare, prepares: [])
+    }
+
+    func viewChange(_ index: UInt16, checkpoint: UInt64, _ prepared: [PreparedProof]) -> ViewChange {
+        let statement = CheckpointStatement(cluster: cluster0, round: checkpoint, digest: checkpoint == 0 ? .zero : Digest(w0: checkpoint, w1: 0, w2: 0, w3: 0))
+        return ViewChange(cluster: cluster0, newView: 3, checkpoint: CheckpointProof(statement: statement, checkpoints: []),
+                          prepared: prepared, replicaIndex: index, signature: Signature(bytes: [UInt8](repeating: 0, count: 64))!)
+    }
+
+    @Test func highestViewWinsAndGapsGetNoOps() {
+        let plan = NewViewPlan(viewChanges: [
+            viewChange(0, checkpoint: 16, [proof(round: 17, view: 1, transactions: 1), proof(round: 20, view: 1, transactions: 2)]),
+            viewChange(1, checkpoint: 0, [proof(round: 3, view: 0, transactions: 1), proof(round: 17, view: 2, transactions: 3)]),
+            viewChange(2, checkpoint: 16, []),
+        ], cluster: cluster0)
+        #expect(plan.checkpoint.statement.round == 16, "the highest stable checkpoint")
+        #expect(plan.blocks.map(\.round) == [17, 18, 19, 20])
+        #expect(plan.blocks[0].transactions.count == 3, "round 17: the view-2 proof beats the view-1 proof")
+        #expect(plan.blocks[1].isNoOp && plan.blocks[2].isNoOp, "rounds nobody prepared become no-ops")
+        #expect(plan.blocks[3].transactions.count == 2)
+    }
+
+    @Test func nothingPreparedMeansNothingToRepropose() {
+        let plan = NewViewPlan(viewChanges: [viewChange(0, checkpoint: 32, []), viewChange(1, checkpoint: 16, [])], cluster: cluster0)
+        #expect(plan.blocks.isEmpty)
+        #expect(plan.lastRound == 32)
+    }
+}
+
+@Suite struct RestartTests {
+    /// A replica that signed a Prepare for one digest before a crash must not sign another after it.
+    @Test func restartedReplicaNeverSignsTwoDigestsForOneSlot() {
+        let configuration = PBFTConfiguration(cluster: cluster0, quorum: Quorum(n: 4)!, index: 1, batchSize: 10, window: 8,
+                                              checkpointEvery: 4, viewTimeoutTicks: 50, fetchIntervalTicks: 6, pendingLimit: 100)
+        let suite = SimulatedCrypto(owner: ReplicaID(cluster: cluster0, index: 1), clientCount: 100)
+        let primary = SimulatedCrypto(owner: ReplicaID(cluster: cluster0, index: 0), clientCount: 100)
+        func prePrepare(_ transactions: Int) -> PrePrepare {
+            let block = Block(cluster: cluster0, round: 1, transactions: (0..<transactions).map {
+                crypto.signTransaction(client: ClientID(UInt32($0)), requestID: 1, operation: .get(key: []))
+            })
+            let digest = suite.digest(of: block)
+            let statement = VoteStatement(cluster: cluster0, view: 0, round: 1, digest: digest)
+            return PrePrepare(view: 0, digest: digest, block: block, signature: primary.sign(.prePrepare(statement)))
+        }
+        var replica = PBFTReplica(configuration: configuration, suite: suite)
+        var durable = DurableState()
+        let first = replica.step(.message(.prePrepare(prePrepare(1)), from: ReplicaID(cluster: cluster0, index: 0)))
+        for case let .persist(record) in first { durable.apply(record) }
+        #expect(first.contains { if case .broadcast(.prepare) = $0 { return true } else { return false } })
+        // Crash, restart from what was persisted, and see an equivocating proposal for the same slot.
+        var restarted = PBFTReplica(configuration: configuration, suite: suite, recovering: durable)
+        let second = restarted.step(.message(.prePrepare(prePrepare(2)), from: ReplicaID(cluster: cluster0, index: 0)))
+        #expect(!second.contains { if case .broadcast(.prepare) = $0 { return true } else { return false } })
+    }
+}
