@@ -217,6 +217,30 @@ public struct BlockRequest: Hashable, Sendable {
     }
 }
 
+/// Remote view change (GeoBFT). `detect` (DRvc) goes to the sender's own cluster: "cluster
+/// `target`'s block of `round` is late"; with n - f of them, replica i sends `request` (Rvc) to
+/// replica i of `target`, which forwards it inside its cluster. `attempt` counts the remote view
+/// changes asked of `target`, so duplicates and stale requests are harmless. Signed by `sender`,
+/// because a forwarded Rvc must still prove which remote replica asked.
+public struct RemoteViewChange: Hashable, Sendable {
+    public enum Phase: UInt8, Hashable, Sendable { case detect = 1, request = 2 }
+    public var phase: Phase
+    public var target: ClusterID
+    public var round: UInt64
+    public var attempt: UInt64
+    public var sender: ReplicaID
+    /// Over the whole message but this field (`.remoteViewChange(self)`).
+    public var signature: Signature
+    public init(phase: Phase, target: ClusterID, round: UInt64, attempt: UInt64, sender: ReplicaID, signature: Signature) {
+        self.phase = phase
+        self.target = target
+        self.round = round
+        self.attempt = attempt
+        self.sender = sender
+        self.signature = signature
+    }
+}
+
 /// One signer of a certificate.
 public struct CertificateSignature: Hashable, Sendable {
     public var replicaIndex: UInt16
@@ -314,6 +338,7 @@ public enum Message: Hashable, Sendable {
     case viewChange(ViewChange)
     case newView(NewView)
     case blockRequest(BlockRequest)
+    case remoteViewChange(RemoteViewChange)
 }
 
 /// Everything that carries a signature made by a replica, as it is signed.
@@ -326,4 +351,6 @@ public enum SignedStatement: Hashable, Sendable {
     case viewChange(ViewChange)
     /// The new view with its signature field ignored.
     case newView(NewView)
+    /// The remote view change message with its signature field ignored.
+    case remoteViewChange(RemoteViewChange)
 }

@@ -17,11 +17,14 @@ public struct PBFTConfiguration: Hashable, Sendable {
     public var fetchIntervalTicks: UInt64
     /// Client transactions a primary queues at most; past it a client must retry.
     public var pendingLimit: Int
-    /// Clusters in the shard (for the shard ledger); 1 for a single-cluster shard or the PBFT baseline.
-    public var clustersInShard: Int
+    /// The quorum of every cluster of the shard, by cluster index (this cluster's included): remote
+    /// certificates are checked against their own cluster's n and f.
+    public var shardQuorums: [Quorum]
+    /// Ticks a remote cluster's block may be late before a remote view change is asked for.
+    public var remoteTimeoutTicks: UInt64 = 200
 
     public init(cluster: ClusterID, quorum: Quorum, index: UInt16, batchSize: Int, window: UInt64, checkpointEvery: UInt64,
-                viewTimeoutTicks: UInt64, fetchIntervalTicks: UInt64, pendingLimit: Int, clustersInShard: Int = 1) {
+                viewTimeoutTicks: UInt64, fetchIntervalTicks: UInt64, pendingLimit: Int, shardQuorums: [Quorum]? = nil) {
         self.cluster = cluster
         self.quorum = quorum
         self.index = index
@@ -31,7 +34,8 @@ public struct PBFTConfiguration: Hashable, Sendable {
         self.viewTimeoutTicks = viewTimeoutTicks
         self.fetchIntervalTicks = fetchIntervalTicks
         self.pendingLimit = pendingLimit
-        self.clustersInShard = clustersInShard
+        self.shardQuorums = shardQuorums ?? [quorum]
+        precondition(Int(cluster.index) < self.shardQuorums.count, "the cluster must be one of its shard's")
     }
 
     /// The configuration of `replica` in `topology`.
@@ -44,11 +48,13 @@ public struct PBFTConfiguration: Hashable, Sendable {
         self.init(cluster: cluster.id, quorum: cluster.quorum, index: replica.index, batchSize: parameters.batchSize,
                   window: UInt64(parameters.window), checkpointEvery: UInt64(parameters.checkpointEvery),
                   viewTimeoutTicks: viewTicks, fetchIntervalTicks: max(1, viewTicks / 8),
-                  pendingLimit: parameters.batchSize * parameters.window, clustersInShard: shard.clusters.count)
+                  pendingLimit: parameters.batchSize * parameters.window, shardQuorums: shard.clusters.map(\.quorum))
+        remoteTimeoutTicks = max(2, UInt64(parameters.remoteTimeoutMilliseconds) / tick)
         batchDelayTicks = max(1, (UInt64(parameters.batchDelayMilliseconds) + tick - 1) / tick)
     }
 
     public var n: Int { quorum.n }
+    public var clustersInShard: Int { shardQuorums.count }
     public var me: ReplicaID { ReplicaID(cluster: cluster, index: index) }
     public func primary(of view: UInt64) -> UInt16 { UInt16(view % UInt64(quorum.n)) }
     public func replica(_ index: UInt16) -> ReplicaID { ReplicaID(cluster: cluster, index: index) }

@@ -42,7 +42,7 @@ public struct PBFTReplica: Sendable {
     public private(set) var lastDelivered: UInt64 = 0
     /// Head of the chain of this cluster's delivered block digests (what checkpoints vouch for).
     public private(set) var localHead: Digest = .zero
-    public private(set) var ledger: ShardLedger
+    public internal(set) var ledger: ShardLedger
     public private(set) var now: UInt64 = 0
     /// Counts of ignored inputs by reason.
     public private(set) var rejections: [Rejection: Int] = [:]
@@ -75,6 +75,29 @@ public struct PBFTReplica: Sendable {
     /// it. f + 1 claims include a correct one.
     var claimedViews: [UInt16: UInt64] = [:]
 
+    // GeoBFT global sharing (GlobalSharing.swift).
+    /// Certified blocks of the other clusters of the shard, by cluster index then round, kept to
+    /// serve peers that missed them.
+    var remoteBlocks: [UInt16: [UInt64: CertifiedBlock]] = [:]
+    /// The highest round of any other cluster seen: the primary keeps up with it (no-op blocks).
+    var remoteHighestRound: UInt64 = 0
+    /// Per remote cluster: since when this replica waits for its block of a round.
+    var remoteWaits: [UInt16: (round: UInt64, since: UInt64)] = [:]
+    /// Per remote cluster: when this replica last asked a peer for its blocks, and whether it now
+    /// asks the remote cluster's replicas (after a whole timeout) rather than its own peers.
+    var lastRemoteFetch: [UInt16: UInt64] = [:]
+    var remoteFetchFromSource: [UInt16: Bool] = [:]
+    /// Per remote cluster: the remote view change attempt being asked for next.
+    var remoteAttempts: [UInt16: UInt64] = [:]
+    /// Per remote cluster and own replica: its latest DRvc (attempt, round).
+    var detections: [UInt16: [UInt16: (attempt: UInt64, round: UInt64)]] = [:]
+    /// Per remote cluster and own replica index of that cluster: the latest Rvc it sent us.
+    var requests: [UInt16: [UInt16: (attempt: UInt64, round: UInt64)]] = [:]
+    /// Per remote cluster: the highest attempt that already moved this cluster to a new view.
+    var honoredAttempts: [UInt16: UInt64] = [:]
+    /// The earliest round a remote cluster reported missing: the next primary re-shares from it.
+    var reshareFrom: UInt64?
+
     /// Progress timer: set while there is outstanding work, reset on every delivery.
     var progressSince: UInt64?
     var consecutiveViewChanges = 0
@@ -98,7 +121,7 @@ public struct PBFTReplica: Sendable {
         self.configuration = configuration
         self.suite = suite
         stable = .genesis(configuration.cluster)
-        ledger = ShardLedger(shard: configuration.cluster.shard, clusterCount: 1)
+        ledger = ShardLedger(shard: configuration.cluster.shard, clusterCount: configuration.clustersInShard)
         fetchPeer = configuration.index
     }
 
@@ -113,8 +136,13 @@ public struct PBFTReplica: Sendable {
             let digest = block.certificate.statement.digest
             recordDelivery(block, digest: digest)
             ledger.add(block, digest: digest)
-            _ = ledger.executeReady(chain: suite.chain)
         }
+        for block in durable.remote {
+            remoteBlocks[block.block.cluster.index, default: [:]][block.block.round] = block
+            remoteHighestRound = max(remoteHighestRound, block.block.round)
+            ledger.add(block, digest: block.certificate.statement.digest)
+        }
+        _ = ledger.executeReady(chain: suite.chain)
         if let proof = durable.stable, proof.statement.round <= lastDelivered { stable = proof }
         for (round, proof) in durable.prepared where round > stable.statement.round {
             slots[round, default: Slot()].prepared = proof
@@ -150,12 +178,17 @@ public struct PBFTReplica: Sendable {
 
     /// Cheap invariants, checked after every step.
     func checkInvariants() {
-        precondition(ledger.height == lastDelivered, "a single-cluster ledger executes exactly the delivered blocks")
+        precondition(ledger.round <= lastDelivered + 1, "the ledger never executes a round this cluster has not delivered")
         precondition(slots.keys.allSatisfy { $0 > stable.statement.round }, "no slot at or below the stable checkpoint")
         precondition(fetched.keys.allSatisfy { $0 > lastDelivered }, "fetched blocks wait above the delivered prefix")
     }
 
     mutating func onMessage(_ message: Message, from: ReplicaID, effects: inout [Effect]) {
+        if from.cluster != cluster {
+            // Other clusters of the shard talk to us only through global sharing.
+            onRemoteMessage(message, from: from, effects: &effects)
+            return
+        }
         guard from.cluster == cluster, Int(from.index) < quorum.n, from.index != configuration.index else {
             reject(.wrongCluster)
             return
@@ -170,6 +203,7 @@ public struct PBFTReplica: Sendable {
         case let .newView(newView): onNewView(newView, from: from, effects: &effects)
         case let .certifiedBlock(block): onCertifiedBlock(block, effects: &effects)
         case let .blockRequest(request): onBlockRequest(request, from: from, effects: &effects)
+        case let .remoteViewChange(message): onDetection(message, from: from, effects: &effects)
         case .reply: reject(.unexpected)
         }
     }
@@ -221,8 +255,13 @@ public struct PBFTReplica: Sendable {
     /// goes out only when `partial` (on a tick: the batch delay has passed).
     mutating func propose(partial: Bool, effects: inout [Effect]) {
         guard status == .normal, isPrimary else { return }
-        while !pending.isEmpty, nextProposalRound <= stable.statement.round + window,
-              pending.count >= configuration.batchSize || partial {
+        // Never more than a window above the stable checkpoint, nor above the shard ledger (so a
+        // cluster cannot run further ahead of the slowest cluster than its peers keep blocks for).
+        while nextProposalRound <= stable.statement.round + window, nextProposalRound <= ledger.round + window {
+            // Another cluster reached this round: propose, if need be a no-op block, so that the
+            // shard's rounds never wait for us.
+            let needed = remoteHighestRound >= nextProposalRound
+            guard pending.count >= configuration.batchSize || (partial && !pending.isEmpty) || needed else { break }
             let count = min(configuration.batchSize, pending.count)
             let transactions = Array(pending.prefix(count))
             pending.removeFirst(count)
@@ -422,25 +461,37 @@ public struct PBFTReplica: Sendable {
         let digest = block.certificate.statement.digest
         recordDelivery(block, digest: digest)
         effects.append(.persist(.delivered(block)))
-        ledger.add(block, digest: digest)
-        for executed in ledger.executeReady(chain: suite.chain) {
-            effects.append(.executed(executed))
-            let isHome = executed.certified.block.cluster == cluster
-            for (transaction, result) in zip(executed.certified.block.transactions, executed.results) {
-                let key = RequestKey(transaction)
-                proposed.remove(key)
-                watched[key] = nil
-                if pendingKeys.remove(key) != nil { pending.removeAll { RequestKey($0) == key } }
-                if isHome, let result {
-                    effects.append(.reply(reply(to: transaction, result: result, position: executed.position)))
-                }
-            }
+        // Ordered by this cluster: the request timers of its transactions stop here, not at
+        // execution, which may wait for other clusters (their lateness is the remote timers' job).
+        for transaction in block.block.transactions {
+            let key = RequestKey(transaction)
+            proposed.remove(key)
+            watched[key] = nil
+            if pendingKeys.remove(key) != nil { pending.removeAll { RequestKey($0) == key } }
         }
+        ledger.add(block, digest: digest)
+        executeLedger(effects: &effects)
+        if isPrimary { share(block, effects: &effects) }
         // Progress: the primary is doing its job.
         consecutiveViewChanges = 0
         progressSince = hasOutstandingWork ? now : nil
         if block.block.round % configuration.checkpointEvery == 0 {
             sendCheckpoint(round: block.block.round, effects: &effects)
+        }
+    }
+
+    /// Executes every complete round of the shard ledger: results, replies for our own clients,
+    /// and the bookkeeping of requests that are now done.
+    mutating func executeLedger(effects: inout [Effect]) {
+        for executed in ledger.executeReady(chain: suite.chain) {
+            effects.append(.executed(executed))
+            let isHome = executed.certified.block.cluster == cluster
+            guard isHome else { continue }
+            for (transaction, result) in zip(executed.certified.block.transactions, executed.results) {
+                if let result {
+                    effects.append(.reply(reply(to: transaction, result: result, position: executed.position)))
+                }
+            }
         }
     }
 
@@ -514,17 +565,23 @@ public struct PBFTReplica: Sendable {
     // MARK: Catching up
 
     mutating func onBlockRequest(_ request: BlockRequest, from: ReplicaID, effects: inout [Effect]) {
-        guard request.cluster == cluster else { return reject(.wrongCluster) }
-        let last = min(request.toRound, request.fromRound &+ fetchBatch - 1, lastDelivered)
+        guard request.cluster.shard == cluster.shard, Int(request.cluster.index) < configuration.clustersInShard else {
+            return reject(.wrongCluster)
+        }
+        let store = request.cluster == cluster ? delivered : remoteBlocks[request.cluster.index, default: [:]]
+        let last = min(request.toRound, request.fromRound &+ fetchBatch - 1)
         guard request.fromRound <= last else { return }
         for round in request.fromRound...last {
-            if let block = delivered[round] { effects.append(.send(.certifiedBlock(block), to: from)) }
+            if let block = store[round] { effects.append(.send(.certifiedBlock(block), to: from)) }
         }
     }
 
     mutating func onCertifiedBlock(_ certified: CertifiedBlock, effects: inout [Effect]) {
         let round = certified.block.round
-        guard certified.block.cluster == cluster else { return reject(.wrongCluster) }
+        guard certified.block.cluster == cluster else {
+            // Forwarded by a peer of our cluster that received it from the remote cluster.
+            return acceptRemote(certified, forward: false, effects: &effects)
+        }
         guard round > lastDelivered, round <= lastDelivered + fetchBatch else { return }
         guard slots[round]?.certified == nil, fetched[round] == nil else { return }
         guard CertificateCheck.isValid(certified, quorum: quorum, suite: suite) else { return reject(.invalidCertificate) }
@@ -563,14 +620,20 @@ public struct PBFTReplica: Sendable {
         if progressSince == nil { progressSince = now }
     }
 
+    /// The view-change timeout doubles with each consecutive view change, up to 8x: enough to
+    /// outgrow any delay the base timeout underestimated, without leaving a cluster that went
+    /// through a bad patch waiting minutes for its next attempt (the simulator found that 256x
+    /// could keep correct replicas in different views long after the network healed).
     var currentTimeout: UInt64 {
-        configuration.viewTimeoutTicks << UInt64(min(consecutiveViewChanges, 8))
+        configuration.viewTimeoutTicks << UInt64(min(consecutiveViewChanges, 3))
     }
 
     mutating func onTick(effects: inout [Effect]) {
         now += 1
         if let oldest = oldestPendingTick, now - oldest >= configuration.batchDelayTicks { propose(partial: true, effects: &effects) }
         let fetchDue = lastFetchTick.map { now - $0 >= configuration.fetchIntervalTicks } ?? true
+        // Remote blocks are awaited whatever our own view is doing.
+        checkRemoteClusters(effects: &effects)
         switch status {
         case .normal:
             if !hasOutstandingWork { progressSince = nil }
@@ -592,7 +655,13 @@ public struct PBFTReplica: Sendable {
             }
         case let .changingView(target):
             if isBehind && fetchDue { requestBlocks(effects: &effects) }
-            if now >= viewChangeDeadline { startViewChange(to: target + 1, effects: &effects) }
+            if now >= viewChangeDeadline {
+                startViewChange(to: target + 1, effects: &effects)
+            } else if fetchDue, let mine = viewChanges[configuration.index], mine.newView == target {
+                // A lost ViewChange would leave the new primary one short for good: say it again.
+                lastFetchTick = now
+                effects.append(.broadcast(.viewChange(mine)))
+            }
         }
     }
 
@@ -735,6 +804,7 @@ public struct PBFTReplica: Sendable {
             }
             watched = [:]
             if !pending.isEmpty { oldestPendingTick = now }
+            reshare(effects: &effects)
             propose(partial: false, effects: &effects)
         } else {
             pending = []

@@ -49,6 +49,8 @@ public enum DurableRecord: Hashable, Sendable {
     case prepared(PreparedProof)
     /// A certified block of the replica's own cluster, delivered in round order.
     case delivered(CertifiedBlock)
+    /// A certified block of another cluster of the shard, received and checked.
+    case remote(CertifiedBlock)
     /// A stable checkpoint; state below it may be dropped.
     case stable(CheckpointProof)
 }
@@ -61,6 +63,7 @@ public struct DurableState: Hashable, Sendable {
     public var signed: [SignSlot: Digest] = [:]
     public var prepared: [UInt64: PreparedProof] = [:]
     public var delivered: [CertifiedBlock] = []
+    public var remote: [CertifiedBlock] = []
     public var stable: CheckpointProof?
 
     public init() {}
@@ -79,6 +82,8 @@ public struct DurableState: Hashable, Sendable {
             prepared[proof.round] = proof
         case let .delivered(block):
             delivered.append(block)
+        case let .remote(block):
+            remote.append(block)
         case let .stable(proof):
             guard proof.statement.round > (stable?.statement.round ?? 0) else { return }
             stable = proof

@@ -235,3 +235,27 @@ public enum KeyHash {
         return hash
     }
 }
+
+extension Topology {
+    /// The PBFT baseline of this deployment: each shard's replicas, all of them, as one PBFT
+    /// cluster (in cluster order, so the primary sits in the shard's first region). Replicas keep
+    /// their regions, so the WAN between them is the same; only the protocol changes.
+    public func pbftBaseline() -> Topology {
+        var baseline = self
+        var number: UInt32 = 0
+        baseline.shards = shards.map { shard in
+            let id = ClusterID(shard: shard.id, index: 0)
+            let all = shard.clusters.flatMap(\.replicas)
+            let replicas = all.enumerated().map { offset, replica -> ReplicaInfo in
+                var moved = replica
+                moved.id = ReplicaID(cluster: id, index: UInt16(offset))
+                moved.number = number
+                number += 1
+                return moved
+            }
+            let cluster = Cluster(id: id, region: shard.clusters.first?.region ?? "", quorum: Quorum(n: replicas.count)!, replicas: replicas)
+            return Shard(id: shard.id, name: shard.name, placement: shard.placement, clusters: [cluster])
+        }
+        return baseline
+    }
+}

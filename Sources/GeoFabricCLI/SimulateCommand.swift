@@ -39,20 +39,11 @@ struct SimulateCommand: ParsableCommand {
     }
 
     func run() throws {
-        let path = topology ?? "<embedded>"
         let model: Topology
         do {
             model = try topology.map { try TopologyLoader.load(path: $0) } ?? EmbeddedTopology.load()
         } catch {
             FileHandle.standardError.write(Data("error: \(error)\n".utf8))
-            throw ExitCode(1)
-        }
-        guard model.shards.allSatisfy({ $0.clusters.count == 1 }) else {
-            FileHandle.standardError.write(Data("""
-                error: \(path): shards with several clusters need GeoBFT's global sharing, which the simulator does not run yet; \
-                simulate a topology whose shards each have one cluster (for example topologies/local-1x4.yaml)
-
-                """.utf8))
             throw ExitCode(1)
         }
         let replay = topology.map { "geofabric simulate \($0)" } ?? "geofabric simulate"

@@ -33,6 +33,9 @@ enum Byzantine {
                 CertificateSignature(replicaIndex: $0.replicaIndex, signature: randomSignature(&random))
             }
             return .certifiedBlock(value)
+        case var .remoteViewChange(value):
+            value.signature = randomSignature(&random)
+            return .remoteViewChange(value)
         case .clientTransaction, .reply, .blockRequest:
             return message
         }

@@ -67,6 +67,9 @@ public enum ByzantineBehaviour: String, CaseIterable, Hashable, Sendable {
     case nonForwarding
     /// As primary, shares certified blocks with only some regions (GeoBFT; a correct replica for local PBFT).
     case selectiveSharing
+    /// Sends other clusters certified blocks with bad certificates: too few signers, signers of
+    /// another cluster, signatures over another round or digest.
+    case forgedCertificates
 }
 
 /// Something that happens at a point of simulated time.

@@ -56,7 +56,7 @@ public struct SimulatedCrypto: CryptoSuite, TransactionSigner {
             print.add(checkpoint.cluster)
             print.add(checkpoint.round)
             print.add(checkpoint.digest)
-        case .viewChange, .newView:
+        case .viewChange, .newView, .remoteViewChange:
             print.add(5)
             print.add(SigningPayload.statement(statement))
         }

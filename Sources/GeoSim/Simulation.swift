@@ -12,8 +12,11 @@ public struct SimulationSettings: Sendable {
     public var seed: UInt64
     /// Simulated run length in microseconds.
     public var duration: UInt64
-    /// Closed-loop clients per cluster, each in its cluster's region.
+    /// Closed-loop clients per cluster of the topology, each in its cluster's region. (With the
+    /// PBFT baseline they stay in those regions and send to the shard's single cluster.)
     public var clientsPerCluster: Int = 2
+    /// GeoBFT (one cluster per region, as the topology says) or the single-cluster PBFT baseline.
+    public var protocolKind: ProtocolKind = .geobft
     /// Scheduled faults and repairs: (time in microseconds, action).
     public var actions: [(time: UInt64, action: SimulationAction)] = []
     /// From this time on the network is clean and every crashed replica is back: liveness is judged after it.
@@ -30,6 +33,11 @@ public struct SimulationSettings: Sendable {
         self.seed = seed
         self.duration = duration
     }
+}
+
+public enum ProtocolKind: String, CaseIterable, Hashable, Sendable {
+    case geobft
+    case pbft
 }
 
 /// What a run produced.
@@ -138,10 +146,11 @@ public final class Simulation {
 
     public init(settings: SimulationSettings) {
         self.settings = settings
-        topology = settings.topology
+        let layout = settings.topology
+        topology = settings.protocolKind == .pbft ? layout.pbftBaseline() : layout
         random = SeededRandom(seed: settings.seed)
         tickMicroseconds = UInt64(max(1, topology.parameters.tickMilliseconds)) * 1000
-        let clientCount = topology.shards.reduce(0) { $0 + $1.clusters.count } * settings.clientsPerCluster
+        let clientCount = layout.shards.reduce(0) { $0 + $1.clusters.count } * settings.clientsPerCluster
         let verifier = SimulatedCrypto(owner: nil, clientCount: clientCount)
         let topology = self.topology
         let broken = settings.brokenQuorum
@@ -151,12 +160,12 @@ public final class Simulation {
         })
 
         for shard in topology.shards {
+            let quorums = shard.clusters.map { broken ? Quorum.brokenForCheckerTests(n: $0.n, f: $0.n / 2) : $0.quorum }
             for cluster in shard.clusters {
                 for replica in cluster.replicas {
                     guard var configuration = PBFTConfiguration(topology: topology, replica: replica.id) else { continue }
-                    if settings.brokenQuorum {
-                        configuration.quorum = Quorum.brokenForCheckerTests(n: cluster.n, f: cluster.n / 2)
-                    }
+                    configuration.quorum = quorums[Int(cluster.id.index)]
+                    configuration.shardQuorums = quorums
                     let suite = SimulatedCrypto(owner: replica.id, clientCount: clientCount)
                     let node = ReplicaNode(id: replica.id, region: replica.region, configuration: configuration, suite: suite)
                     node.core = PBFTReplica(configuration: configuration, suite: suite)
@@ -164,10 +173,18 @@ public final class Simulation {
                     replicaOrder.append(replica.id)
                     schedule(at: random.next() % tickMicroseconds, .replicaTick(replica.id))
                 }
+            }
+        }
+        // Clients sit where the topology's clusters are; each sends to its shard's cluster in its
+        // region (GeoBFT) or to the shard's one cluster (PBFT baseline).
+        for shard in layout.shards {
+            for cluster in shard.clusters {
+                let home = topology.shards[Int(shard.id.rawValue)].clusters.first { $0.region == cluster.region }
+                    ?? topology.shards[Int(shard.id.rawValue)].clusters[0]
                 for _ in 0..<settings.clientsPerCluster {
                     let id = ClientID(UInt32(clients.count))
                     let signer = SimulatedCrypto(owner: nil, clientCount: clientCount)
-                    let core = ClientCore(client: id, cluster: cluster.id, quorum: cluster.quorum, signer: signer,
+                    let core = ClientCore(client: id, cluster: home.id, quorum: home.quorum, signer: signer,
                                           timeoutTicks: clientTimeoutTicks(for: cluster.region))
                     clients.append(ClientNode(core: core, region: cluster.region, shard: shard.id))
                     schedule(at: random.next() % (10 * tickMicroseconds), .clientTick(clients.count - 1))
@@ -249,6 +266,7 @@ public final class Simulation {
             guard let node = replicas[id], node.core != nil else { return }
             let effects = node.core!.step(.tick)
             carryOut(effects, of: node)
+            if node.byzantine == .forgedCertificates, random.next() % 4 == 0 { forgeCertificate(node) }
             if node.byzantine == .replay, !node.history.isEmpty, random.next() % 4 == 0 {
                 let old = node.history[Int(random.next() % UInt64(node.history.count))]
                 for peer in peers(of: node) { send(old, from: .replica(node.id), to: .replica(peer)) }
@@ -354,7 +372,19 @@ public final class Simulation {
             case .prepare, .commit: return  // it votes through voteForEverything only
             default: break
             }
-        case .replay, .censoring, .nonForwarding, .selectiveSharing:
+        case .nonForwarding:
+            // A receiver that keeps remote blocks to itself.
+            if case let .certifiedBlock(block) = message, block.block.cluster != node.id.cluster { return }
+        case .selectiveSharing:
+            // A primary that shares its cluster's blocks with the first other cluster only.
+            if case let .certifiedBlock(block) = message, block.block.cluster == node.id.cluster, isPrimary {
+                let favoured = node.id.cluster.index == 0 ? 1 : 0
+                for destination in destinations where destination.cluster == node.id.cluster || Int(destination.cluster.index) == favoured {
+                    send(message, from: .replica(node.id), to: .replica(destination))
+                }
+                return
+            }
+        case .replay, .censoring, .forgedCertificates:
             break
         }
         for destination in destinations { send(outgoing, from: .replica(node.id), to: .replica(destination), extraDelay: extraDelay) }
@@ -386,6 +416,43 @@ public final class Simulation {
                                     signature: node.suite.sign(.commit(proposal.statement)))
                 send(.commit(commit), from: .replica(node.id), to: .replica(destination))
             }
+        }
+    }
+
+    /// Sends every other cluster a certified block for the round its ledger waits on, with a
+    /// certificate that is wrong in one of three ways.
+    func forgeCertificate(_ node: ReplicaNode) {
+        guard let core = node.core else { return }
+        // A round its cluster has not delivered yet, so receivers cannot already hold the real block.
+        let round = core.lastDelivered + 1
+        let block = Block(cluster: node.id.cluster, round: round, transactions: [])
+        let digest = node.suite.digest(of: block)
+        let statement = VoteStatement(cluster: node.id.cluster, view: core.view, round: round, digest: digest)
+        let own = CertificateSignature(replicaIndex: node.id.index, signature: node.suite.sign(.commit(statement)))
+        var signatures: [CertificateSignature]
+        var claimed = statement
+        switch random.next() % 3 {
+        case 0:
+            signatures = [own]  // too few signers
+        case 1:
+            // Signers of another cluster: genuine signatures, but by replicas the certificate does not name.
+            let other = ClusterID(shard: node.id.cluster.shard, index: node.id.cluster.index == 0 ? 1 : 0)
+            signatures = (0..<UInt16(node.configuration.n)).map {
+                CertificateSignature(replicaIndex: $0, signature: SimulatedCrypto(owner: ReplicaID(cluster: other, index: $0), clientCount: 0)
+                    .sign(.commit(VoteStatement(cluster: other, view: core.view, round: round, digest: digest))))
+            }
+        default:
+            // Bound to another round: its own genuine vote for round + 1, claimed for this round.
+            var shifted = statement
+            shifted.round += 1
+            signatures = (0..<UInt16(node.configuration.n)).map {
+                CertificateSignature(replicaIndex: $0, signature: node.suite.sign(.commit(shifted)))
+            }
+            claimed = statement
+        }
+        let forged = CertifiedBlock(block: block, certificate: CommitCertificate(statement: claimed, signatures: signatures))
+        for (id, other) in replicas where other.id.cluster.shard == node.id.cluster.shard && other.id.cluster != node.id.cluster {
+            send(.certifiedBlock(forged), from: .replica(node.id), to: .replica(id))
         }
     }
 
@@ -469,6 +536,8 @@ public final class Simulation {
         case let .clientTransaction(t): return "request \(t.client) #\(t.requestID)"
         case let .reply(r): return "reply \(r.client) #\(r.requestID) height \(r.position.height)"
         case let .prePrepare(p): return "preprepare v\(p.view) r\(p.block.round) \(p.block.transactions.map { "\($0.client)#\($0.requestID)" })"
+        case let .viewChange(v): return "viewChange to \(v.newView) from \(v.replicaIndex) checkpoint \(v.checkpoint.statement.round) prepared \(v.prepared.map(\.round))"
+        case let .newView(v): return "newView \(v.view) with \(v.viewChanges.count) view changes"
         default: return String(describing: MessageKind(of: message))
         }
     }

@@ -28,6 +28,7 @@ public enum EncodedSize {
             return cluster + 8 + 4 + value.viewChanges.reduce(0) { $0 + of($1) } + 4 + value.prePrepares.reduce(0) { $0 + of($1) }
                 + Signature.byteCount
         case .blockRequest: return cluster + 8 + 8
+        case .remoteViewChange: return 1 + cluster + 8 + 8 + replica + Signature.byteCount
         }
     }
 

@@ -33,6 +33,7 @@ public enum MessageKind: UInt16, CaseIterable, Sendable {
     case viewChange = 8
     case newView = 9
     case blockRequest = 10
+    case remoteViewChange = 11
 
     public init(of message: Message) {
         switch message {
@@ -46,6 +47,7 @@ public enum MessageKind: UInt16, CaseIterable, Sendable {
         case .viewChange: self = .viewChange
         case .newView: self = .newView
         case .blockRequest: self = .blockRequest
+        case .remoteViewChange: self = .remoteViewChange
         }
     }
 }

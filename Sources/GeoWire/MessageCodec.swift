@@ -23,7 +23,18 @@ public enum MessageCodec {
         case let .viewChange(value): encode(value, signed: true, into: &writer)
         case let .newView(value): encode(value, signed: true, into: &writer)
         case let .blockRequest(value): encode(value, into: &writer)
+        case let .remoteViewChange(value): encode(value, signed: true, into: &writer)
         }
+    }
+
+    /// A remote view change; `signed: false` leaves out the signature (the bytes that are signed).
+    public static func encode(_ value: RemoteViewChange, signed: Bool, into writer: inout ByteWriter) {
+        writer.u8(value.phase.rawValue)
+        encode(value.target, into: &writer)
+        writer.u64(value.round)
+        writer.u64(value.attempt)
+        encode(value.sender, into: &writer)
+        if signed { writer.signature(value.signature) }
     }
 
     static func encode(_ id: ClusterID, into writer: inout ByteWriter) {
@@ -219,7 +230,18 @@ public enum MessageCodec {
         case .viewChange: return .viewChange(try decodeViewChange(&reader, limits: limits))
         case .newView: return .newView(try decodeNewView(&reader, limits: limits))
         case .blockRequest: return .blockRequest(try decodeBlockRequest(&reader))
+        case .remoteViewChange: return .remoteViewChange(try decodeRemoteViewChange(&reader))
         }
+    }
+
+    static func decodeRemoteViewChange(_ reader: inout ByteReader) throws(WireError) -> RemoteViewChange {
+        let raw = try reader.u8("remote_view_change.phase")
+        guard let phase = RemoteViewChange.Phase(rawValue: raw) else {
+            throw .invalidTag(field: "remote_view_change.phase", value: UInt64(raw))
+        }
+        return RemoteViewChange(phase: phase, target: try decodeClusterID(&reader), round: try reader.u64("remote_view_change.round"),
+                                attempt: try reader.u64("remote_view_change.attempt"), sender: try decodeReplicaID(&reader),
+                                signature: try reader.signature("remote_view_change.signature"))
     }
 
     static func decodeClusterID(_ reader: inout ByteReader) throws(WireError) -> ClusterID {

@@ -11,6 +11,7 @@ public enum SigningPayload {
     static let checkpointTag = Array("geofabric/checkpoint/v1".utf8)
     static let viewChangeTag = Array("geofabric/view-change/v1".utf8)
     static let newViewTag = Array("geofabric/new-view/v1".utf8)
+    static let remoteViewChangeTag = Array("geofabric/remote-view-change/v1".utf8)
     static let blockTag = Array("geofabric/block/v1".utf8)
 
     /// What a client signs: its id, the request id and the operation.
@@ -50,6 +51,9 @@ public enum SigningPayload {
         case let .newView(newView):
             writer.raw(newViewTag)
             MessageCodec.encode(newView, signed: false, into: &writer)
+        case let .remoteViewChange(message):
+            writer.raw(remoteViewChangeTag)
+            MessageCodec.encode(message, signed: false, into: &writer)
         }
         return writer.bytes
     }

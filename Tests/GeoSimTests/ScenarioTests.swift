@@ -166,6 +166,14 @@ func describe(_ report: SimulationReport) -> String {
 }
 
 @Suite struct SeedSweepTests {
+    /// Regressions: seeds of the 10,000-seed sweep of local-1x4 that failed liveness before view
+    /// changes were re-sent and the backoff was capped (a lost ViewChange left a new primary short).
+    @Test(arguments: [UInt64(1769), 6705])
+    func formerlyFailingSeeds(seed: UInt64) {
+        let report = FaultPlan.random(topology: local1x4, seed: seed).run()
+        #expect(report.ok, "\(describe(report))")
+    }
+
     /// At least 200 random seeds with faults, every one clean.
     @Test func twoHundredSeedsWithFaults() {
         let summary = SeedSweep.run(topology: local1x4, seeds: 1..<201)

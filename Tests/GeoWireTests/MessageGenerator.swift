@@ -123,6 +123,9 @@ struct MessageGenerator {
         case .blockRequest:
             let from = u64() % 1_000_000
             return .blockRequest(BlockRequest(cluster: cluster(), fromRound: from, toRound: from + UInt64(int(0...100))))
+        case .remoteViewChange:
+            return .remoteViewChange(RemoteViewChange(phase: int(0...1) == 0 ? .detect : .request, target: cluster(),
+                                                      round: u64(), attempt: u64(), sender: replica(), signature: signature()))
         }
     }
 
