@@ -1,4 +1,7 @@
-// `geofabric simulate`: the deterministic simulator from the command line.
+// `geofabric simulate`: the deterministic simulator from the command line, in two modes.
+// - Benchmark (default): GeoBFT and/or the PBFT baseline, no faults, closed-loop clients in every
+//   region, with the WAN of the topology and the CPU cost model; throughput and latency.
+// - Faults (`--seeds N`, or `--faults --seed S`): random fault plans, checked for safety and liveness.
 
 import ArgumentParser
 import Foundation
@@ -9,33 +12,72 @@ import GeoTopology
 struct SimulateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "simulate",
-        abstract: "Run replicas in the deterministic simulator under seeded faults and check safety and liveness.",
+        abstract: "Run GeoBFT (and the PBFT baseline) in the deterministic simulator: a WAN benchmark, or seeds of random faults.",
         discussion: """
-            With --seeds N, runs N seeds (from --first-seed), each with a random fault plan: a lossy, \
-            duplicating, reordering network, crashes and restarts, partitions, and up to f Byzantine \
-            replicas per cluster, healed after \(FaultPlan.healSeconds) s, then \(FaultPlan.livenessSeconds) s in \
-            which liveness must show. Exits 1 on any violation and prints the command that replays \
-            the failing seed. With --seed S alone, runs and reports that one seed.
+            Benchmark (default): runs --protocol geobft, pbft or both for --duration simulated seconds with \
+            --clients closed-loop clients per region and prints throughput, latency p50/p90/p99, per-region \
+            figures and the GeoBFT/PBFT ratio. --sweep clusters splits the topology's replicas into 1, 2, ... \
+            clusters over its regions; --sweep batch varies the batch size.
+
+            Faults: --seeds N runs N seeds (from --first-seed) of random fault plans (a lossy, duplicating, \
+            reordering network, crashes and restarts, partitions, up to f Byzantine replicas per cluster), \
+            healed after \(FaultPlan.healSeconds) s, then \(FaultPlan.livenessSeconds) s in which liveness \
+            must show; exits 1 on any violation and prints the command that replays a failing seed \
+            (--faults --seed S).
             """)
 
     @Argument(help: "The topology file (default: the embedded default topology).")
     var topology: String?
 
-    @Option(help: "Number of seeds to run.")
+    @Option(help: "Fault mode: number of seeds to run.")
     var seeds: Int?
 
-    @Option(name: .customLong("first-seed"), help: "The first seed of a sweep.")
+    @Option(name: .customLong("first-seed"), help: "Fault mode: the first seed of a sweep.")
     var firstSeed: UInt64 = 1
 
-    @Option(help: "Run this one seed and report it in detail.")
-    var seed: UInt64?
+    @Flag(help: "Fault mode for a single seed (with --seed): replay one fault plan in detail.")
+    var faults = false
 
-    @Flag(help: "Print the result as JSON.")
-    var json = false
+    @Option(help: "The seed (benchmark run, or the fault plan with --faults).")
+    var seed: UInt64 = 1
+
+    @Option(name: .customLong("protocol"), help: "Benchmark: geobft, pbft or both.")
+    var protocolName: String = "both"
+
+    @Option(help: "Benchmark: simulated seconds.")
+    var duration: Double = 10
+
+    @Option(help: "Benchmark: simulated seconds before measuring.")
+    var warmup: Double = 2
+
+    @Option(help: "Benchmark: closed-loop clients per region.")
+    var clients: Int = 200
+
+    @Option(help: "Benchmark: cores of each replica's machine.")
+    var cores: Int = 4
+
+    @Option(name: .customLong("batch-size"), help: "Benchmark: override the topology's batch size.")
+    var batchSize: Int?
+
+    @Option(help: "Benchmark: sweep 'clusters' or 'batch' and print a table.")
+    var sweep: String?
+
+    @Option(help: "Write the result as JSON to this file ('-' for standard output).")
+    var json: String?
+
+    @Option(help: "Benchmark sweeps: write the table as CSV to this file.")
+    var csv: String?
+
+    @Option(name: .customLong("cost-model"), help: "Benchmark: a cost model JSON file instead of the measured defaults.")
+    var costModelFile: String?
 
     func validate() throws {
         if let seeds, seeds < 1 { throw ValidationError("--seeds must be at least 1") }
-        if seeds != nil && seed != nil { throw ValidationError("give --seeds N or --seed S, not both") }
+        guard ["geobft", "pbft", "both"].contains(protocolName) else { throw ValidationError("--protocol is geobft, pbft or both") }
+        guard duration > 0, warmup >= 0, warmup < duration else { throw ValidationError("need 0 <= --warmup < --duration") }
+        guard clients >= 1, cores >= 1 else { throw ValidationError("--clients and --cores must be at least 1") }
+        if let batchSize, batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
+        if let sweep, !["clusters", "batch"].contains(sweep) { throw ValidationError("--sweep is clusters or batch") }
     }
 
     func run() throws {
@@ -47,52 +89,189 @@ struct SimulateCommand: ParsableCommand {
             throw ExitCode(1)
         }
         let replay = topology.map { "geofabric simulate \($0)" } ?? "geofabric simulate"
-        if let seed {
-            try runOne(model, seed: seed, replay: replay)
+        if let seeds {
+            try sweepFaults(model, count: seeds, replay: replay)
+        } else if faults {
+            try runOne(model, seed: seed)
         } else {
-            try sweep(model, count: seeds ?? 100, replay: replay)
+            try benchmark(model)
         }
     }
 
-    func runOne(_ model: Topology, seed: UInt64, replay: String) throws {
-        let report = FaultPlan.random(topology: model, seed: seed).run()
-        if json {
-            print(JSONOutput.encode(SeedResult(report)))
-        } else {
-            print("seed \(seed): \(report.ok ? "ok" : "VIOLATIONS"); committed \(report.committed) transactions (\(report.committedAfterHeal) after heal), \(report.viewChanges) view changes started, \(report.messagesSent) messages (\(report.messagesDropped) dropped), \(report.events) events")
-            print("heights: " + report.heights.sorted { $0.key < $1.key }.map { "\(model.replica($0.key)?.name ?? "?")=\($0.value)" }.joined(separator: " "))
-            for violation in report.violations { print("  \(violation)") }
+    // MARK: Output
+
+    func write(_ text: String, to path: String) throws {
+        if path == "-" {
+            print(text)
+            return
         }
+        do {
+            try (text + "\n").write(toFile: path, atomically: true, encoding: .utf8)
+        } catch {
+            FileHandle.standardError.write(Data("error: cannot write \(path): \(error.localizedDescription)\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+
+    func progress(_ line: String) {
+        FileHandle.standardError.write(Data((line + "\n").utf8))
+    }
+
+    // MARK: Faults
+
+    func runOne(_ model: Topology, seed: UInt64) throws {
+        let report = FaultPlan.random(topology: model, seed: seed).run()
+        print("seed \(seed): \(report.ok ? "ok" : "VIOLATIONS"); committed \(report.committed) transactions (\(report.committedAfterHeal) after heal), \(report.viewChanges) view changes started, \(report.messagesSent) messages (\(report.messagesDropped) dropped), \(report.events) events")
+        print("heights: " + report.heights.sorted { $0.key < $1.key }.map { "\(model.replica($0.key)?.name ?? "?")=\($0.value)" }.joined(separator: " "))
+        for violation in report.violations { print("  \(violation)") }
+        if let json { try write(JSONOutput.encode(SeedResult(report)), to: json) }
         if !report.ok { throw ExitCode(1) }
     }
 
-    func sweep(_ model: Topology, count: Int, replay: String) throws {
+    func sweepFaults(_ model: Topology, count: Int, replay: String) throws {
         let clock = ContinuousClock()
         let start = clock.now
         var lastProgress = start
         let seeds = firstSeed..<(firstSeed + UInt64(count))
         let summary = SeedSweep.run(topology: model, seeds: seeds) { seed, report in
             if !report.ok {
-                FileHandle.standardError.write(Data("seed \(seed): \(report.violations.count) violation(s): \(report.violations[0]); replay: \(replay) --seed \(seed)\n".utf8))
+                progress("seed \(seed): \(report.violations.count) violation(s): \(report.violations[0]); replay: \(replay) --faults --seed \(seed)")
             }
-            if !json, clock.now - lastProgress > .seconds(2) {
+            if clock.now - lastProgress > .seconds(2) {
                 lastProgress = clock.now
-                FileHandle.standardError.write(Data("  ... seed \(seed) of \(seeds.upperBound - 1)\n".utf8))
+                progress("  ... seed \(seed) of \(seeds.upperBound - 1)")
             }
         }
         let elapsed = clock.now - start
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-        if json {
-            print(JSONOutput.encode(SweepResult(summary, seconds: seconds, replay: replay)))
-        } else {
-            print("seeds \(summary.seedsRun), violations \(summary.failingSeeds.count), committed \(summary.committed) transactions, \(summary.viewChanges) view changes, \(summary.events) events, \(String(format: "%.1f", seconds)) s")
-            for failing in summary.failingSeeds {
-                print("  failing seed \(failing.seed): \(failing.violations[0])")
-                print("  replay: \(replay) --seed \(failing.seed)")
-            }
+        print("seeds \(summary.seedsRun), violations \(summary.failingSeeds.count), committed \(summary.committed) transactions, \(summary.viewChanges) view changes, \(summary.events) events, \(String(format: "%.1f", seconds)) s")
+        for failing in summary.failingSeeds {
+            print("  failing seed \(failing.seed): \(failing.violations[0])")
+            print("  replay: \(replay) --faults --seed \(failing.seed)")
         }
+        if let json { try write(JSONOutput.encode(SweepResult(summary, seconds: seconds, replay: replay)), to: json) }
         if !summary.failingSeeds.isEmpty { throw ExitCode(1) }
     }
+
+    // MARK: Benchmark
+
+    func settings(_ model: Topology) throws -> BenchmarkSettings {
+        var settings = BenchmarkSettings(topology: model)
+        settings.seed = seed
+        settings.durationSeconds = duration
+        settings.warmupSeconds = warmup
+        settings.clientsPerRegion = clients
+        settings.cores = cores
+        settings.batchSize = batchSize
+        if let costModelFile {
+            guard let data = FileManager.default.contents(atPath: costModelFile),
+                  let model = try? JSONDecoder().decode(CostModel.self, from: data) else {
+                FileHandle.standardError.write(Data("error: \(costModelFile): not a cost model JSON file\n".utf8))
+                throw ExitCode(1)
+            }
+            settings.costModel = model
+        }
+        return settings
+    }
+
+    func benchmark(_ model: Topology) throws {
+        let base = try settings(model)
+        if let sweep {
+            try runSweep(sweep, base)
+            return
+        }
+        let kinds: [ProtocolKind] = protocolName == "both" ? [.geobft, .pbft] : [ProtocolKind(rawValue: protocolName)!]
+        progress("simulating \(model.name): \(kinds.map(\.rawValue).joined(separator: " and ")), \(duration) s (warmup \(warmup) s), \(clients) clients per region, \(cores) cores per replica, batch \(batchSize ?? model.parameters.batchSize); cost model: \(base.costModel.source)")
+        var results: [ProtocolResult] = []
+        for kind in kinds {
+            let result = SimulatedBenchmark.run(base, protocol: kind)
+            results.append(result)
+            printResult(result)
+        }
+        var ratio: Double?
+        if results.count == 2, results[1].throughput_tps > 0 {
+            ratio = results[0].throughput_tps / results[1].throughput_tps
+            print(String(format: "GeoBFT/PBFT throughput ratio: %.2f", ratio!))
+        }
+        let ok = results.allSatisfy(\.invariants_ok)
+        if let json {
+            try write(JSONOutput.encode(BenchmarkReport(topology: model.name, duration_s: duration, warmup_s: warmup, seed: seed,
+                                                        clients_per_region: clients, cores: cores, results: results,
+                                                        geobft_pbft_ratio: ratio, invariants_ok: ok,
+                                                        cost_model: base.costModel)), to: json)
+        }
+        if !ok { throw ExitCode(1) }
+    }
+
+    func printResult(_ result: ProtocolResult) {
+        func number(_ value: Double) -> String { String(format: "%.0f", value) }
+        func milliseconds(_ value: Double) -> String { String(format: "%.1f", value) }
+        print("\(result.protocol): \(number(result.throughput_tps)) txn/s, latency p50 \(milliseconds(result.latency_ms.p50)) ms, p90 \(milliseconds(result.latency_ms.p90)) ms, p99 \(milliseconds(result.latency_ms.p99)) ms; \(result.clusters) cluster(s) of \(result.replicas_per_cluster.map(String.init).joined(separator: "/")) replicas; committed \(result.committed); busiest replica CPU \(String(format: "%.0f", result.busiest_replica_cpu * 100))%; window bound \(number(result.window_bound_tps)) txn/s; \(result.view_changes) view changes; invariants \(result.invariants_ok ? "ok" : "VIOLATED")")
+        for region in result.regions {
+            print("  \(region.region.padding(toLength: 10, withPad: " ", startingAt: 0)) \(number(region.throughput_tps).leftPad(8)) txn/s  p50 \(milliseconds(region.latency_ms.p50).leftPad(7)) ms  p99 \(milliseconds(region.latency_ms.p99).leftPad(7)) ms")
+        }
+        for violation in result.violations.prefix(5) { print("  VIOLATION \(violation)") }
+    }
+
+    func runSweep(_ kind: String, _ base: BenchmarkSettings) throws {
+        var rows: [[String]] = []
+        let header: [String]
+        var all: [ProtocolResult] = []
+        if kind == "clusters" {
+            header = ["clusters", "replicas_per_cluster", "f", "throughput_tps", "p50_ms", "p90_ms", "p99_ms", "busiest_cpu"]
+            let total = base.topology.allReplicas.count
+            for layout in SimulatedBenchmark.clusterLayouts(from: base.topology, total: total) {
+                var settings = base
+                settings.topology = layout
+                let clusters = layout.shards[0].clusters
+                progress("  \(clusters.count) cluster(s) of \(clusters[0].n) ...")
+                let result = SimulatedBenchmark.run(settings, protocol: .geobft)
+                all.append(result)
+                rows.append(["\(clusters.count)", "\(clusters[0].n)", "\(clusters[0].f)", String(format: "%.0f", result.throughput_tps),
+                             String(format: "%.1f", result.latency_ms.p50), String(format: "%.1f", result.latency_ms.p90),
+                             String(format: "%.1f", result.latency_ms.p99), String(format: "%.2f", result.busiest_replica_cpu)])
+            }
+        } else {
+            header = ["batch_size", "protocol", "throughput_tps", "p50_ms", "p90_ms", "p99_ms", "busiest_cpu"]
+            for batch in [10, 25, 50, 100, 200, 400] {
+                for protocolKind in protocolName == "both" ? [ProtocolKind.geobft, .pbft] : [ProtocolKind(rawValue: protocolName)!] {
+                    var settings = base
+                    settings.batchSize = batch
+                    progress("  batch \(batch), \(protocolKind.rawValue) ...")
+                    let result = SimulatedBenchmark.run(settings, protocol: protocolKind)
+                    all.append(result)
+                    rows.append(["\(batch)", protocolKind.rawValue, String(format: "%.0f", result.throughput_tps),
+                                 String(format: "%.1f", result.latency_ms.p50), String(format: "%.1f", result.latency_ms.p90),
+                                 String(format: "%.1f", result.latency_ms.p99), String(format: "%.2f", result.busiest_replica_cpu)])
+                }
+            }
+        }
+        let widths = header.indices.map { column in max(header[column].count, rows.map { $0[column].count }.max() ?? 0) }
+        print(header.enumerated().map { $0.element.leftPad(widths[$0.offset]) }.joined(separator: "  "))
+        for row in rows { print(row.enumerated().map { $0.element.leftPad(widths[$0.offset]) }.joined(separator: "  ")) }
+        if let csv {
+            try write(([header] + rows).map { $0.joined(separator: ",") }.joined(separator: "\n"), to: csv)
+        }
+        if let json { try write(JSONOutput.encode(all), to: json) }
+        if !all.allSatisfy(\.invariants_ok) { throw ExitCode(1) }
+    }
+}
+
+extension String {
+    func leftPad(_ width: Int) -> String { count >= width ? self : String(repeating: " ", count: width - count) + self }
+}
+
+struct BenchmarkReport: Encodable {
+    var topology: String
+    var duration_s: Double
+    var warmup_s: Double
+    var seed: UInt64
+    var clients_per_region: Int
+    var cores: Int
+    var results: [ProtocolResult]
+    var geobft_pbft_ratio: Double?
+    var invariants_ok: Bool
+    var cost_model: CostModel
 }
 
 struct SeedResult: Encodable {
@@ -129,6 +308,6 @@ struct SweepResult: Encodable {
         committed = summary.committed
         self.seconds = seconds
         failing_seeds = summary.failingSeeds.map(\.seed)
-        self.replay = summary.failingSeeds.map { "\(replay) --seed \($0.seed)" }
+        self.replay = summary.failingSeeds.map { "\(replay) --faults --seed \($0.seed)" }
     }
 }

@@ -27,6 +27,12 @@ public struct SimulationSettings: Sendable {
     public var brokenQuorum = false
     /// Accounts the workload touches.
     public var accounts = 64
+    /// Charge CPU time per step with this model (nil: replicas compute for free).
+    public var costModel: CostModel?
+    /// Cores of each replica's machine (signature verification spreads over them).
+    public var cores = 4
+    /// Latencies and per-region throughput count only requests completed after this time.
+    public var warmup: UInt64 = 0
 
     public init(topology: Topology, seed: UInt64, duration: UInt64) {
         self.topology = topology
@@ -60,6 +66,11 @@ public struct SimulationReport: Sendable {
     public var clientRetransmissions: Int
     /// Messages sent, by kind.
     public var messagesByKind: [String: Int]
+    /// Per region (topology order): requests completed after the warmup, and their latencies in microseconds.
+    public var regionCompleted: [String: Int]
+    public var regionLatencies: [String: [UInt64]]
+    /// The busiest replica's CPU time over the run, as a fraction of the run (1 = saturated).
+    public var busiestReplicaUtilisation: Double
     public var ok: Bool { violations.isEmpty }
 }
 
@@ -89,8 +100,16 @@ public final class Simulation {
         let suite: SimulatedCrypto
         var core: PBFTReplica?
         var durable = DurableState()
+        let meter = CostMeter()
+        var cpuFreeAt: UInt64 = 0
+        var busyMicroseconds: Double = 0
         var byzantine: ByzantineBehaviour?
         var history: [Message] = []
+        /// The suite the core runs with: metered when the cost model is on.
+        func coreSuite(metered: Bool) -> any CryptoSuite {
+            metered ? MeteredCrypto(base: suite, meter: meter) : suite
+        }
+
         init(id: ReplicaID, region: String, configuration: PBFTConfiguration, suite: SimulatedCrypto) {
             self.id = id
             self.region = region
@@ -106,6 +125,7 @@ public final class Simulation {
         var shard: ShardID
         var submittedAt: UInt64 = 0
         var completed = 0
+        var latencies: [UInt64] = []
     }
 
     public let settings: SimulationSettings
@@ -168,7 +188,7 @@ public final class Simulation {
                     configuration.shardQuorums = quorums
                     let suite = SimulatedCrypto(owner: replica.id, clientCount: clientCount)
                     let node = ReplicaNode(id: replica.id, region: replica.region, configuration: configuration, suite: suite)
-                    node.core = PBFTReplica(configuration: configuration, suite: suite)
+                    node.core = PBFTReplica(configuration: configuration, suite: node.coreSuite(metered: settings.costModel != nil))
                     replicas[replica.id] = node
                     replicaOrder.append(replica.id)
                     schedule(at: random.next() % tickMicroseconds, .replicaTick(replica.id))
@@ -237,13 +257,21 @@ public final class Simulation {
                                 rejections: rejections, clientRetransmissions: clients.reduce(0) { $0 + $1.core.retransmissions },
                                 messagesByKind: Dictionary(uniqueKeysWithValues: MessageKind.allCases.compactMap { kind in
                                     sentByKind[Int(kind.rawValue)] > 0 ? (String(describing: kind), sentByKind[Int(kind.rawValue)]) : nil
-                                }))
+                                }),
+                                regionCompleted: Dictionary(grouping: clients, by: \.region).mapValues { $0.reduce(0) { $0 + $1.latencies.count } },
+                                regionLatencies: Dictionary(grouping: clients, by: \.region).mapValues { $0.flatMap(\.latencies) },
+                                busiestReplicaUtilisation: (replicas.values.map(\.busyMicroseconds).max() ?? 0) / Double(max(1, settings.duration)))
     }
 
     func handle(_ payload: Payload) {
         switch payload {
         case let .toReplica(id, message, from):
             guard let node = replicas[id], node.core != nil else { return }
+            if node.cpuFreeAt > now {
+                // The machine is busy: the message waits in its queue.
+                schedule(at: node.cpuFreeAt, payload)
+                return
+            }
             let input: Input
             switch (message, from) {
             case let (.clientTransaction(transaction), .client): input = .client(transaction)
@@ -257,7 +285,7 @@ public final class Simulation {
                 return
             }
             let effects = node.core!.step(input)
-            carryOut(effects, of: node)
+            carryOut(effects, of: node, delay: charge(node, effects))
         case let .toClient(index, reply):
             let effects = clients[index].core.onReply(reply)
             carryOut(effects, ofClient: index)
@@ -265,7 +293,7 @@ public final class Simulation {
             schedule(at: now + tickMicroseconds, .replicaTick(id))
             guard let node = replicas[id], node.core != nil else { return }
             let effects = node.core!.step(.tick)
-            carryOut(effects, of: node)
+            carryOut(effects, of: node, delay: charge(node, effects))
             if node.byzantine == .forgedCertificates, random.next() % 4 == 0 { forgeCertificate(node) }
             if node.byzantine == .replay, !node.history.isEmpty, random.next() % 4 == 0 {
                 let old = node.history[Int(random.next() % UInt64(node.history.count))]
@@ -308,20 +336,49 @@ public final class Simulation {
         (0..<node.configuration.n).map { node.configuration.replica(UInt16($0)) }.filter { $0 != node.id }
     }
 
-    func carryOut(_ effects: [Effect], of node: ReplicaNode) {
+    /// Charges a step's work to its replica's machine; returns the microseconds it took.
+    func charge(_ node: ReplicaNode, _ effects: [Effect]) -> UInt64 {
+        guard let model = settings.costModel else { return 0 }
+        var work = node.meter.take()
+        work.messages += 1
+        for effect in effects {
+            switch effect {
+            case let .send(message, _):
+                work.messages += 1
+                work.messageBytes += EncodedSize.frame(message)
+            case let .broadcast(message):
+                work.messages += node.configuration.n - 1
+                work.messageBytes += EncodedSize.frame(message) * (node.configuration.n - 1)
+            case let .reply(reply):
+                work.messages += 1
+                work.messageBytes += EncodedSize.frame(.reply(reply))
+            case .persist, .executed:
+                break
+            }
+        }
+        let cost = model.cost(of: work, cores: settings.cores)
+        node.busyMicroseconds += cost
+        // Ticks are not queued behind messages (timers fire regardless), but their work still
+        // waits for the machine: it starts when the machine is free.
+        let start = max(now, node.cpuFreeAt)
+        node.cpuFreeAt = start + UInt64(cost.rounded(.up))
+        return node.cpuFreeAt - now
+    }
+
+    func carryOut(_ effects: [Effect], of node: ReplicaNode, delay: UInt64 = 0) {
         for effect in effects {
             switch effect {
             case let .persist(record):
                 node.durable.apply(record)
             case let .send(message, to):
-                sendFromReplica(node, message, to: [to])
+                sendFromReplica(node, message, to: [to], delay: delay)
             case let .broadcast(message):
-                sendFromReplica(node, message, to: peers(of: node))
+                sendFromReplica(node, message, to: peers(of: node), delay: delay)
             case let .executed(block):
                 if node.byzantine == nil { checker.observe(block, at: node.id, time: now) }
             case let .reply(reply):
                 guard Int(reply.client.rawValue) < clients.count else { continue }
-                send(.reply(reply), from: .replica(node.id), to: .client(reply.client))
+                send(.reply(reply), from: .replica(node.id), to: .client(reply.client), extraDelay: delay)
             }
         }
     }
@@ -335,6 +392,9 @@ public final class Simulation {
                 committed += 1
                 if now >= settings.healTime { committedAfterHeal += 1 }
                 clients[index].completed += 1
+                if now >= settings.warmup, clients[index].submittedAt >= settings.warmup {
+                    clients[index].latencies.append(now - clients[index].submittedAt)
+                }
                 checker.acknowledge(client: clients[index].core.client, requestID: requestID, shard: clients[index].shard,
                                     height: position.height, time: now)
             }
@@ -342,14 +402,14 @@ public final class Simulation {
     }
 
     /// A replica's outgoing message, passed through its Byzantine behaviour if it has one.
-    func sendFromReplica(_ node: ReplicaNode, _ message: Message, to destinations: [ReplicaID]) {
+    func sendFromReplica(_ node: ReplicaNode, _ message: Message, to destinations: [ReplicaID], delay: UInt64 = 0) {
         guard let behaviour = node.byzantine else {
-            for destination in destinations { send(message, from: .replica(node.id), to: .replica(destination)) }
+            for destination in destinations { send(message, from: .replica(node.id), to: .replica(destination), extraDelay: delay) }
             return
         }
         if node.history.count < 64 { node.history.append(message) } else { node.history[Int(random.next() % 64)] = message }
         let isPrimary = node.core?.isPrimary ?? false
-        var extraDelay: UInt64 = 0
+        var extraDelay: UInt64 = delay
         var outgoing = message
         switch behaviour {
         case .silent:
@@ -357,7 +417,7 @@ public final class Simulation {
         case .silentPrimary:
             if isPrimary { return }
         case .slowPrimary:
-            if isPrimary { extraDelay = UInt64(topology.parameters.viewTimeoutMilliseconds) * 1000 / 3 }
+            if isPrimary { extraDelay += UInt64(topology.parameters.viewTimeoutMilliseconds) * 1000 / 3 }
         case .equivocatingPrimary:
             if case let .prePrepare(prePrepare) = message, isPrimary {
                 equivocate(node, prePrepare, to: destinations)
@@ -558,7 +618,8 @@ public final class Simulation {
             replicas[id]?.core = nil
         case let .restart(id):
             guard let node = replicas[id], node.core == nil else { return }
-            node.core = PBFTReplica(configuration: node.configuration, suite: node.suite, recovering: node.durable)
+            node.core = PBFTReplica(configuration: node.configuration, suite: node.coreSuite(metered: settings.costModel != nil),
+                                    recovering: node.durable)
         case let .partition(partition):
             partitions.append(partition)
         case .healPartitions:
