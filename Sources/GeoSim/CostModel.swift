@@ -59,6 +59,7 @@ public final class CostMeter: @unchecked Sendable {
         public var hashedBytes = 0
         public var messages = 0
         public var messageBytes = 0
+        public init() {}
     }
     public var counts = Counts()
     public init() {}

@@ -134,6 +134,17 @@ func writeTemporary(_ text: String, name: String = "t.yaml") throws -> String {
     @Test func helpListsOnlyBuiltCommands() throws {
         let help = try run(["--help"])
         #expect(help.status == 0)
-        for command in ["topology", "keys", "calibrate"] { #expect(help.output.contains(command)) }
+        for command in ["topology", "keys", "calibrate", "simulate"] { #expect(help.output.contains(command)) }
+    }
+
+    @Test func simulateSweepPrintsItsSummaryLine() throws {
+        let result = try run(["simulate", "\(repositoryRoot)/topologies/local-1x4.yaml", "--seeds", "3"])
+        #expect(result.status == 0, "\(result.error)")
+        #expect(result.output.hasPrefix("seeds 3, violations 0, committed "))
+    }
+
+    @Test func simulateRefusesBadOptions() throws {
+        #expect(try run(["simulate", "--protocol", "raft"]).status != 0)
+        #expect(try run(["simulate", "--sweep", "regions"]).status != 0)
     }
 }
