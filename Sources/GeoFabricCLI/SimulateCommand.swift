@@ -218,16 +218,20 @@ struct SimulateCommand: ParsableCommand {
         let header: [String]
         var all: [ProtocolResult] = []
         if kind == "clusters" {
-            header = ["clusters", "replicas_per_cluster", "f", "throughput_tps", "p50_ms", "p90_ms", "p99_ms", "busiest_cpu"]
+            header = ["clusters", "replicas_per_cluster", "f", "clients", "throughput_tps", "p50_ms", "p90_ms", "p99_ms", "busiest_cpu"]
             let total = base.topology.allReplicas.count
             for layout in SimulatedBenchmark.clusterLayouts(from: base.topology, total: total) {
                 var settings = base
                 settings.topology = layout
                 let clusters = layout.shards[0].clusters
+                // The same clients in every layout: --clients per region of the topology, spread
+                // evenly over the regions that host a cluster in this layout.
+                settings.clientsPerRegion = max(1, base.clientsPerRegion * base.topology.regions.count / clusters.count)
                 progress("  \(clusters.count) cluster(s) of \(clusters[0].n) ...")
                 let result = SimulatedBenchmark.run(settings, protocol: .geobft)
                 all.append(result)
-                rows.append(["\(clusters.count)", "\(clusters[0].n)", "\(clusters[0].f)", String(format: "%.0f", result.throughput_tps),
+                rows.append(["\(clusters.count)", "\(clusters[0].n)", "\(clusters[0].f)", "\(settings.clientsPerRegion * clusters.count)",
+                             String(format: "%.0f", result.throughput_tps),
                              String(format: "%.1f", result.latency_ms.p50), String(format: "%.1f", result.latency_ms.p90),
                              String(format: "%.1f", result.latency_ms.p99), String(format: "%.2f", result.busiest_replica_cpu)])
             }
