@@ -68,6 +68,9 @@ public struct PBFTReplica: Sendable {
     var proposed: Set<RequestKey> = []
     var nextProposalRound: UInt64 = 1
     var oldestPendingTick: UInt64?
+    /// Requests our cluster ordered that the shard ledger has not executed yet (it may be waiting
+    /// for other clusters' blocks of their round). Bounded by the window times the batch size.
+    var orderedRequests: Set<RequestKey> = []
     /// Requests this replica knows of and waits to see executed, with the tick it started waiting:
     /// PBFT's request timers. One that waits too long means the primary censors it.
     var watched: [RequestKey: (transaction: ClientTransaction, since: UInt64)] = [:]
@@ -130,7 +133,7 @@ public struct PBFTReplica: Sendable {
     public init(configuration: PBFTConfiguration, suite: any CryptoSuite, recovering durable: DurableState) {
         self.init(configuration: configuration, suite: suite)
         view = durable.view
-        status = durable.viewIsNormal ? .normal : .changingView(to: durable.view)
+        status = durable.targetView > durable.view ? .changingView(to: durable.targetView) : .normal
         signed = durable.signed
         for block in durable.delivered where block.block.round == lastDelivered + 1 {
             let digest = block.certificate.statement.digest
@@ -143,12 +146,17 @@ public struct PBFTReplica: Sendable {
             ledger.add(block, digest: block.certificate.statement.digest)
         }
         _ = ledger.executeReady(chain: suite.chain)
-        if let proof = durable.stable, proof.statement.round <= lastDelivered { stable = proof }
+        // The stable checkpoint may be above what was delivered (adopted from peers, blocks still
+        // to fetch): keep it anyway, since the signing records below it were dropped with it.
+        if let proof = durable.stable {
+            stable = proof
+            knownCommitted = max(knownCommitted, proof.statement.round)
+        }
         for (round, proof) in durable.prepared where round > stable.statement.round {
             slots[round, default: Slot()].prepared = proof
             slots[round, default: Slot()].blocks[proof.prePrepare.digest] = proof.prePrepare.block
         }
-        nextProposalRound = lastDelivered + 1
+        nextProposalRound = max(lastDelivered, stable.statement.round) + 1
         if case .changingView = status { viewChangeDeadline = configuration.viewTimeoutTicks }
     }
 
@@ -224,7 +232,7 @@ public struct PBFTReplica: Sendable {
             return
         }
         if status == .normal && isPrimary {
-            guard !pendingKeys.contains(key), !proposed.contains(key) else { return }
+            guard !pendingKeys.contains(key), !proposed.contains(key), !orderedRequests.contains(key) else { return }
             guard pending.count < configuration.pendingLimit else {
                 reject(.queueFull)
                 return
@@ -234,8 +242,9 @@ public struct PBFTReplica: Sendable {
             if oldestPendingTick == nil { oldestPendingTick = now }
             propose(partial: false, effects: &effects)
         } else if !forwarded {
-            // A client that timed out sends to every replica: pass it to the primary and watch it.
-            guard watched[key] == nil else { return }
+            // A client that timed out sends to every replica: pass it to the primary and watch it
+            // (unless our cluster already ordered it and it only waits for execution).
+            guard watched[key] == nil, !orderedRequests.contains(key) else { return }
             guard watched.count < configuration.pendingLimit else {
                 reject(.queueFull)
                 return
@@ -422,7 +431,8 @@ public struct PBFTReplica: Sendable {
             if commits[..<offset].contains(where: { $0.statement == statement }) { continue }
             let matching = commits.filter { $0.statement == statement }
             guard matching.count >= quorum.decide else { continue }
-            guard let block = slot.blocks[statement.digest] else {
+            let fallback = [slot.prePrepare, slot.prepared?.prePrepare].compactMap { $0 }.first { $0.digest == statement.digest }?.block
+            guard let block = slot.blocks[statement.digest] ?? fallback else {
                 // Committed, but the block never reached this replica: fetch it.
                 knownCommitted = max(knownCommitted, round)
                 continue
@@ -467,6 +477,7 @@ public struct PBFTReplica: Sendable {
             let key = RequestKey(transaction)
             proposed.remove(key)
             watched[key] = nil
+            orderedRequests.insert(key)
             if pendingKeys.remove(key) != nil { pending.removeAll { RequestKey($0) == key } }
         }
         ledger.add(block, digest: digest)
@@ -488,6 +499,8 @@ public struct PBFTReplica: Sendable {
             let isHome = executed.certified.block.cluster == cluster
             guard isHome else { continue }
             for (transaction, result) in zip(executed.certified.block.transactions, executed.results) {
+                watched[RequestKey(transaction)] = nil
+                orderedRequests.remove(RequestKey(transaction))
                 if let result {
                     effects.append(.reply(reply(to: transaction, result: result, position: executed.position)))
                 }
@@ -569,8 +582,10 @@ public struct PBFTReplica: Sendable {
             return reject(.wrongCluster)
         }
         let store = request.cluster == cluster ? delivered : remoteBlocks[request.cluster.index, default: [:]]
-        let last = min(request.toRound, request.fromRound &+ fetchBatch - 1)
-        guard request.fromRound <= last else { return }
+        // Peer-supplied rounds: bound them by what we hold before any arithmetic.
+        let held = request.cluster == cluster ? lastDelivered : (store.keys.max() ?? 0)
+        guard request.fromRound >= 1, request.fromRound <= held else { return }
+        let last = min(request.toRound, held, request.fromRound + fetchBatch - 1)
         for round in request.fromRound...last {
             if let block = store[round] { effects.append(.send(.certifiedBlock(block), to: from)) }
         }
@@ -638,6 +653,10 @@ public struct PBFTReplica: Sendable {
         case .normal:
             if !hasOutstandingWork { progressSince = nil }
             if isBehind && fetchDue { requestBlocks(effects: &effects) }
+            // A request watched after it was ordered (a late retransmission) needs no timer.
+            watched = watched.filter { key, _ in
+                !orderedRequests.contains(key) && key.requestID > (ledger.lastExecution[key.client]?.requestID ?? 0)
+            }
             if let oldest = watched.values.map(\.since).min(), now - oldest >= currentTimeout {
                 // A request waited a whole timeout while others committed: the primary censors it.
                 startViewChange(to: view + 1, effects: &effects)
@@ -655,11 +674,19 @@ public struct PBFTReplica: Sendable {
             }
         case let .changingView(target):
             if isBehind && fetchDue { requestBlocks(effects: &effects) }
-            if now >= viewChangeDeadline {
+            // Replicas that asked for this view or a later one all want to leave the current one.
+            let supporters = viewChanges.values.filter { $0.newView >= target }.count
+            if now >= viewChangeDeadline && supporters >= quorum.decide {
+                // n - f of us wanted this view and its primary did not deliver: try the next one.
                 startViewChange(to: target + 1, effects: &effects)
-            } else if fetchDue, let mine = viewChanges[configuration.index], mine.newView == target {
-                // A lost ViewChange would leave the new primary one short for good: say it again.
+            } else if now >= viewChangeDeadline || (fetchDue && viewChanges[configuration.index]?.newView == target) {
+                // Alone (so far) in wanting this view, or a ViewChange may have been lost: say it
+                // again rather than run ahead of the others, which would leave us in a view nobody
+                // else reaches (PBFT moves on only with a quorum behind the stalled view).
                 lastFetchTick = now
+                if now >= viewChangeDeadline { viewChangeDeadline = now + currentTimeout }
+                let mine = viewChanges[configuration.index].flatMap { $0.newView == target ? $0 : nil } ?? makeViewChange(target)
+                viewChanges[configuration.index] = mine
                 effects.append(.broadcast(.viewChange(mine)))
             }
         }
@@ -692,13 +719,19 @@ public struct PBFTReplica: Sendable {
         consecutiveViewChanges += 1
         viewChangeDeadline = now + currentTimeout
         effects.append(.persist(.view(newView, normal: false)))
-        let prepared = slots.filter { $0.key > stable.statement.round }.compactMap { $0.value.prepared }.sorted { $0.round < $1.round }
-        var viewChange = ViewChange(cluster: cluster, newView: newView, checkpoint: stable, prepared: prepared,
-                                    replicaIndex: configuration.index, signature: Signature(bytes: [UInt8](repeating: 0, count: 64))!)
-        viewChange.signature = suite.sign(.viewChange(viewChange))
+        let viewChange = makeViewChange(newView)
         viewChanges[configuration.index] = viewChange
         effects.append(.broadcast(.viewChange(viewChange)))
         tryNewView(effects: &effects)
+    }
+
+    /// Our signed ViewChange for `newView`: the stable checkpoint and every prepared round above it.
+    func makeViewChange(_ newView: UInt64) -> ViewChange {
+        let prepared = slots.filter { $0.key > stable.statement.round }.compactMap { $0.value.prepared }.sorted { $0.round < $1.round }
+        var viewChange = ViewChange(cluster: cluster, newView: newView, checkpoint: stable, prepared: prepared,
+                                    replicaIndex: configuration.index, signature: Self.unsigned)
+        viewChange.signature = suite.sign(.viewChange(viewChange))
+        return viewChange
     }
 
     mutating func onViewChange(_ viewChange: ViewChange, from: ReplicaID, effects: inout [Effect]) {
@@ -754,7 +787,8 @@ public struct PBFTReplica: Sendable {
         let acceptable: Bool
         if case let .changingView(target) = status { acceptable = newView.view >= target } else { acceptable = newView.view > view }
         guard acceptable else { return reject(.staleView) }
-        guard from.index == configuration.primary(of: newView.view) else { return reject(.notPrimary) }
+        // Any replica may relay a NewView to one that missed it: the new primary's signature,
+        // checked with the rest of the plan, is what makes it valid.
         guard let plan = NewViewCheck.validPlan(newView, configuration: configuration, suite: suite) else {
             return reject(.invalidNewView)
         }

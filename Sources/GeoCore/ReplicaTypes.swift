@@ -58,8 +58,10 @@ public enum DurableRecord: Hashable, Sendable {
 /// Everything a replica must find again after a crash: the fold of its DurableRecords.
 /// The daemon keeps it in GeoStore; the simulator keeps it in memory across a simulated crash.
 public struct DurableState: Hashable, Sendable {
+    /// The last view the replica entered (a NewView, or view 0).
     public var view: UInt64 = 0
-    public var viewIsNormal = true
+    /// The view it was changing to, when above `view`.
+    public var targetView: UInt64 = 0
     public var signed: [SignSlot: Digest] = [:]
     public var prepared: [UInt64: PreparedProof] = [:]
     public var delivered: [CertifiedBlock] = []
@@ -71,9 +73,11 @@ public struct DurableState: Hashable, Sendable {
     public mutating func apply(_ record: DurableRecord) {
         switch record {
         case let .view(view, normal):
-            if view > self.view || (view == self.view && normal) {
-                self.view = view
-                viewIsNormal = normal
+            if normal {
+                self.view = max(self.view, view)
+                targetView = max(targetView, self.view)
+            } else {
+                targetView = max(targetView, view)
             }
         case let .signed(slot, digest):
             signed[slot] = digest

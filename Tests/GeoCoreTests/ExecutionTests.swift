@@ -170,3 +170,35 @@ func certified(_ block: Block, signers: [UInt16] = [0, 1, 2]) -> CertifiedBlock 
         #expect(!second.contains { if case .broadcast(.prepare) = $0 { return true } else { return false } })
     }
 }
+
+/// Regressions from a review of the core.
+@Suite struct ReviewRegressionTests {
+    let configuration = PBFTConfiguration(cluster: cluster0, quorum: Quorum(n: 4)!, index: 1, batchSize: 10, window: 8,
+                                          checkpointEvery: 4, viewTimeoutTicks: 50, fetchIntervalTicks: 6, pendingLimit: 100)
+    var suite: SimulatedCrypto { SimulatedCrypto(owner: ReplicaID(cluster: cluster0, index: 1), clientCount: 100) }
+
+    /// A peer's block request near the top of the round space must not trap (it used to overflow).
+    @Test func blockRequestAtTheTopOfTheRoundSpace() {
+        var replica = PBFTReplica(configuration: configuration, suite: suite)
+        for from in [UInt64.max, UInt64.max - 10, UInt64.max - 64, 0] {
+            let effects = replica.step(.message(.blockRequest(BlockRequest(cluster: cluster0, fromRound: from, toRound: UInt64.max)),
+                                                from: ReplicaID(cluster: cluster0, index: 2)))
+            #expect(effects.isEmpty)
+        }
+    }
+
+    /// A stable checkpoint adopted above the delivered blocks survives a restart (the signing
+    /// records below it were dropped with it, so forgetting it would allow signing twice).
+    @Test func restartKeepsAStableCheckpointAboveDelivery() {
+        var durable = DurableState()
+        let statement = CheckpointStatement(cluster: cluster0, round: 32, digest: Digest(w0: 1, w1: 2, w2: 3, w3: 4))
+        durable.apply(.stable(CheckpointProof(statement: statement, checkpoints: [])))
+        durable.apply(.view(3, normal: true))
+        durable.apply(.view(5, normal: false))
+        let replica = PBFTReplica(configuration: configuration, suite: suite, recovering: durable)
+        #expect(replica.stable.statement.round == 32)
+        #expect(replica.lastDelivered == 0)
+        #expect(replica.view == 3, "the last view entered")
+        #expect(replica.status == .changingView(to: 5), "still changing to the view it asked for")
+    }
+}

@@ -183,3 +183,23 @@ func describe(_ report: SimulationReport) -> String {
         #expect(summary.viewChanges > 0, "the fault plans must exercise view changes")
     }
 }
+
+@Suite struct ViewChangeRegressionScenarios {
+    /// A replica cut off for a long time must not run ahead through views on its own: when the
+    /// others later need a view change, it must be one of them (found by review).
+    @Test func loneTimeoutsDoNotStrandAReplica() {
+        var scenario = Scenario(local1x4, seed: 41, seconds: 12)
+        let loner = scenario.replica("s0-local-2")
+        // The other replicas cannot reach the loner (nor the clients): clients time out and ask
+        // every replica, the loner watches their requests, never sees them ordered, and times out
+        // again and again on its own.
+        let others = Set(["s0-local-0", "s0-local-1", "s0-local-3"].map { scenario.replica($0) })
+        scenario.at(0.2, .partition(Partition(replicas: others, oneWay: true)))
+        scenario.at(4.0, .healPartitions)
+        scenario.at(4.5, .crash(scenario.primary()))
+        scenario.healed(at: 4.5, within: 6)
+        let report = scenario.run()
+        #expect(report.ok, "\(describe(report))")
+        #expect(report.committedAfterHeal > 50, "\(describe(report))")
+    }
+}
