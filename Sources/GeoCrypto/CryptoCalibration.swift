@@ -4,6 +4,7 @@
 
 import Foundation
 import GeoCore
+import GeoWire
 
 public struct CryptoRates: Codable, Sendable, Hashable {
     public var cores: Int
@@ -12,6 +13,10 @@ public struct CryptoRates: Codable, Sendable, Hashable {
     public var verifyPerSecondAllCores: Double
     public var sha256MegabytesPerSecond: Double
     public var hmacPerSecond: Double
+    /// Encoding and decoding one small frame (a Prepare), in microseconds: the per-message cost.
+    public var frameMicroseconds: Double
+    /// Encoding and decoding a 100-transaction PrePrepare, per byte, in nanoseconds.
+    public var frameNanosecondsPerByte: Double
     /// How long each measurement ran.
     public var secondsPerMeasurement: Double
 
@@ -22,6 +27,8 @@ public struct CryptoRates: Codable, Sendable, Hashable {
         case verifyPerSecondAllCores = "verify_per_s_all_cores"
         case sha256MegabytesPerSecond = "sha256_mb_per_s"
         case hmacPerSecond = "hmac_per_s"
+        case frameMicroseconds = "frame_us"
+        case frameNanosecondsPerByte = "frame_ns_per_byte"
         case secondsPerMeasurement = "seconds_per_measurement"
     }
 }
@@ -56,6 +63,24 @@ public enum CryptoCalibration {
         let macRate = rate(seconds: seconds, unit: 64) { iteration in
             for offset in 0..<64 { _ = Hashing.hmac(key: macKey, message: messages[(iteration &+ offset) & 255]) }
         }
+        // The frame codec: a small frame, and a large one for the per-byte part.
+        let statement = VoteStatement(cluster: ClusterID(shard: ShardID(0), index: 0), view: 1, round: 2, digest: .zero)
+        let prepare = Message.prepare(Prepare(statement: statement, replicaIndex: 1, signature: signatures[0]))
+        let limits = WireLimits()
+        let smallRate = rate(seconds: seconds, unit: 64) { _ in
+            for _ in 0..<64 { precondition((try? FrameCodec.decode(FrameCodec.encode(prepare, from: .replica(number: 1)), limits: limits)) != nil) }
+        }
+        let transactions = (0..<100).map { index in
+            key.signTransaction(client: ClientID(UInt32(index)), requestID: 1, operation: .add(key: Array("acct-\(index)".utf8), delta: 1))
+        }
+        let big = Message.prePrepare(PrePrepare(view: 1, digest: .zero, block: Block(cluster: statement.cluster, round: 2, transactions: transactions),
+                                                signature: signatures[1]))
+        let bigBytes = FrameCodec.encode(big, from: .replica(number: 1)).count
+        let bigRate = rate(seconds: seconds, unit: 1) { _ in
+            precondition((try? FrameCodec.decode(FrameCodec.encode(big, from: .replica(number: 1)), limits: limits)) != nil)
+        }
+        let smallMicroseconds = 1_000_000 / smallRate
+        let bigNanosecondsPerByte = max(0, (1_000_000 / bigRate - smallMicroseconds) * 1000 / Double(bigBytes))
         return CryptoRates(
             cores: cores,
             signPerSecondPerCore: signRate,
@@ -63,6 +88,8 @@ public enum CryptoCalibration {
             verifyPerSecondAllCores: parallelRate,
             sha256MegabytesPerSecond: hashRate * Double(block.count) / 1_000_000,
             hmacPerSecond: macRate,
+            frameMicroseconds: smallMicroseconds,
+            frameNanosecondsPerByte: bigNanosecondsPerByte,
             secondsPerMeasurement: seconds)
     }
 

@@ -29,7 +29,7 @@ struct CalibrateCommand: ParsableCommand {
 
     func run() throws {
         if !json {
-            FileHandle.standardError.write(Data("measuring 5 rates, \(seconds) s each...\n".utf8))
+            FileHandle.standardError.write(Data("measuring 7 rates, \(seconds) s each...\n".utf8))
         }
         let rates = CryptoCalibration.measure(seconds: seconds, cores: cores)
         if json {
@@ -42,5 +42,6 @@ struct CalibrateCommand: ParsableCommand {
         print("Ed25519 verify   \(format(rates.verifyPerSecondAllCores)) /s on \(rates.cores) cores (ParallelVerifier, batches of 1024)")
         print("SHA-256          \(format(rates.sha256MegabytesPerSecond)) MB/s per core (64 KiB inputs)")
         print("HMAC-SHA256      \(format(rates.hmacPerSecond)) /s per core (120-byte messages)")
+        print("frame codec      \(String(format: "%12.2f", rates.frameMicroseconds)) us per small frame, \(String(format: "%.2f", rates.frameNanosecondsPerByte)) ns per byte (encode + decode)")
     }
 }

@@ -44,14 +44,19 @@ struct SimulateCommand: ParsableCommand {
     @Option(name: .customLong("protocol"), help: "Benchmark: geobft, pbft or both.")
     var protocolName: String = "both"
 
-    @Option(help: "Benchmark: simulated seconds.")
-    var duration: Double = 10
+    @Option(help: "Benchmark: simulated seconds (default 10; 3 with --sweep).")
+    var duration: Double?
 
-    @Option(help: "Benchmark: simulated seconds before measuring.")
-    var warmup: Double = 2
+    @Option(help: "Benchmark: simulated seconds before measuring (default 2; 1 with --sweep).")
+    var warmup: Double?
 
-    @Option(help: "Benchmark: closed-loop clients per region.")
-    var clients: Int = 200
+    @Option(help: "Benchmark: closed-loop clients per region (default 200; 50 with --sweep).")
+    var clients: Int?
+
+    /// Sweeps run many configurations, so their defaults are lighter (a sweep stays within minutes).
+    var durationSeconds: Double { duration ?? (sweep == nil ? 10 : 3) }
+    var warmupSeconds: Double { warmup ?? (sweep == nil ? 2 : 1) }
+    var clientsPerRegion: Int { clients ?? (sweep == nil ? 200 : 50) }
 
     @Option(help: "Benchmark: cores of each replica's machine.")
     var cores: Int = 4
@@ -74,8 +79,10 @@ struct SimulateCommand: ParsableCommand {
     func validate() throws {
         if let seeds, seeds < 1 { throw ValidationError("--seeds must be at least 1") }
         guard ["geobft", "pbft", "both"].contains(protocolName) else { throw ValidationError("--protocol is geobft, pbft or both") }
-        guard duration > 0, warmup >= 0, warmup < duration else { throw ValidationError("need 0 <= --warmup < --duration") }
-        guard clients >= 1, cores >= 1 else { throw ValidationError("--clients and --cores must be at least 1") }
+        guard durationSeconds > 0, warmupSeconds >= 0, warmupSeconds < durationSeconds else {
+            throw ValidationError("need 0 <= --warmup < --duration")
+        }
+        guard clientsPerRegion >= 1, cores >= 1 else { throw ValidationError("--clients and --cores must be at least 1") }
         if let batchSize, batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
         if let sweep, !["clusters", "batch"].contains(sweep) { throw ValidationError("--sweep is clusters or batch") }
     }
@@ -158,9 +165,9 @@ struct SimulateCommand: ParsableCommand {
     func settings(_ model: Topology) throws -> BenchmarkSettings {
         var settings = BenchmarkSettings(topology: model)
         settings.seed = seed
-        settings.durationSeconds = duration
-        settings.warmupSeconds = warmup
-        settings.clientsPerRegion = clients
+        settings.durationSeconds = durationSeconds
+        settings.warmupSeconds = warmupSeconds
+        settings.clientsPerRegion = clientsPerRegion
         settings.cores = cores
         settings.batchSize = batchSize
         if let costModelFile {
@@ -181,7 +188,7 @@ struct SimulateCommand: ParsableCommand {
             return
         }
         let kinds: [ProtocolKind] = protocolName == "both" ? [.geobft, .pbft] : [ProtocolKind(rawValue: protocolName)!]
-        progress("simulating \(model.name): \(kinds.map(\.rawValue).joined(separator: " and ")), \(duration) s (warmup \(warmup) s), \(clients) clients per region, \(cores) cores per replica, batch \(batchSize ?? model.parameters.batchSize); cost model: \(base.costModel.source)")
+        progress("simulating \(model.name): \(kinds.map(\.rawValue).joined(separator: " and ")), \(durationSeconds) s (warmup \(warmupSeconds) s), \(clientsPerRegion) clients per region, \(cores) cores per replica, batch \(batchSize ?? model.parameters.batchSize); cost model: \(base.costModel.source)")
         var results: [ProtocolResult] = []
         for kind in kinds {
             let result = SimulatedBenchmark.run(base, protocol: kind)
@@ -195,8 +202,8 @@ struct SimulateCommand: ParsableCommand {
         }
         let ok = results.allSatisfy(\.invariants_ok)
         if let json {
-            try write(JSONOutput.encode(BenchmarkReport(topology: model.name, duration_s: duration, warmup_s: warmup, seed: seed,
-                                                        clients_per_region: clients, cores: cores, results: results,
+            try write(JSONOutput.encode(BenchmarkReport(topology: model.name, duration_s: durationSeconds, warmup_s: warmupSeconds, seed: seed,
+                                                        clients_per_region: clientsPerRegion, cores: cores, results: results,
                                                         geobft_pbft_ratio: ratio, invariants_ok: ok,
                                                         cost_model: base.costModel)), to: json)
         }
