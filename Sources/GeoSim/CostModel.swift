@@ -32,13 +32,13 @@ public struct CostModel: Hashable, Sendable, Codable {
 
     /// Measured on the project's 2-core development machine with
     /// `swift run -c release geofabric calibrate --seconds 2` on 2026-11-25: Ed25519 sign
-    /// 51,143/s and verify 9,903/s per core (swift-crypto), SHA-256 1,420 MB/s, and the frame codec
-    /// (encode and decode) of a Prepare and of a 100-transaction PrePrepare. Override with
-    /// `geofabric simulate --cost-model FILE` (the JSON that `geofabric calibrate --json` writes).
+    /// 50,639/s and verify 9,160/s per core (swift-crypto), SHA-256 1,404 MB/s, and the frame codec
+    /// (encode and decode): 1.35 us for a Prepare and 8.72 ns per byte of a 100-transaction
+    /// PrePrepare. Override with `geofabric simulate --cost-model FILE` (a JSON file with these fields).
     public static let measured = CostModel(
-        signMicroseconds: 19.6, verifyMicroseconds: 101.0, hashNanosecondsPerByte: 0.70,
-        messageMicroseconds: 1.5, messageNanosecondsPerByte: 1.2,
-        source: "geofabric calibrate on the 2-core development machine, 2026-11-25")
+        signMicroseconds: 19.7, verifyMicroseconds: 109.2, hashNanosecondsPerByte: 0.71,
+        messageMicroseconds: 1.35, messageNanosecondsPerByte: 8.72,
+        source: "geofabric calibrate --seconds 2 on the 2-core development machine, 2026-11-25")
 
     /// Microseconds of work for what a step did, on a machine with `cores` cores.
     public func cost(of work: CostMeter.Counts, cores: Int) -> Double {

@@ -598,6 +598,9 @@ public final class Simulation {
         case let .prePrepare(p): return "preprepare v\(p.view) r\(p.block.round) \(p.block.transactions.map { "\($0.client)#\($0.requestID)" })"
         case let .viewChange(v): return "viewChange to \(v.newView) from \(v.replicaIndex) checkpoint \(v.checkpoint.statement.round) prepared \(v.prepared.map(\.round))"
         case let .newView(v): return "newView \(v.view) with \(v.viewChanges.count) view changes"
+        case let .blockRequest(r): return "blockRequest \(r.cluster) \(r.fromRound)...\(r.toRound)"
+        case let .certifiedBlock(b): return "certifiedBlock \(b.block.cluster) r\(b.block.round) v\(b.certificate.statement.view)"
+        case let .remoteViewChange(r): return "remoteViewChange \(r.phase) target \(r.target) round \(r.round) attempt \(r.attempt)"
         default: return String(describing: MessageKind(of: message))
         }
     }
