@@ -201,5 +201,6 @@ func describe(_ report: SimulationReport) -> String {
         let report = scenario.run()
         #expect(report.ok, "\(describe(report))")
         #expect(report.committedAfterHeal > 50, "\(describe(report))")
+        #expect(report.heights[loner]! + 4 >= report.heights.values.max()!, "the loner is back in step: \(describe(report))")
     }
 }
