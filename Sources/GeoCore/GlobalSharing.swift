@@ -130,7 +130,7 @@ extension PBFTReplica {
             guard fetchDue, behind || late || waited >= configuration.remoteTimeoutTicks / 2 else { continue }
             lastRemoteFetch[index] = now
             let request = BlockRequest(cluster: remoteCluster(index), fromRound: round, toRound: round + fetchBatch - 1)
-            repeat { fetchPeer = UInt16((Int(fetchPeer) + 1) % quorum.n) } while fetchPeer == configuration.index
+            advanceFetchPeer()
             if remoteFetchFromSource[index] != true {
                 // A peer of ours probably has it (a forward was lost, or we were down).
                 effects.append(.send(.blockRequest(request), to: configuration.replica(fetchPeer)))

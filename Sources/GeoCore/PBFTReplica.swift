@@ -615,10 +615,15 @@ public struct PBFTReplica: Sendable {
         knownCommitted > lastDelivered || stable.statement.round > lastDelivered
     }
 
+    /// Moves to the next peer to ask for blocks (never ourselves), so one silent or lying peer
+    /// cannot keep us behind.
+    mutating func advanceFetchPeer() {
+        repeat { fetchPeer = UInt16((Int(fetchPeer) + 1) % quorum.n) } while fetchPeer == configuration.index
+    }
+
     mutating func requestBlocks(effects: inout [Effect]) {
         lastFetchTick = now
-        // Ask a different peer each time, so one silent or lying peer cannot keep us behind.
-        repeat { fetchPeer = UInt16((Int(fetchPeer) + 1) % quorum.n) } while fetchPeer == configuration.index
+        advanceFetchPeer()
         let target = max(knownCommitted, stable.statement.round, lastDelivered + 1)
         let request = BlockRequest(cluster: cluster, fromRound: lastDelivered + 1, toRound: min(target, lastDelivered + fetchBatch))
         effects.append(.send(.blockRequest(request), to: configuration.replica(fetchPeer)))

@@ -9,6 +9,7 @@
 // waits, and what the step sends leaves when its work is done.
 
 import GeoCore
+import GeoWire
 
 public struct CostModel: Hashable, Sendable, Codable {
     public var signMicroseconds: Double
@@ -77,7 +78,7 @@ struct MeteredCrypto: CryptoSuite {
     let meter: CostMeter
 
     func digest(of block: Block) -> Digest {
-        meter.counts.hashedBytes += 20 + EncodedBlockSize.of(block)
+        meter.counts.hashedBytes += 20 + EncodedSize.block(block)
         return base.digest(of: block)
     }
 
@@ -99,14 +100,5 @@ struct MeteredCrypto: CryptoSuite {
     func isValid(_ transaction: ClientTransaction) -> Bool {
         meter.counts.verifies += 1
         return base.isValid(transaction)
-    }
-}
-
-import GeoWire
-
-enum EncodedBlockSize {
-    static func of(_ block: Block) -> Int {
-        EncodedSize.body(.certifiedBlock(CertifiedBlock(block: block, certificate: CommitCertificate(
-            statement: VoteStatement(cluster: block.cluster, view: 0, round: block.round, digest: .zero), signatures: []))))
     }
 }

@@ -454,13 +454,9 @@ public final class Simulation {
     /// commits to both.
     func equivocate(_ node: ReplicaNode, _ prePrepare: PrePrepare, to destinations: [ReplicaID]) {
         var other = prePrepare.block
-        if other.transactions.isEmpty {
-            other.transactions = []
-            other.round = prePrepare.block.round
-        } else {
-            other.transactions.removeLast()
-        }
-        if other == prePrepare.block { other.transactions = [] }
+        // The conflicting block drops the last transaction (a no-op block has none to drop, so
+        // for it both "proposals" are the same block).
+        if !other.transactions.isEmpty { other.transactions.removeLast() }
         let digest = node.suite.digest(of: other)
         let statement = VoteStatement(cluster: other.cluster, view: prePrepare.view, round: other.round, digest: digest)
         let conflicting = PrePrepare(view: prePrepare.view, digest: digest, block: other, signature: node.suite.sign(.prePrepare(statement)))

@@ -45,6 +45,9 @@ public enum EncodedSize {
 
     static func of(_ block: Block) -> Int { cluster + 8 + 4 + block.transactions.reduce(0) { $0 + of($1) } }
 
+    /// Bytes of a block's canonical encoding (what its digest is computed over, less the domain tag).
+    public static func block(_ block: Block) -> Int { of(block) }
+
     static func of(_ prePrepare: PrePrepare) -> Int { 8 + Digest.byteCount + of(prePrepare.block) + Signature.byteCount }
 
     static func of(_ result: ExecutionResult) -> Int {
