@@ -100,6 +100,8 @@ public struct PBFTReplica: Sendable {
     var honoredAttempts: [UInt16: UInt64] = [:]
     /// The earliest round a remote cluster reported missing: the next primary re-shares from it.
     var reshareFrom: UInt64?
+    /// When a remote request last moved this cluster to a new view (requests coalesce around it).
+    var lastRemoteViewChange: UInt64?
 
     /// Progress timer: set while there is outstanding work, reset on every delivery.
     var progressSince: UInt64?

@@ -38,6 +38,9 @@ struct SimulateCommand: ParsableCommand {
     @Flag(help: "Fault mode for a single seed (with --seed): replay one fault plan in detail.")
     var faults = false
 
+    @Flag(help: "Fault mode for a single seed: print the fault plan and every message sent or dropped.")
+    var trace = false
+
     @Option(help: "The seed (benchmark run, or the fault plan with --faults).")
     var seed: UInt64 = 1
 
@@ -127,7 +130,15 @@ struct SimulateCommand: ParsableCommand {
     // MARK: Faults
 
     func runOne(_ model: Topology, seed: UInt64) throws {
-        let report = FaultPlan.random(topology: model, seed: seed).run()
+        let scenario = FaultPlan.random(topology: model, seed: seed)
+        let simulation = Simulation(settings: scenario.settings)
+        if trace {
+            for (time, action) in scenario.settings.actions {
+                print(String(format: "plan %.3f s: ", Double(time) / 1e6) + "\(action)")
+            }
+            simulation.trace = { print($0) }
+        }
+        let report = simulation.run()
         print("seed \(seed): \(report.ok ? "ok" : "VIOLATIONS"); committed \(report.committed) transactions (\(report.committedAfterHeal) after heal), \(report.viewChanges) view changes started, \(report.messagesSent) messages (\(report.messagesDropped) dropped), \(report.events) events")
         print("heights: " + report.heights.sorted { $0.key < $1.key }.map { "\(model.replica($0.key)?.name ?? "?")=\($0.value)" }.joined(separator: " "))
         for violation in report.violations { print("  \(violation)") }

@@ -55,6 +55,8 @@ public struct SimulationReport: Sendable {
     /// Of which after the heal time.
     public var committedAfterHeal: Int
     public var heights: [ReplicaID: UInt64]
+    /// The view each running replica ended in.
+    public var views: [ReplicaID: UInt64]
     public var viewChanges: Int
     public var messagesSent: Int
     public var messagesDropped: Int
@@ -244,15 +246,17 @@ public final class Simulation {
         now = settings.duration
         finalChecks()
         var heights: [ReplicaID: UInt64] = [:]
+        var views: [ReplicaID: UInt64] = [:]
         var viewChanges = 0
         var rejections: [String: Int] = [:]
         for (id, node) in replicas {
             heights[id] = node.core?.ledger.height ?? 0
+            if let core = node.core { views[id] = core.view }
             viewChanges += node.core?.viewChangesStarted ?? 0
             for (reason, count) in node.core?.rejections ?? [:] { rejections[reason.rawValue, default: 0] += count }
         }
         return SimulationReport(seed: settings.seed, violations: checker.violations, committed: committed,
-                                committedAfterHeal: committedAfterHeal, heights: heights, viewChanges: viewChanges,
+                                committedAfterHeal: committedAfterHeal, heights: heights, views: views, viewChanges: viewChanges,
                                 messagesSent: messagesSent, messagesDropped: messagesDropped, bytesSent: bytesSent, events: events,
                                 rejections: rejections, clientRetransmissions: clients.reduce(0) { $0 + $1.core.retransmissions },
                                 messagesByKind: Dictionary(uniqueKeysWithValues: MessageKind.allCases.compactMap { kind in

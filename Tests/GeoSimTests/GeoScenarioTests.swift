@@ -85,6 +85,32 @@ let geo4x4: Topology = {
         #expect(report.ok, "\(describe(report))")
     }
 
+    /// Regression: seed 1321 of the geo-4x4 sweep. Belgium's view-0 primary is silent; each of the
+    /// three other regions asked for a remote view change, and each request was honoured with a view
+    /// change of its own, so belgium moved three views at once, back onto the silent primary (view 4,
+    /// 4 mod 4 = 0), every time. One view change now answers every asking cluster.
+    @Test func remoteRequestsOfSeveralClustersCoalesceIntoOneViewChange() {
+        var scenario = Scenario(geo4x4, seed: 1321, seconds: 8)
+        let belgium = geo4x4.shards[0].clusters[3]
+        scenario.at(0, .byzantine(belgium.replicas[0].id, .silentPrimary))
+        scenario.healed(at: 0, within: 6)
+        let report = scenario.run()
+        expectSafeAndLive(report, minimumAfterHeal: 200)
+        for replica in belgium.replicas.dropFirst() {
+            let view = report.views[replica.id] ?? 0
+            #expect(view % UInt64(belgium.n) != 0, "\(replica.name) is back under the silent primary (view \(view)): \(describe(report))")
+            #expect(view <= 2, "\(replica.name) went through \(view) views for one silent primary: \(describe(report))")
+        }
+    }
+
+    /// The other seeds of the first geo-4x4 10,000-seed sweep that missed liveness the same way
+    /// (a remote view change thrashing onto a faulty primary); each is clean now.
+    @Test(arguments: [271, 366, 695, 1406, 2199, 2733, 3191, 3209, 3236, 4471, 5230, 5440, 5472] as [UInt64])
+    func sweepSeedsThatThrashedRemoteViewChanges(seed: UInt64) {
+        let report = FaultPlan.random(topology: geo4x4, seed: seed).run()
+        #expect(report.ok, "\(describe(report))")
+    }
+
     /// At least 200 multi-cluster seeds with faults, every one clean.
     @Test func twoHundredGeoSeedsWithFaults() {
         let summary = SeedSweep.run(topology: geo4x4, seeds: 1..<201)
