@@ -24,6 +24,7 @@ let package = Package(
         .library(name: "GeoCrypto", targets: ["GeoCrypto"]),
         .library(name: "GeoTopology", targets: ["GeoTopology"]),
         .library(name: "GeoSim", targets: ["GeoSim"]),
+        .library(name: "GeoNode", targets: ["GeoNode"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
@@ -52,6 +53,11 @@ let package = Package(
             name: "GeoSim",
             dependencies: ["GeoCore", "GeoWire", .product(name: "HeapModule", package: "swift-collections")],
             swiftSettings: optimisedInDebug),
+        // The replica daemon: owns a core, verifies client signatures in parallel, persists, sends.
+        .target(
+            name: "GeoNode",
+            dependencies: ["GeoCore", "GeoWire", "GeoCrypto", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict),
         // The subcommands of the `geofabric` tool, as a library so tests can drive them.
         .target(
             name: "GeoFabricCLI",
@@ -68,6 +74,7 @@ let package = Package(
         .testTarget(name: "GeoCryptoTests", dependencies: ["GeoCrypto", "GeoCore", "GeoWire"], swiftSettings: strict),
         .testTarget(name: "GeoTopologyTests", dependencies: ["GeoTopology", "GeoCore"], swiftSettings: strict),
         .testTarget(name: "GeoSimTests", dependencies: ["GeoSim", "GeoCore", "GeoWire", "GeoTopology"], swiftSettings: strict),
+        .testTarget(name: "GeoNodeTests", dependencies: ["GeoNode", "GeoCore", "GeoCrypto", "GeoTopology"], swiftSettings: strict),
         .testTarget(
             name: "GeoFabricCLITests",
             dependencies: ["GeoFabricCLI", "GeoTopology", "GeoCrypto", "GeoCore"],

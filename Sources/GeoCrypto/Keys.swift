@@ -101,3 +101,6 @@ extension VerifyingKey {
             client: transaction.client, requestID: transaction.requestID, operation: transaction.operation))
     }
 }
+
+/// A client's key signs its transactions for GeoCore's ClientCore.
+extension SigningKey: TransactionSigner {}

@@ -1,0 +1,196 @@
+// The replica daemon's heart: an actor that owns one GeoCore replica and carries out its effects.
+//
+// The core is a value that steps (`step(input) -> [Effect]`); this actor is the only place it is
+// stepped, so it needs no locks. Effects are carried out in the order the core documents
+// (ReplicaTypes.swift): the records of `persist` effects are appended to the durable log and
+// fsynced before the first effect after them leaves the replica (a message, an execution or a
+// reply), so nothing another replica or a client sees can be forgotten by a crash. Several
+// records are synced at once when no effect stands between them.
+//
+// What this actor does not do: sockets (the transport, through MessageSink), signature checks of
+// client transactions (ClientSignaturePreverifier, before a message gets here), the clock (the
+// daemon calls `tick()` every tick).
+
+import GeoCore
+import Logging
+
+/// Where a replica's outgoing messages go: the transport in the daemon, a queue in tests.
+public protocol MessageSink: Sendable {
+    func send(_ message: Message, to node: NodeID)
+}
+
+/// The durable log a replica appends its records to (GeoStore's log in the daemon). Owned by one
+/// ReplicaNode, never shared.
+public protocol DurableLog: AnyObject {
+    func append(_ records: [DurableRecord]) throws
+    func sync() throws
+}
+
+/// A log that keeps records in memory: for tests and tools that need no durability.
+public final class MemoryLog: DurableLog {
+    public private(set) var state = DurableState()
+    public private(set) var records = 0
+    public private(set) var syncs = 0
+    public init() {}
+    public func append(_ records: [DurableRecord]) throws {
+        for record in records { state.apply(record) }
+        self.records += records.count
+    }
+    public func sync() throws { syncs += 1 }
+}
+
+public actor ReplicaNode {
+    public let info: ReplicaInfo
+    public let topology: Topology
+    var core: PBFTReplica
+    let log: any DurableLog
+    let sink: any MessageSink
+    var logger: Logger
+    let peers: [NodeID]
+    /// When each of our cluster's client requests arrived here, for the commit latency; bounded by
+    /// `arrivalsMax` (a client that never gets an answer must not grow it).
+    var arrivals: [ClientRequest: ContinuousClock.Instant] = [:]
+    static let arrivalsMax = 100_000
+    let clock = ContinuousClock()
+
+    public private(set) var committedTransactions = 0
+    /// Commit latencies (seconds) observed since the last `drainLatencies()`.
+    var latencies: [Double] = []
+    static let latenciesMax = 100_000
+    /// Inputs the shell refused before the core saw them (unknown sender, wrong kind), by reason.
+    public private(set) var shellRejections: [String: Int] = [:]
+    /// Set when the durable log failed: the replica stops rather than run on without durability.
+    public private(set) var failure: String?
+
+    struct ClientRequest: Hashable {
+        var client: ClientID
+        var requestID: UInt64
+    }
+
+    /// A replica of `topology`, restarted from `recovered` when its log held anything.
+    public init(topology: Topology, replica: ReplicaInfo, suite: any CryptoSuite, log: sending any DurableLog,
+                recovered: DurableState?, sink: any MessageSink, logger: Logger) {
+        guard let configuration = PBFTConfiguration(topology: topology, replica: replica.id) else {
+            preconditionFailure("\(replica.name) is not a replica of \(topology.name)")
+        }
+        self.info = replica
+        self.topology = topology
+        if let recovered, recovered != DurableState() {
+            core = PBFTReplica(configuration: configuration, suite: suite, recovering: recovered)
+        } else {
+            core = PBFTReplica(configuration: configuration, suite: suite)
+        }
+        self.log = log
+        self.sink = sink
+        var logger = logger
+        logger[metadataKey: "replica"] = "\(replica.name)"
+        logger[metadataKey: "shard"] = "\(replica.id.cluster.shard.rawValue)"
+        logger[metadataKey: "cluster"] = "\(replica.id.cluster.index)"
+        self.logger = logger
+        peers = topology.cluster(replica.id.cluster)?.replicas.filter { $0.id != replica.id }.map { NodeID.replica(number: $0.number) } ?? []
+    }
+
+    // MARK: Inputs
+
+    /// A message from an authenticated peer (the transport bound the connection to `node`).
+    public func receive(_ message: Message, from node: NodeID) {
+        if let client = node.client {
+            guard case let .clientTransaction(transaction) = message else { return refuse("client_sent_replica_message") }
+            guard transaction.client == client else { return refuse("sender_mismatch") }
+            if transaction.client.rawValue < topology.clientCount, arrivals.count < Self.arrivalsMax {
+                let key = ClientRequest(client: transaction.client, requestID: transaction.requestID)
+                if arrivals[key] == nil { arrivals[key] = clock.now }
+            }
+            step(.client(transaction))
+        } else if let number = node.replicaNumber, let peer = topology.replica(number: number) {
+            step(.message(message, from: peer.id))
+        } else {
+            refuse("unknown_sender")
+        }
+    }
+
+    public func tick() { step(.tick) }
+
+    func refuse(_ reason: String) { shellRejections[reason, default: 0] += 1 }
+
+    // MARK: Effects
+
+    func step(_ input: Input) {
+        guard failure == nil else { return }
+        let view = core.view
+        let effects = core.step(input)
+        carryOut(effects)
+        if core.view != view {
+            logger.info("entered view", metadata: ["view": "\(core.view)", "round": "\(core.ledger.round)"])
+        }
+    }
+
+    func carryOut(_ effects: [Effect]) {
+        var unsynced: [DurableRecord] = []
+        for effect in effects {
+            if case let .persist(record) = effect {
+                unsynced.append(record)
+                continue
+            }
+            // Something leaves the replica: what it depends on must be on disk first.
+            if !unsynced.isEmpty {
+                guard makeDurable(unsynced) else { return }
+                unsynced = []
+            }
+            switch effect {
+            case .persist:
+                break
+            case let .send(message, to: replica):
+                guard let number = topology.replica(replica)?.number else { continue }
+                sink.send(message, to: .replica(number: number))
+            case let .broadcast(message):
+                for peer in peers { sink.send(message, to: peer) }
+            case let .executed(block):
+                committedTransactions += block.results.reduce(0) { $0 + ($1 == nil ? 0 : 1) }
+            case let .reply(reply):
+                let key = ClientRequest(client: reply.client, requestID: reply.requestID)
+                if let arrived = arrivals.removeValue(forKey: key), latencies.count < Self.latenciesMax {
+                    let elapsed = clock.now - arrived
+                    latencies.append(Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+                }
+                sink.send(.reply(reply), to: .client(reply.client))
+            }
+        }
+        if !unsynced.isEmpty { _ = makeDurable(unsynced) }
+    }
+
+    /// Appends and fsyncs; on failure the replica stops (a replica that cannot persist what it
+    /// signs could sign two things for one slot after a restart).
+    func makeDurable(_ records: [DurableRecord]) -> Bool {
+        do {
+            try log.append(records)
+            try log.sync()
+            return true
+        } catch {
+            failure = "durable log: \(error)"
+            logger.critical("the durable log failed; stopping this replica", metadata: ["error": "\(error)"])
+            return false
+        }
+    }
+
+    // MARK: Observation
+
+    public var view: UInt64 { core.view }
+    public var isChangingView: Bool {
+        if case .changingView = core.status { return true }
+        return false
+    }
+    public var height: UInt64 { core.ledger.height }
+    public var head: Digest { core.ledger.head }
+    public var round: UInt64 { core.ledger.round }
+    public var viewChangesStarted: Int { core.viewChangesStarted }
+    public var coreRejections: [Rejection: Int] { core.rejections }
+    /// The value of `key` in this replica's copy of the shard state.
+    public func value(of key: [UInt8]) -> [UInt8]? { core.ledger.state.value(key) }
+
+    /// Commit latencies observed since the last call, in seconds.
+    public func drainLatencies() -> [Double] {
+        defer { latencies = [] }
+        return latencies
+    }
+}

@@ -1,0 +1,116 @@
+// Replica daemons in one process: real Ed25519 keys and the real effect order, with the network
+// replaced by ordered in-memory queues. What the transport adds is tested in GeoNetTests.
+
+import GeoCore
+import GeoCrypto
+@testable import GeoNode
+import GeoTopology
+import Logging
+import Synchronization
+import Testing
+
+/// Per destination, one ordered queue drained by one task: messages between two nodes keep
+/// their order, as on a TCP connection.
+final class InMemoryNetwork: MessageSink {
+    let from: NodeID
+    init(from: NodeID) { self.from = from }
+    func send(_ message: Message, to node: NodeID) {
+        _ = Self.shared.withLock { $0[node]?.yield((message, from)) }
+    }
+    static let shared: Mutex<[NodeID: AsyncStream<(Message, NodeID)>.Continuation]> = Mutex([:])
+}
+
+@Suite(.serialized) struct InProcessClusterTests {
+    static let topology = try! TopologyLoader.parse(text: """
+        name: node-test-1x4
+        regions: [local]
+        shards:
+          - name: s0
+            clusters:
+              - {region: local, replicas: 4}
+        protocol: {batch_size: 10, batch_delay_ms: 2, window: 64, checkpoint_every: 4, view_timeout_ms: 500}
+        keys: dev
+        """, file: "node-test-1x4")
+
+    @Test func fourReplicasCommitSignedTransactionsInOrder() async throws {
+        let topology = Self.topology
+        let keys = KeyRing.development(for: topology)
+        var nodes: [NodeID: ReplicaNode] = [:]
+        var tasks: [Task<Void, Never>] = []
+        for info in topology.allReplicas {
+            let node = NodeID.replica(number: info.number)
+            let verified = VerifiedSignatures()
+            let suite = PreverifiedSuite(base: Ed25519Suite(topology: topology, keys: keys,
+                signingKey: SigningKey.development(topology: topology.name, identity: info.name)), verified: verified)
+            let replica = ReplicaNode(topology: topology, replica: info, suite: suite, log: MemoryLog(), recovered: nil,
+                                      sink: InMemoryNetwork(from: node), logger: Logger(label: "test"))
+            nodes[node] = replica
+            let (stream, continuation) = AsyncStream<(Message, NodeID)>.makeStream()
+            InMemoryNetwork.shared.withLock { $0[node] = continuation }
+            let preverifier = ClientSignaturePreverifier(keys: keys, verified: verified)
+            tasks.append(Task {
+                for await (message, from) in stream {
+                    preverifier.preverify(message)
+                    await replica.receive(message, from: from)
+                }
+            })
+            tasks.append(Task {
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: .milliseconds(10))
+                    await replica.tick()
+                }
+            })
+        }
+        defer { for task in tasks { task.cancel() } }
+
+        // One client, ten requests, each after the previous completed.
+        let clientID = ClientID(0)
+        let clientNode = NodeID.client(clientID)
+        let (replies, replyContinuation) = AsyncStream<(Message, NodeID)>.makeStream()
+        InMemoryNetwork.shared.withLock { $0[clientNode] = replyContinuation }
+        let cluster = topology.shards[0].clusters[0]
+        var client = ClientCore(client: clientID, cluster: cluster.id, quorum: cluster.quorum,
+                                signer: SigningKey.development(topology: topology.name, identity: Topology.clientName(clientID)),
+                                timeoutTicks: 100)
+        let sink = InMemoryNetwork(from: clientNode)
+        func carry(_ effects: [ClientEffect]) -> ExecutionResult? {
+            var done: ExecutionResult?
+            for effect in effects {
+                switch effect {
+                case let .send(transaction, to: replica):
+                    sink.send(.clientTransaction(transaction), to: .replica(number: topology.replica(replica)!.number))
+                case let .completed(_, result, _, _):
+                    done = result
+                }
+            }
+            return done
+        }
+        var iterator = replies.makeAsyncIterator()
+        for index in 0..<10 {
+            var result = carry(client.submit(.add(key: Array("counter".utf8), delta: Int64(index + 1))))
+            while result == nil {
+                guard let (message, _) = await iterator.next(), case let .reply(reply) = message else { continue }
+                result = carry(client.onReply(reply))
+            }
+        }
+        // Every replica executed the same ledger: same height and head once the last block is in.
+        var heights: [UInt64] = []
+        var heads: Set<Digest> = []
+        for _ in 0..<200 {
+            heights = []
+            heads = []
+            for node in nodes.values {
+                heights.append(await node.height)
+                heads.insert(await node.head)
+            }
+            if heads.count == 1, Set(heights).count == 1 { break }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(heads.count == 1, "heads differ: \(heads)")
+        #expect(heights.allSatisfy { $0 >= 1 }, "heights \(heights)")
+        for node in nodes.values {
+            #expect(await node.value(of: Array("counter".utf8)) == KeyValueStore.encode(55))
+            #expect(await node.committedTransactions == 10)
+        }
+    }
+}
