@@ -61,6 +61,8 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict),
+        // The durable, append-only, checksummed log of one replica (DurableRecords, snapshots).
+        .target(name: "GeoStore", dependencies: ["GeoCore", "GeoWire"], swiftSettings: strict),
         .executableTarget(name: "geofabric", dependencies: ["GeoFabricCLI"], swiftSettings: strict),
 
         .testTarget(name: "GeoCoreTests", dependencies: ["GeoCore", "GeoSim"], swiftSettings: strict),
