@@ -70,6 +70,7 @@ let package = Package(
         .testTarget(name: "GeoCryptoTests", dependencies: ["GeoCrypto", "GeoCore", "GeoWire"], swiftSettings: strict),
         .testTarget(name: "GeoTopologyTests", dependencies: ["GeoTopology", "GeoCore"], swiftSettings: strict),
         .testTarget(name: "GeoSimTests", dependencies: ["GeoSim", "GeoCore", "GeoWire", "GeoTopology"], swiftSettings: strict),
+        .testTarget(name: "GeoStoreTests", dependencies: ["GeoStore", "GeoCore", "GeoWire"], swiftSettings: strict),
         .testTarget(
             name: "GeoFabricCLITests",
             dependencies: ["GeoFabricCLI", "GeoTopology", "GeoCrypto", "GeoCore"],
