@@ -56,7 +56,7 @@ let package = Package(
         // The replica daemon: owns a core, verifies client signatures in parallel, persists, sends.
         .target(
             name: "GeoNode",
-            dependencies: ["GeoCore", "GeoWire", "GeoCrypto", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["GeoCore", "GeoWire", "GeoCrypto", "GeoStore", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
         // The subcommands of the `geofabric` tool, as a library so tests can drive them.
         .target(
@@ -67,6 +67,8 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict),
+        // The durable, append-only, checksummed log of one replica (DurableRecords, snapshots).
+        .target(name: "GeoStore", dependencies: ["GeoCore", "GeoWire"], swiftSettings: strict),
         .executableTarget(name: "geofabric", dependencies: ["GeoFabricCLI"], swiftSettings: strict),
 
         .testTarget(name: "GeoCoreTests", dependencies: ["GeoCore", "GeoSim"], swiftSettings: strict),
@@ -75,6 +77,7 @@ let package = Package(
         .testTarget(name: "GeoTopologyTests", dependencies: ["GeoTopology", "GeoCore"], swiftSettings: strict),
         .testTarget(name: "GeoSimTests", dependencies: ["GeoSim", "GeoCore", "GeoWire", "GeoTopology"], swiftSettings: strict),
         .testTarget(name: "GeoNodeTests", dependencies: ["GeoNode", "GeoCore", "GeoCrypto", "GeoTopology"], swiftSettings: strict),
+        .testTarget(name: "GeoStoreTests", dependencies: ["GeoStore", "GeoCore", "GeoWire"], swiftSettings: strict),
         .testTarget(
             name: "GeoFabricCLITests",
             dependencies: ["GeoFabricCLI", "GeoTopology", "GeoCrypto", "GeoCore"],

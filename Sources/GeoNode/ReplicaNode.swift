@@ -12,6 +12,7 @@
 // daemon calls `tick()` every tick).
 
 import GeoCore
+import GeoStore
 import Logging
 
 /// Where a replica's outgoing messages go: the transport in the daemon, a queue in tests.
@@ -194,3 +195,6 @@ public actor ReplicaNode {
         return latencies
     }
 }
+
+/// GeoStore's log is the daemon's durable log.
+extension ReplicaLog: DurableLog {}

@@ -107,7 +107,7 @@ public enum MessageCodec {
         writer.signature(value.signature)
     }
 
-    static func encode(_ value: CheckpointProof, into writer: inout ByteWriter) {
+    public static func encode(_ value: CheckpointProof, into writer: inout ByteWriter) {
         encode(value.statement, into: &writer)
         writer.u32(UInt32(value.checkpoints.count))
         for checkpoint in value.checkpoints {
@@ -116,7 +116,7 @@ public enum MessageCodec {
         }
     }
 
-    static func encode(_ value: PreparedProof, into writer: inout ByteWriter) {
+    public static func encode(_ value: PreparedProof, into writer: inout ByteWriter) {
         encode(value.prePrepare, into: &writer)
         writer.u32(UInt32(value.prepares.count))
         for prepare in value.prepares {
@@ -175,7 +175,7 @@ public enum MessageCodec {
         }
     }
 
-    static func encode(_ value: CertifiedBlock, into writer: inout ByteWriter) {
+    public static func encode(_ value: CertifiedBlock, into writer: inout ByteWriter) {
         encode(value.block, into: &writer)
         encode(value.certificate, into: &writer)
     }
@@ -334,7 +334,7 @@ public enum MessageCodec {
         return signers
     }
 
-    static func decodeCheckpointProof(_ reader: inout ByteReader, limits: WireLimits) throws(WireError) -> CheckpointProof {
+    public static func decodeCheckpointProof(_ reader: inout ByteReader, limits: WireLimits) throws(WireError) -> CheckpointProof {
         let statement = try decodeCheckpointStatement(&reader)
         let signers = try decodeSigners(&reader, field: "checkpoint_proof.signers", limit: limits.maxCertificateSignatures)
         return CheckpointProof(statement: statement, checkpoints: signers.map {
@@ -342,7 +342,7 @@ public enum MessageCodec {
         })
     }
 
-    static func decodePreparedProof(_ reader: inout ByteReader, limits: WireLimits) throws(WireError) -> PreparedProof {
+    public static func decodePreparedProof(_ reader: inout ByteReader, limits: WireLimits) throws(WireError) -> PreparedProof {
         let prePrepare = try decodePrePrepare(&reader, limits: limits)
         let signers = try decodeSigners(&reader, field: "prepared_proof.prepares", limit: limits.maxCertificateSignatures)
         return PreparedProof(prePrepare: prePrepare, prepares: signers.map {
@@ -432,7 +432,7 @@ public enum MessageCodec {
         })
     }
 
-    static func decodeCertifiedBlock(_ reader: inout ByteReader, limits: WireLimits) throws(WireError) -> CertifiedBlock {
+    public static func decodeCertifiedBlock(_ reader: inout ByteReader, limits: WireLimits) throws(WireError) -> CertifiedBlock {
         CertifiedBlock(block: try decodeBlock(&reader, limits: limits),
                        certificate: try decodeCertificate(&reader, limits: limits))
     }
