@@ -50,7 +50,8 @@ struct RawPeer {
         try await write(Hello(topologyHash: Fixture.topologyHash, node: node, nonce: Handshake.freshNonce()).encoded)
         let payload = Handshake.proofPayload(verifierNonce: peer.nonce, topologyHash: Fixture.topologyHash,
                                              signer: node, verifier: peer.node)
-        try await write(Proof(signature: key.sign(payload)).encoded)
+        // A transport that refuses the Hello may already have closed the connection.
+        try? await write(Proof(signature: key.sign(payload)).encoded)
     }
 }
 
@@ -95,6 +96,19 @@ struct RawPeer {
         try await second.handshake(as: client, key: Fixture.clientKey(3))
         #expect(await eventually { await transport.metrics().rejects["duplicate_connection"] == 1 })
         #expect(await transport.metrics().connectedPeers == [client])
+        await transport.shutdown()
+    }
+
+    @Test func aSilentPeerIsClosedAfterTheHandshakeTimeout() async throws {
+        var configuration = Fixture.configuration(replica)
+        configuration.handshakeTimeout = .milliseconds(100)
+        let (transport, port) = try await Fixture.replica(2, configuration)
+        let peer = try await RawPeer.connect(port: port)
+        #expect(await eventually { await transport.metrics().rejects["handshake_timeout"] == 1 })
+        // The transport closed it: the peer's stream ends after the transport's Hello.
+        var records = 0
+        for await _ in peer.records { records += 1 }
+        #expect(records == 1)
         await transport.shutdown()
     }
 }
