@@ -25,6 +25,7 @@ let package = Package(
         .library(name: "GeoTopology", targets: ["GeoTopology"]),
         .library(name: "GeoSim", targets: ["GeoSim"]),
         .library(name: "GeoNode", targets: ["GeoNode"]),
+        .library(name: "GeoNet", targets: ["GeoNet"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
@@ -32,6 +33,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
         // Pure protocol core: ids, topology model, messages, quorum math. No I/O, clocks, threads.
@@ -47,6 +49,17 @@ let package = Package(
         .target(
             name: "GeoTopology",
             dependencies: ["GeoCore", .product(name: "Yams", package: "Yams")],
+            swiftSettings: strict),
+        // SwiftNIO transport: framing, handshake binding a connection to an identity, reconnect,
+        // bounded outbound queues, optional WAN emulation. The shell's I/O; GeoCore never sees it.
+        .target(
+            name: "GeoNet",
+            dependencies: [
+                "GeoCore", "GeoWire", "GeoCrypto",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strict),
         // Deterministic discrete-event simulator running GeoCore replicas under seeded faults.
         .target(
@@ -78,6 +91,15 @@ let package = Package(
         .testTarget(name: "GeoSimTests", dependencies: ["GeoSim", "GeoCore", "GeoWire", "GeoTopology"], swiftSettings: strict),
         .testTarget(name: "GeoNodeTests", dependencies: ["GeoNode", "GeoCore", "GeoCrypto", "GeoTopology"], swiftSettings: strict),
         .testTarget(name: "GeoStoreTests", dependencies: ["GeoStore", "GeoCore", "GeoWire"], swiftSettings: strict),
+        .testTarget(
+            name: "GeoNetTests",
+            dependencies: [
+                "GeoNet", "GeoCore", "GeoWire", "GeoCrypto", "GeoTopology",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ],
+            swiftSettings: strict),
         .testTarget(
             name: "GeoFabricCLITests",
             dependencies: ["GeoFabricCLI", "GeoTopology", "GeoCrypto", "GeoCore"],

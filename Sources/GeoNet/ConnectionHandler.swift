@@ -1,0 +1,203 @@
+// One connection's handshake state machine, then the guard on its frames.
+//
+//   awaitingHello --peer Hello accepted, our Proof sent--> awaitingProof
+//   awaitingProof --peer Proof verifies, core registers--> established
+//   any state     --refusal, malformed input, timeout, close--> closed
+//
+// Our Hello goes out as soon as the connection is active, so both sides' Hellos cross and neither
+// waits for the other. After `established`, every frame's header sender must be the bound
+// identity: a mismatch is dropped and counted, not delivered (a correct peer never sends one, and
+// a faulty one must not speak for anybody else). The handler runs on the transport's one event
+// loop, like TransportCore, so it calls the core directly.
+
+import GeoCore
+import GeoCrypto
+import GeoWire
+import Logging
+import NIOCore
+
+enum ConnectionRole: Hashable {
+    case inbound
+    /// A connection this node dialled, expecting `node`; `attempt` ties it to one dial.
+    case outbound(NodeID, attempt: UInt64)
+}
+
+final class ConnectionHandler: ChannelInboundHandler {
+    typealias InboundIn = InboundRecord
+    typealias OutboundOut = ByteBuffer
+
+    private enum State {
+        case idle
+        case awaitingHello
+        case awaitingProof(peer: NodeID, key: VerifyingKey)
+        case established(NodeID)
+        case closed
+    }
+
+    private let core: TransportCore
+    let role: ConnectionRole
+    private let nonce = Handshake.freshNonce()
+    private var state = State.idle
+    private var timeout: Scheduled<Void>?
+    private var countedAsHandshaking = false
+    private var finished = false
+    /// Set when this side decides to close: later reads are ignored, but `state` keeps the bound
+    /// peer until teardown so the core can unregister it.
+    private var closing = false
+    private var senderMismatchLogged = false
+
+    init(core: TransportCore, role: ConnectionRole) {
+        self.core = core
+        self.role = role
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        if context.channel.isActive { start(context: context) }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        start(context: context)
+        context.fireChannelActive()
+    }
+
+    private func start(context: ChannelHandlerContext) {
+        guard case .idle = state else { return }
+        state = .awaitingHello
+        countedAsHandshaking = true
+        guard core.admitHandshake(inbound: role == .inbound) else {
+            refuse(context: context, .tooManyConnections, claimed: nil)
+            return
+        }
+        let hello = Hello(topologyHash: core.configuration.topologyHash, node: core.configuration.identity, nonce: nonce)
+        context.writeAndFlush(wrapOutboundOut(ByteBuffer(bytes: hello.encoded)), promise: nil)
+        timeout = context.eventLoop.assumeIsolated().scheduleTask(in: core.configuration.handshakeTimeout) {
+            switch self.state {
+            case .awaitingHello, .awaitingProof: self.refuse(context: context, .timeout, claimed: nil)
+            default: break
+            }
+        }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let record = unwrapInboundIn(data)
+        if closing { return }
+        switch (state, record) {
+        case (.closed, _), (.idle, _):
+            return
+        case let (.awaitingHello, .hello(hello)):
+            let key: VerifyingKey
+            switch core.validate(hello, role: role) {
+            case let .success(found): key = found
+            case let .failure(refusal):
+                refuse(context: context, refusal, claimed: hello.node)
+                return
+            }
+            let payload = Handshake.proofPayload(verifierNonce: hello.nonce, topologyHash: core.configuration.topologyHash,
+                                                 signer: core.configuration.identity, verifier: hello.node)
+            let proof = Proof(signature: core.configuration.signingKey.sign(payload))
+            context.writeAndFlush(wrapOutboundOut(ByteBuffer(bytes: proof.encoded)), promise: nil)
+            state = .awaitingProof(peer: hello.node, key: key)
+        case let (.awaitingProof(peer, key), .proof(proof)):
+            let payload = Handshake.proofPayload(verifierNonce: nonce, topologyHash: core.configuration.topologyHash,
+                                                 signer: peer, verifier: core.configuration.identity)
+            guard key.isValid(proof.signature, for: payload) else {
+                refuse(context: context, .badSignature(peer), claimed: peer)
+                return
+            }
+            if let refusal = core.establish(context.channel, peer: peer, role: role) {
+                refuse(context: context, refusal, claimed: peer)
+                return
+            }
+            state = .established(peer)
+            leaveHandshake()
+        case let (.established(peer), .frame(frame, wireBytes)):
+            guard frame.sender == peer else {
+                core.countDrop("sender_mismatch")
+                if !senderMismatchLogged {
+                    senderMismatchLogged = true
+                    core.logger.warning("dropping frames from \(peer) that claim sender \(frame.sender) (logged once per connection)")
+                }
+                return
+            }
+            core.deliver(frame.message, from: peer, wireBytes: wireBytes)
+        default:
+            // The decoder yields hello, proof, frames in that order, so this is unreachable; refuse
+            // rather than trust a state machine that got out of step.
+            refuse(context: context, .malformed(.unexpectedRecord(expected: "record in order", type: 0)), claimed: nil)
+        }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if case let .established(peer) = state { core.drain(peer) }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if closing { return }
+        if let wire = error as? WireError {
+            core.countReject("frame_" + wire.reason)
+            core.logger.warning("closing the connection with \(describePeer(context)): malformed frame: \(wire)")
+            close(context: context)
+        } else if let record = error as? HandshakeRecordError {
+            refuse(context: context, .malformed(record), claimed: nil)
+        } else {
+            // Socket errors (reset, broken pipe) end the connection; reconnect takes it from there.
+            core.logger.debug("connection with \(describePeer(context)) failed: \(error)")
+            close(context: context)
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        finish(channel: context.channel)
+        context.fireChannelInactive()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        // A dial whose connect fails never becomes active, so channelInactive never fires for it;
+        // the pipeline's teardown is the one callback every connection gets.
+        finish(channel: context.channel)
+    }
+
+    private func finish(channel: any Channel) {
+        guard !finished else { return }
+        finished = true
+        timeout?.cancel()
+        var peer: NodeID?
+        if case let .established(node) = state { peer = node }
+        state = .closed
+        leaveHandshake()
+        core.connectionClosed(channel, peer: peer, role: role)
+    }
+
+    private func leaveHandshake() {
+        timeout?.cancel()
+        timeout = nil
+        if countedAsHandshaking {
+            countedAsHandshaking = false
+            core.handshakeEnded()
+        }
+    }
+
+    private func refuse(context: ChannelHandlerContext, _ refusal: HandshakeRefusal, claimed: NodeID?) {
+        if closing { return }
+        core.countReject(refusal.label)
+        let who = claimed.map { " claiming \($0)" } ?? ""
+        core.logger.warning("refusing the connection with \(describePeer(context))\(who): \(refusal)",
+                            metadata: ["reason": "\(refusal.label)"])
+        leaveHandshake()
+        close(context: context)
+    }
+
+    private func close(context: ChannelHandlerContext) {
+        closing = true
+        context.close(promise: nil)
+    }
+
+    private func describePeer(_ context: ChannelHandlerContext) -> String {
+        let address = context.channel.remoteAddress.map { "\($0)" } ?? "an unknown address"
+        switch role {
+        case .inbound: return address
+        case let .outbound(node, _): return "\(node) at \(address)"
+        }
+    }
+}

@@ -1,0 +1,205 @@
+// The connection handshake: it binds a TCP connection to one replica or client identity before any
+// GeoWire frame may cross it.
+//
+// Each side sends, as the very first bytes on the connection, a Hello; when it has the peer's
+// Hello and accepts it, a Proof. Only after both records does the stream carry GeoWire frames.
+// Both records have a fixed size, so they need no length field, and both start with their own
+// magic, so a GeoWire frame (magic "GEOF") sent too early is refused as malformed.
+//
+//   Hello (75 bytes)                          Proof (69 bytes)
+//   offset size field                         offset size field
+//   0      4    magic "GEOH"                  0      4    magic "GEOH"
+//   4      1    record type 1 (hello)         4      1    record type 2 (proof)
+//   5      2    handshake version (1)         5      64   Ed25519 signature
+//   7      32   topology hash
+//   39     4    claimed NodeID
+//   43     32   nonce (fresh, random)
+//
+// Integers little-endian, like GeoWire. The Proof signs
+//
+//   "geofabric/handshake/v1" || peer's nonce (32) || topology hash (32) || signer NodeID (4, LE)
+//                            || verifier NodeID (4, LE)
+//
+// with the signer's identity key. The peer's fresh nonce makes the proof useless on any other
+// connection (no replay); the topology hash makes it useless in another deployment; both NodeIDs
+// bind the direction, so a proof made for A->B cannot be reflected as B->A.
+//
+// Why the topology hash is in the Hello and not only in the signature: both sides then see a
+// mismatch before any signature work and each logs it, so an operator who started two replicas
+// from different topology files reads the cause on either machine.
+
+import GeoCore
+import GeoCrypto
+
+/// The fixed records of the handshake, and the payload the Proof signs.
+public enum Handshake {
+    public static let magic: [UInt8] = Array("GEOH".utf8)
+    public static let version: UInt16 = 1
+    public static let domainTag: [UInt8] = Array("geofabric/handshake/v1".utf8)
+    public static let nonceBytes = 32
+    public static let helloBytes = 4 + 1 + 2 + 32 + 4 + 32
+    public static let proofBytes = 4 + 1 + Signature.byteCount
+
+    static let helloType: UInt8 = 1
+    static let proofType: UInt8 = 2
+
+    /// The bytes a Proof signs. `signer` makes the signature over `verifier`'s nonce.
+    public static func proofPayload(verifierNonce: [UInt8], topologyHash: Digest, signer: NodeID,
+                                    verifier: NodeID) -> [UInt8] {
+        var bytes = domainTag
+        bytes.reserveCapacity(domainTag.count + 32 + 32 + 8)
+        bytes.append(contentsOf: verifierNonce)
+        bytes.append(contentsOf: topologyHash.bytes)
+        appendLE(signer.rawValue, to: &bytes)
+        appendLE(verifier.rawValue, to: &bytes)
+        return bytes
+    }
+
+    /// A fresh nonce from the system's secure generator: a predictable nonce would let a recorded
+    /// proof be replayed.
+    public static func freshNonce() -> [UInt8] {
+        var generator = SystemRandomNumberGenerator()
+        return (0..<nonceBytes).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
+    }
+
+    static func appendLE(_ value: UInt32, to bytes: inout [UInt8]) {
+        for index in 0..<4 { bytes.append(UInt8(truncatingIfNeeded: value >> (8 * UInt32(index)))) }
+    }
+
+    static func appendLE(_ value: UInt16, to bytes: inout [UInt8]) {
+        bytes.append(UInt8(truncatingIfNeeded: value))
+        bytes.append(UInt8(truncatingIfNeeded: value >> 8))
+    }
+
+    static func readLE32(_ bytes: ArraySlice<UInt8>) -> UInt32 {
+        var value: UInt32 = 0
+        for (offset, byte) in bytes.prefix(4).enumerated() { value |= UInt32(byte) << (8 * UInt32(offset)) }
+        return value
+    }
+}
+
+/// The first record each side sends.
+public struct Hello: Hashable, Sendable {
+    public var version: UInt16
+    public var topologyHash: Digest
+    public var node: NodeID
+    public var nonce: [UInt8]
+
+    public init(version: UInt16 = Handshake.version, topologyHash: Digest, node: NodeID, nonce: [UInt8]) {
+        precondition(nonce.count == Handshake.nonceBytes, "a handshake nonce is 32 bytes")
+        self.version = version
+        self.topologyHash = topologyHash
+        self.node = node
+        self.nonce = nonce
+    }
+
+    public var encoded: [UInt8] {
+        var bytes = Handshake.magic
+        bytes.reserveCapacity(Handshake.helloBytes)
+        bytes.append(Handshake.helloType)
+        Handshake.appendLE(version, to: &bytes)
+        bytes.append(contentsOf: topologyHash.bytes)
+        Handshake.appendLE(node.rawValue, to: &bytes)
+        bytes.append(contentsOf: nonce)
+        return bytes
+    }
+
+    /// Decodes exactly `Handshake.helloBytes` bytes.
+    public static func decode(_ bytes: [UInt8]) throws(HandshakeRecordError) -> Hello {
+        guard bytes.count == Handshake.helloBytes else { throw .wrongLength(record: "hello", bytes.count) }
+        guard Array(bytes[0..<4]) == Handshake.magic else { throw .badMagic }
+        guard bytes[4] == Handshake.helloType else { throw .unexpectedRecord(expected: "hello", type: bytes[4]) }
+        let version = UInt16(bytes[5]) | UInt16(bytes[6]) << 8
+        // 32 bytes always make a digest.
+        let hash = Digest(bytes: bytes[7..<39])!
+        let node = NodeID(rawValue: Handshake.readLE32(bytes[39..<43]))
+        return Hello(version: version, topologyHash: hash, node: node, nonce: Array(bytes[43..<75]))
+    }
+}
+
+/// The second record: the signature that proves the Hello's claimed identity.
+public struct Proof: Hashable, Sendable {
+    public var signature: Signature
+    public init(signature: Signature) { self.signature = signature }
+
+    public var encoded: [UInt8] {
+        var bytes = Handshake.magic
+        bytes.reserveCapacity(Handshake.proofBytes)
+        bytes.append(Handshake.proofType)
+        bytes.append(contentsOf: signature.bytes)
+        return bytes
+    }
+
+    public static func decode(_ bytes: [UInt8]) throws(HandshakeRecordError) -> Proof {
+        guard bytes.count == Handshake.proofBytes else { throw .wrongLength(record: "proof", bytes.count) }
+        guard Array(bytes[0..<4]) == Handshake.magic else { throw .badMagic }
+        guard bytes[4] == Handshake.proofType else { throw .unexpectedRecord(expected: "proof", type: bytes[4]) }
+        // 64 bytes always make a signature.
+        return Proof(signature: Signature(bytes: Array(bytes[5...]))!)
+    }
+}
+
+/// A handshake record that could not be parsed.
+public enum HandshakeRecordError: Error, Hashable, Sendable, CustomStringConvertible {
+    case badMagic
+    case unexpectedRecord(expected: String, type: UInt8)
+    case wrongLength(record: String, Int)
+
+    public var description: String {
+        switch self {
+        case .badMagic: return "handshake record without the GEOH magic (not a GeoFabric peer, or it sent frames before the handshake)"
+        case let .unexpectedRecord(expected, type): return "expected a \(expected) record, got record type \(type)"
+        case let .wrongLength(record, count): return "\(record) record of \(count) bytes"
+        }
+    }
+}
+
+/// Why a connection was refused during or right after the handshake. Each case has a stable label
+/// for the "rejected connections by reason" counters.
+public enum HandshakeRefusal: Error, Hashable, Sendable, CustomStringConvertible {
+    case malformed(HandshakeRecordError)
+    case unsupportedVersion(UInt16)
+    /// The peer was started from another topology (its hash differs from ours).
+    case topologyMismatch(theirs: Digest, ours: Digest)
+    /// No public key for the claimed identity.
+    case unknownIdentity(NodeID)
+    /// The identity exists but may not open this connection (the reason says which rule).
+    case identityNotAllowed(NodeID, reason: String)
+    case badSignature(NodeID)
+    /// An established connection with this identity exists already.
+    case duplicateConnection(NodeID)
+    case timeout
+    /// More unauthenticated or established connections than the configured bound.
+    case tooManyConnections
+
+    public var label: String {
+        switch self {
+        case .malformed: return "handshake_malformed"
+        case .unsupportedVersion: return "handshake_version"
+        case .topologyMismatch: return "topology_mismatch"
+        case .unknownIdentity: return "unknown_identity"
+        case .identityNotAllowed: return "identity_not_allowed"
+        case .badSignature: return "bad_signature"
+        case .duplicateConnection: return "duplicate_connection"
+        case .timeout: return "handshake_timeout"
+        case .tooManyConnections: return "too_many_connections"
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case let .malformed(error): return "malformed handshake: \(error)"
+        case let .unsupportedVersion(version):
+            return "handshake version \(version) (this build speaks \(Handshake.version))"
+        case let .topologyMismatch(theirs, ours):
+            return "different topology: the peer's topology hash is \(theirs.shortHex)…, ours is \(ours.shortHex)… "
+                + "(were both started from the same topology file?)"
+        case let .unknownIdentity(node): return "no public key for the claimed identity \(node)"
+        case let .identityNotAllowed(node, reason): return "\(node) may not open this connection: \(reason)"
+        case let .badSignature(node): return "the handshake signature does not verify with the key of \(node)"
+        case let .duplicateConnection(node): return "a connection with \(node) is already established"
+        case .timeout: return "handshake not completed in time"
+        case .tooManyConnections: return "too many connections"
+        }
+    }
+}

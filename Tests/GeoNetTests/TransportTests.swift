@@ -1,0 +1,217 @@
+// Transports over real loopback TCP (127.0.0.1, port 0). Waits poll with a generous deadline and
+// assert only what must eventually hold; timing is asserted as a lower bound only.
+
+import GeoCore
+import GeoCrypto
+import GeoTopology
+import GeoWire
+import NIOCore
+import NIOPosix
+import Testing
+
+@testable import GeoNet
+
+/// Collects what a transport delivers, so tests can poll without cancelling the stream's iterator
+/// (cancelling an AsyncStream iterator ends the stream).
+actor Inbox {
+    private(set) var messages: [InboundMessage] = []
+    private var arrivals: [ContinuousClock.Instant] = []
+    func add(_ message: InboundMessage) {
+        messages.append(message)
+        arrivals.append(.now)
+    }
+    func firstArrival() -> ContinuousClock.Instant? { arrivals.first }
+
+    static func collecting(_ transport: Transport) -> Inbox {
+        let inbox = Inbox()
+        Task { for await message in transport.messages { await inbox.add(message) } }
+        return inbox
+    }
+}
+
+/// True once `condition` holds, false if it does not within `timeout`.
+func eventually(_ timeout: Duration = .seconds(10), _ condition: () async -> Bool) async -> Bool {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if await condition() { return true }
+        try? await Task.sleep(for: .milliseconds(10))
+    }
+    return await condition()
+}
+
+enum Fixture {
+    static let topology = EmbeddedTopology.load()
+    static let keyRing = KeyRing.development(for: topology)
+    static let topologyHash = Hashing.sha256(Array(EmbeddedTopology.yaml.utf8))
+
+    static func replicaKey(_ number: UInt32) -> SigningKey {
+        SigningKey.development(topology: topology.name, identity: topology.allReplicas[Int(number)].name)
+    }
+
+    static func clientKey(_ client: UInt32) -> SigningKey {
+        SigningKey.development(topology: topology.name, identity: Topology.clientName(ClientID(client)))
+    }
+
+    static func configuration(_ node: NodeID, key: SigningKey? = nil, hash: Digest = topologyHash) -> TransportConfiguration {
+        let signing = key ?? (node.client.map { clientKey($0.rawValue) } ?? replicaKey(node.replicaNumber!))
+        var configuration = TransportConfiguration(identity: node, signingKey: signing, topologyHash: hash, keyRing: keyRing)
+        configuration.handshakeTimeout = .seconds(3)
+        // Refusals are logged at warning: keep those in the test output, not the connect chatter.
+        configuration.logger.logLevel = .warning
+        return configuration
+    }
+
+    static func message(_ round: UInt64) -> Message {
+        .blockRequest(BlockRequest(cluster: ClusterID(shard: ShardID(0), index: 0), fromRound: round, toRound: round + 1))
+    }
+
+    /// A started replica transport and its port.
+    static func replica(_ number: UInt32, _ configuration: TransportConfiguration? = nil, port: Int = 0) async throws -> (Transport, Int) {
+        let transport = Transport(configuration: configuration ?? Self.configuration(.replica(number: number)))
+        let bound = try await transport.start(listen: "127.0.0.1", port: port)
+        return (transport, bound)
+    }
+}
+
+@Suite struct TransportTests {
+    let r0 = NodeID.replica(number: 0)
+    let r1 = NodeID.replica(number: 1)
+
+    @Test func replicasHandshakeAndExchangeMessagesBothWays() async throws {
+        let (zero, _) = try await Fixture.replica(0)
+        let (one, port) = try await Fixture.replica(1)
+        let inboxZero = Inbox.collecting(zero), inboxOne = Inbox.collecting(one)
+        // Replica 1 queues for replica 0 before anyone is connected: the lower number dials.
+        one.send(Fixture.message(10), to: r0)
+        zero.connect(peers: [PeerAddress(node: r1, host: "127.0.0.1", port: port)])
+        zero.send(Fixture.message(1), to: r1)
+        #expect(await eventually {
+            let atOne = await inboxOne.messages.count, atZero = await inboxZero.messages.count
+            return atOne == 1 && atZero == 1
+        })
+        #expect(await inboxOne.messages == [InboundMessage(from: r0, message: Fixture.message(1))])
+        #expect(await inboxZero.messages == [InboundMessage(from: r1, message: Fixture.message(10))])
+        let metrics = await zero.metrics()
+        #expect(metrics.connectedPeers == [r1])
+        #expect(metrics.framesOut == 1 && metrics.framesIn == 1)
+        #expect(metrics.rejects.isEmpty)
+        await zero.shutdown()
+        await one.shutdown()
+    }
+
+    @Test func clientDialsAndReceivesRepliesOverItsOwnConnection() async throws {
+        let (replica, port) = try await Fixture.replica(2)
+        let clientNode = NodeID.client(ClientID(5))
+        let client = Transport(configuration: Fixture.configuration(clientNode))
+        let replicaInbox = Inbox.collecting(replica), clientInbox = Inbox.collecting(client)
+        client.connect(peers: [PeerAddress(node: .replica(number: 2), host: "127.0.0.1", port: port)])
+        client.send(Fixture.message(3), to: .replica(number: 2))
+        #expect(await eventually { await replicaInbox.messages.count == 1 })
+        #expect(await replicaInbox.messages.first?.from == clientNode)
+        replica.send(Fixture.message(4), to: clientNode)
+        #expect(await eventually { await clientInbox.messages.count == 1 })
+        #expect(await clientInbox.messages.first == InboundMessage(from: .replica(number: 2), message: Fixture.message(4)))
+        await client.shutdown()
+        // Once the client is gone, a reply to it has no route (the client retries on reconnect).
+        #expect(await eventually { await replica.metrics().connectedPeers.isEmpty })
+        replica.send(Fixture.message(5), to: clientNode)
+        #expect(await eventually { await replica.metrics().drops["no_route"] == 1 })
+        await replica.shutdown()
+    }
+
+    @Test func differentTopologyIsRefusedOnBothSides() async throws {
+        let other = Hashing.sha256(Array("another topology".utf8))
+        let (one, port) = try await Fixture.replica(1, Fixture.configuration(r1, hash: other))
+        let zero = Transport(configuration: Fixture.configuration(r0))
+        zero.connect(peers: [PeerAddress(node: r1, host: "127.0.0.1", port: port)])
+        #expect(await eventually {
+            let dialler = await zero.metrics().rejects["topology_mismatch", default: 0]
+            let listener = await one.metrics().rejects["topology_mismatch", default: 0]
+            return dialler >= 1 && listener >= 1
+        })
+        #expect(await zero.metrics().connectedPeers.isEmpty)
+        #expect(await one.metrics().connectedPeers.isEmpty)
+        await zero.shutdown()
+        await one.shutdown()
+    }
+
+    @Test func badSignatureAndUnknownIdentityAreRefused() async throws {
+        let (one, port) = try await Fixture.replica(1)
+        // Claims replica 0 but holds another key.
+        let impostor = Transport(configuration: Fixture.configuration(r0, key: SigningKey()))
+        impostor.connect(peers: [PeerAddress(node: r1, host: "127.0.0.1", port: port)])
+        #expect(await eventually { await one.metrics().rejects["bad_signature", default: 0] >= 1 })
+        await impostor.shutdown()
+        // A client id beyond the topology's clients has no key.
+        let stranger = Transport(configuration: Fixture.configuration(.client(ClientID(9_999)), key: SigningKey()))
+        stranger.connect(peers: [PeerAddress(node: r1, host: "127.0.0.1", port: port)])
+        #expect(await eventually { await one.metrics().rejects["unknown_identity", default: 0] >= 1 })
+        await stranger.shutdown()
+        #expect(await one.metrics().connectedPeers.isEmpty)
+        await one.shutdown()
+    }
+
+    @Test func queueIsBoundedAndDropsTheNewest() async throws {
+        var configuration = Fixture.configuration(r0)
+        configuration.outboundQueueFramesMax = 4
+        let zero = Transport(configuration: configuration)
+        let inbox = Inbox.collecting(zero)
+        // Replica 1 is never dialled here, so everything queues.
+        for round in 0..<10 { zero.send(Fixture.message(UInt64(round)), to: r1) }
+        #expect(await eventually { await zero.metrics().drops["queue_full"] == 6 })
+        let metrics = await zero.metrics()
+        #expect(metrics.queuedFrames == 4)
+        #expect(metrics.backPressuredPeers == [r1])
+        // A node nobody knows gets no queue at all.
+        zero.send(Fixture.message(1), to: .replica(number: 4_000))
+        #expect(await eventually { await zero.metrics().drops["no_route"] == 1 })
+        #expect(await inbox.messages.isEmpty)
+        await zero.shutdown()
+    }
+
+    @Test func reconnectsAfterTheListenerRestarts() async throws {
+        var configuration = Fixture.configuration(r0)
+        configuration.reconnectDelayMax = .milliseconds(200)
+        let zero = Transport(configuration: configuration)
+        let (first, port) = try await Fixture.replica(1)
+        zero.connect(peers: [PeerAddress(node: r1, host: "127.0.0.1", port: port)])
+        #expect(await eventually { await zero.metrics().connectedPeers == [r1] })
+        await first.shutdown()
+        #expect(await eventually { await zero.metrics().connectedPeers.isEmpty })
+        let (second, _) = try await Fixture.replica(1, port: port)
+        let inbox = Inbox.collecting(second)
+        #expect(await eventually { await zero.metrics().connectedPeers == [r1] })
+        zero.send(Fixture.message(8), to: r1)
+        #expect(await eventually { await inbox.messages.count == 1 })
+        #expect(await zero.metrics().reconnects >= 1)
+        await zero.shutdown()
+        await second.shutdown()
+    }
+
+    @Test func wanEmulationDelaysByAtLeastTheOneWayLatency() async throws {
+        let delay = TimeAmount.milliseconds(150)
+        var configuration = Fixture.configuration(r0)
+        configuration.wanEmulation = WANEmulation { _ in LinkProfile(oneWayDelay: delay, bytesPerSecond: 1_000_000) }
+        let zero = Transport(configuration: configuration)
+        let (one, port) = try await Fixture.replica(1)
+        let inbox = Inbox.collecting(one)
+        zero.connect(peers: [PeerAddress(node: r1, host: "127.0.0.1", port: port)])
+        #expect(await eventually { await zero.metrics().connectedPeers == [r1] })
+        let sent = ContinuousClock.now
+        zero.send(Fixture.message(1), to: r1)
+        zero.send(Fixture.message(2), to: r1)
+        #expect(await eventually { await inbox.messages.count == 2 })
+        let arrival = try #require(await inbox.firstArrival())
+        #expect(arrival - sent >= .milliseconds(150))
+        #expect(await inbox.messages.map(\.message) == [Fixture.message(1), Fixture.message(2)])
+        await zero.shutdown()
+        await one.shutdown()
+    }
+
+    @Test func topologyLinksBecomeProfiles() {
+        let wan = WANEmulation.topology(Fixture.topology, from: .replica(number: 0))
+        // Replicas 0-3 are in oregon, 4-7 in iowa (rtt 38 ms, 669 Mbit/s).
+        #expect(wan.profile(.replica(number: 5)) == LinkProfile(oneWayDelay: .milliseconds(19), bytesPerSecond: 669 * 125_000))
+        #expect(wan.profile(.client(ClientID(0))) == nil)
+    }
+}
