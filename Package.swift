@@ -26,6 +26,8 @@ let package = Package(
         .library(name: "GeoSim", targets: ["GeoSim"]),
         .library(name: "GeoNode", targets: ["GeoNode"]),
         .library(name: "GeoNet", targets: ["GeoNet"]),
+        .library(name: "GeoClient", targets: ["GeoClient"]),
+        .library(name: "GeoStore", targets: ["GeoStore"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
@@ -69,13 +71,18 @@ let package = Package(
         // The replica daemon: owns a core, verifies client signatures in parallel, persists, sends.
         .target(
             name: "GeoNode",
-            dependencies: ["GeoCore", "GeoWire", "GeoCrypto", "GeoStore", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["GeoCore", "GeoWire", "GeoCrypto", "GeoStore", "GeoNet", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict),
+        // The client library: sign, submit, retry, wait for f + 1 matching replies.
+        .target(
+            name: "GeoClient",
+            dependencies: ["GeoCore", "GeoCrypto", "GeoNet", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
         // The subcommands of the `geofabric` tool, as a library so tests can drive them.
         .target(
             name: "GeoFabricCLI",
             dependencies: [
-                "GeoCore", "GeoWire", "GeoCrypto", "GeoTopology", "GeoSim",
+                "GeoCore", "GeoWire", "GeoCrypto", "GeoTopology", "GeoSim", "GeoStore", "GeoNet", "GeoNode", "GeoClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -89,7 +96,7 @@ let package = Package(
         .testTarget(name: "GeoCryptoTests", dependencies: ["GeoCrypto", "GeoCore", "GeoWire"], swiftSettings: strict),
         .testTarget(name: "GeoTopologyTests", dependencies: ["GeoTopology", "GeoCore"], swiftSettings: strict),
         .testTarget(name: "GeoSimTests", dependencies: ["GeoSim", "GeoCore", "GeoWire", "GeoTopology"], swiftSettings: strict),
-        .testTarget(name: "GeoNodeTests", dependencies: ["GeoNode", "GeoCore", "GeoCrypto", "GeoTopology"], swiftSettings: strict),
+        .testTarget(name: "GeoNodeTests", dependencies: ["GeoNode", "GeoClient", "GeoCore", "GeoCrypto", "GeoTopology"], swiftSettings: strict),
         .testTarget(name: "GeoStoreTests", dependencies: ["GeoStore", "GeoCore", "GeoWire"], swiftSettings: strict),
         .testTarget(
             name: "GeoNetTests",

@@ -172,3 +172,16 @@ public struct KeyDirectory: Sendable {
         return KeyRing(replicaKeys: replicaKeys, clientKeys: clientKeys)
     }
 }
+
+/// The private key of one identity of `topology`, from wherever its `keys` setting says:
+/// development keys are derived, a key directory is read (and checked for safe permissions).
+public enum IdentityKeys {
+    public static func signingKey(for topology: Topology, identity: String, isClient: Bool, baseDirectory: String) throws(KeyError) -> SigningKey {
+        switch topology.keys {
+        case .development:
+            return SigningKey.development(topology: topology.name, identity: identity)
+        case let .directory(path):
+            return try KeyDirectory(path: KeyDirectory.resolve(path, base: baseDirectory)).signingKey(identity: identity, isClient: isClient)
+        }
+    }
+}

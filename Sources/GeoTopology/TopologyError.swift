@@ -55,15 +55,15 @@ public struct TopologyError: Error, Hashable, Sendable, CustomStringConvertible 
 }
 
 /// "Did you mean" suggestions for misspelt keys and names.
-enum Suggestion {
+public enum Suggestion {
     /// The candidate closest to `word` by edit distance, if it is close enough to be a likely typo.
-    static func closest(to word: String, in candidates: [String]) -> String? {
+    public static func closest(to word: String, in candidates: [String]) -> String? {
         let scored = candidates.map { ($0, distance(word.lowercased(), $0.lowercased())) }
         guard let best = scored.min(by: { $0.1 < $1.1 }) else { return nil }
         return best.1 <= max(2, word.count / 3) ? best.0 : nil
     }
 
-    static func hint(for word: String, in candidates: [String]) -> String {
+    public static func hint(for word: String, in candidates: [String]) -> String {
         if let match = closest(to: word, in: candidates) { return " (did you mean '\(match)'?)" }
         return candidates.isEmpty ? "" : " (expected one of: \(candidates.joined(separator: ", ")))"
     }

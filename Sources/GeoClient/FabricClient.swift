@@ -1,0 +1,134 @@
+// The client library: signs transactions with the client's key, sends each to its home cluster's
+// primary, resends to every replica of the cluster on timeout, and returns the result once f + 1
+// replicas sent matching replies (GeoCore's ClientCore decides all of that; this is its shell).
+//
+// A reply is believed only from the replica it names: the transport bound each connection to a
+// replica identity at the handshake, so a replica cannot speak for another.
+
+import GeoCore
+import GeoCrypto
+import GeoNet
+import Logging
+
+public struct Completion: Hashable, Sendable {
+    public var requestID: UInt64
+    public var result: ExecutionResult
+    public var position: LedgerPosition
+    /// From submission to the f + 1-th matching reply.
+    public var latency: Duration
+}
+
+public enum ClientError: Error, CustomStringConvertible, Equatable {
+    case busy
+    case timedOut(after: Duration)
+    case noCluster(String)
+
+    public var description: String {
+        switch self {
+        case .busy: return "this client already has a request outstanding (one at a time)"
+        case let .timedOut(after): return "no f + 1 matching replies within \(after); is the deployment running (`geofabric status`)?"
+        case let .noCluster(reason): return reason
+        }
+    }
+}
+
+public actor FabricClient {
+    public let client: ClientID
+    public let cluster: Cluster
+    let topology: Topology
+    let transport: Transport
+    var core: ClientCore
+    var waiting: CheckedContinuation<Completion, any Error>?
+    var submittedAt: ContinuousClock.Instant?
+    var tasks: [Task<Void, Never>] = []
+    let clock = ContinuousClock()
+
+    /// The home cluster of a client for `key`: the cluster of the key's shard in `region`, or the
+    /// shard's first cluster when the shard has none there.
+    public static func homeCluster(in topology: Topology, forKey key: [UInt8], region: String?) -> Cluster? {
+        guard let shard = topology.shard(topology.shardID(forKey: key)) else { return nil }
+        if let region, let local = shard.clusters.first(where: { $0.region == region }) { return local }
+        return shard.clusters.first
+    }
+
+    /// A client of `cluster` that signs with `key`; `keys` authenticate the replicas at the handshake.
+    public init(topology: Topology, keys: KeyRing, client: ClientID, key: SigningKey, cluster: Cluster,
+                logger: Logger = Logger(label: "geofabric.client")) {
+        self.topology = topology
+        self.client = client
+        self.cluster = cluster
+        var configuration = TransportConfiguration(identity: .client(client), signingKey: key,
+                                                   topologyHash: TopologyFingerprint.digest(of: topology), keyRing: keys, logger: logger)
+        configuration.limits = .init(maxBodyBytes: topology.parameters.maxMessageBytes)
+        transport = Transport(configuration: configuration)
+        let tick = UInt64(max(1, topology.parameters.tickMilliseconds))
+        // The client waits a local view-change timeout before resending to every replica.
+        core = ClientCore(client: client, cluster: cluster.id, quorum: cluster.quorum, signer: key,
+                          timeoutTicks: UInt64(topology.parameters.viewTimeoutMilliseconds) / tick)
+    }
+
+    /// Dials the home cluster's replicas and starts the client's clock.
+    public func start() {
+        transport.connect(peers: cluster.replicas.map { PeerAddress(node: .replica(number: $0.number), host: $0.host, port: $0.port) })
+        let transport = transport
+        let replicaByNumber = Dictionary(uniqueKeysWithValues: cluster.replicas.map { ($0.number, $0.id) })
+        tasks.append(Task { [weak self] in
+            for await inbound in transport.messages {
+                guard case let .reply(reply) = inbound.message, let number = inbound.from.replicaNumber,
+                      replicaByNumber[number] == reply.replica else { continue }
+                await self?.onReply(reply)
+            }
+        })
+        let tick = Duration.milliseconds(max(1, topology.parameters.tickMilliseconds))
+        tasks.append(Task { [weak self] in
+            while !Task.isCancelled {
+                try? await Task.sleep(for: tick)
+                await self?.onTick()
+            }
+        })
+    }
+
+    /// Orders `operation` and returns its result and ledger position; one request at a time.
+    public func submit(_ operation: Operation, timeout: Duration = .seconds(30)) async throws -> Completion {
+        guard waiting == nil, !core.isBusy else { throw ClientError.busy }
+        let effects = core.submit(operation)
+        submittedAt = clock.now
+        let timer = Task { [weak self] in
+            try? await Task.sleep(for: timeout)
+            if !Task.isCancelled { await self?.fail(ClientError.timedOut(after: timeout)) }
+        }
+        defer { timer.cancel() }
+        return try await withCheckedThrowingContinuation { continuation in
+            waiting = continuation
+            carryOut(effects)
+        }
+    }
+
+    func fail(_ error: any Error) {
+        waiting?.resume(throwing: error)
+        waiting = nil
+    }
+
+    func onReply(_ reply: Reply) { carryOut(core.onReply(reply)) }
+    func onTick() { carryOut(core.tick()) }
+
+    func carryOut(_ effects: [ClientEffect]) {
+        for effect in effects {
+            switch effect {
+            case let .send(transaction, to: replica):
+                guard let number = topology.replica(replica)?.number else { continue }
+                transport.send(.clientTransaction(transaction), to: .replica(number: number))
+            case let .completed(requestID, result, position, _):
+                let latency = submittedAt.map { clock.now - $0 } ?? .zero
+                waiting?.resume(returning: Completion(requestID: requestID, result: result, position: position, latency: latency))
+                waiting = nil
+            }
+        }
+    }
+
+    public func shutdown() async {
+        for task in tasks { task.cancel() }
+        fail(CancellationError())
+        await transport.shutdown()
+    }
+}

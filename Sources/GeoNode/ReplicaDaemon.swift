@@ -1,0 +1,157 @@
+// One replica as a running process: the durable log, the transport, the core's actor, the clock,
+// and the status endpoint, wired together.
+//
+// Inbound path (two stages, so that checking the next message's client signatures on all cores
+// overlaps with the core stepping through the current one):
+//   transport.messages -> preverify (ParallelVerifier) -> ordered queue -> ReplicaNode.receive
+// Outbound: ReplicaNode's effects -> (fsync) -> Transport.send. Ticks: every tickMilliseconds.
+
+import Foundation
+import GeoCore
+import GeoCrypto
+import GeoNet
+import GeoStore
+import Logging
+
+public struct DaemonOptions: Sendable {
+    /// The replica's log lives in `dataDirectory/<replica name>/`.
+    public var dataDirectory: String
+    /// Delay and rate-limit messages to other regions as the topology's WAN says.
+    public var emulateWAN = false
+    /// Where a relative key directory of the topology is resolved (the topology file's folder).
+    public var topologyDirectory: String
+    public init(dataDirectory: String, topologyDirectory: String) {
+        self.dataDirectory = dataDirectory
+        self.topologyDirectory = topologyDirectory
+    }
+}
+
+public enum DaemonError: Error, CustomStringConvertible {
+    case unknownReplica(String)
+    case keys(KeyError)
+    case store(StoreError)
+    case listen(host: String, port: Int, reason: String)
+
+    public var description: String {
+        switch self {
+        case let .unknownReplica(name):
+            return "no replica named \(name) in the topology"
+        case let .keys(error): return "keys: \(error)"
+        case let .store(error): return "\(error)"
+        case let .listen(host, port, reason): return "cannot listen on \(host):\(port): \(reason)"
+        }
+    }
+}
+
+/// Sends through the transport.
+struct TransportSink: MessageSink {
+    let transport: Transport
+    func send(_ message: Message, to node: NodeID) { transport.send(message, to: node) }
+}
+
+public final class ReplicaDaemon: Sendable {
+    public let info: ReplicaInfo
+    public let topology: Topology
+    public let node: ReplicaNode
+    public let transport: Transport
+    public let logger: Logger
+    let tasks: [Task<Void, Never>]
+
+    /// Opens the log (recovering what it holds), starts listening and dialling, and starts the clock.
+    public static func start(topology: Topology, replica name: String, options: DaemonOptions, logger: Logger) async throws(DaemonError) -> ReplicaDaemon {
+        guard let info = topology.replica(named: name) else {
+            throw .unknownReplica(name)
+        }
+        var logger = logger
+        logger[metadataKey: "replica"] = "\(info.name)"
+        let keys: KeyRing
+        let signingKey: SigningKey
+        do {
+            keys = try KeyRing.load(for: topology, baseDirectory: options.topologyDirectory)
+            signingKey = try IdentityKeys.signingKey(for: topology, identity: info.name, isClient: false, baseDirectory: options.topologyDirectory)
+        } catch {
+            throw .keys(error)
+        }
+        let fingerprint = TopologyFingerprint.digest(of: topology)
+        let directory = (options.dataDirectory as NSString).appendingPathComponent(info.name)
+        let log: ReplicaLog
+        let recovered: RecoveredState
+        do {
+            (log, recovered) = try ReplicaLog.open(directory: directory, identity: LogIdentity(replicaNumber: info.number, topologyDigest: fingerprint))
+        } catch {
+            throw .store(error)
+        }
+        if recovered.created {
+            logger.info("new log", metadata: ["path": "\(log.path)"])
+        } else {
+            logger.info("recovered log", metadata: [
+                "records": "\(recovered.records)", "delivered": "\(recovered.state.delivered.count)",
+                "view": "\(recovered.state.view)", "truncated_bytes": "\(recovered.truncatedBytes)",
+            ])
+        }
+
+        var configuration = TransportConfiguration(identity: .replica(number: info.number), signingKey: signingKey,
+                                                   topologyHash: fingerprint, keyRing: keys, logger: logger)
+        configuration.limits = .init(maxBodyBytes: topology.parameters.maxMessageBytes)
+        if options.emulateWAN { configuration.wanEmulation = .topology(topology, from: .replica(number: info.number)) }
+        let transport = Transport(configuration: configuration)
+
+        let verified = VerifiedSignatures()
+        let suite = PreverifiedSuite(base: Ed25519Suite(topology: topology, keys: keys, signingKey: signingKey), verified: verified)
+        let state = recovered.state
+        let node = ReplicaNode(topology: topology, replica: info, suite: suite, log: log, recovered: state,
+                               sink: TransportSink(transport: transport), logger: logger)
+        do {
+            try await transport.start(listen: info.host, port: info.port)
+        } catch {
+            await transport.shutdown()
+            throw .listen(host: info.host, port: info.port, reason: "\(error)")
+        }
+        transport.connect(peers: PeerAddress.replicas(of: topology).filter { $0.node != .replica(number: info.number) })
+
+        let preverifier = ClientSignaturePreverifier(keys: keys, verified: verified)
+        let (checked, checkedQueue) = AsyncStream<InboundMessage>.makeStream(bufferingPolicy: .bufferingOldest(65_536))
+        let verify = Task {
+            for await inbound in transport.messages {
+                preverifier.preverify(inbound.message)
+                checkedQueue.yield(inbound)
+            }
+            checkedQueue.finish()
+        }
+        let deliver = Task {
+            for await inbound in checked { await node.receive(inbound.message, from: inbound.from) }
+        }
+        let tick = Duration.milliseconds(max(1, topology.parameters.tickMilliseconds))
+        let clock = Task {
+            let clock = ContinuousClock()
+            var next = clock.now
+            while !Task.isCancelled {
+                next += tick
+                // A late wake-up is not made up with a burst of ticks: ticks measure time waited.
+                if next < clock.now { next = clock.now }
+                try? await Task.sleep(until: next, clock: clock)
+                await node.tick()
+            }
+        }
+        let (view, height) = (await node.view, await node.height)
+        logger.info("replica started", metadata: ["listen": "\(info.host):\(info.port)", "view": "\(view)", "height": "\(height)"])
+        return ReplicaDaemon(info: info, topology: topology, node: node, transport: transport, logger: logger,
+                             tasks: [verify, deliver, clock])
+    }
+
+    init(info: ReplicaInfo, topology: Topology, node: ReplicaNode, transport: Transport, logger: Logger, tasks: [Task<Void, Never>]) {
+        self.info = info
+        self.topology = topology
+        self.node = node
+        self.transport = transport
+        self.logger = logger
+        self.tasks = tasks
+    }
+
+    /// Stops the clock and the transport. What was acknowledged is already on disk.
+    public func shutdown() async {
+        for task in tasks { task.cancel() }
+        await transport.shutdown()
+        logger.info("replica stopped")
+    }
+}
