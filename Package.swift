@@ -89,7 +89,7 @@ let package = Package(
             swiftSettings: strict),
         // The durable, append-only, checksummed log of one replica (DurableRecords, snapshots).
         .target(name: "GeoStore", dependencies: ["GeoCore", "GeoWire"], swiftSettings: strict),
-        .executableTarget(name: "geofabric", dependencies: ["GeoFabricCLI"], swiftSettings: strict),
+        .executableTarget(name: "geofabric", dependencies: ["GeoFabricCLI", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
 
         .testTarget(name: "GeoCoreTests", dependencies: ["GeoCore", "GeoSim"], swiftSettings: strict),
         .testTarget(name: "GeoWireTests", dependencies: ["GeoWire", "GeoCore"], swiftSettings: strict),

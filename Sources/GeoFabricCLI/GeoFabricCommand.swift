@@ -3,7 +3,7 @@
 
 import ArgumentParser
 
-public struct GeoFabricCommand: ParsableCommand {
+public struct GeoFabricCommand: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "geofabric",
         abstract: "GeoFabric: a geo-aware, sharded, permissioned blockchain fabric (GeoBFT).",
@@ -11,7 +11,7 @@ public struct GeoFabricCommand: ParsableCommand {
             Topologies are YAML files (see topologies/ and the README). Every command that reports \
             accepts --json.
             """,
-        subcommands: [TopologyCommand.self, KeysCommand.self, CalibrateCommand.self, SimulateCommand.self])
+        subcommands: [ReplicaCommand.self, TopologyCommand.self, KeysCommand.self, CalibrateCommand.self, SimulateCommand.self])
 
     public init() {}
 }

@@ -1,0 +1,82 @@
+// What `up`, `replica`, `status`, `client` and `bench` share: finding the topology (a file, or the
+// embedded default), the data directory, this executable's path, and waiting for signals.
+
+import ArgumentParser
+import Dispatch
+import Foundation
+import GeoCore
+import GeoTopology
+
+/// A topology and where it came from.
+struct LoadedTopology {
+    var topology: Topology
+    /// The file it was read from (absolute), or nil for the embedded default.
+    var path: String?
+    /// Where a relative key directory is resolved: the file's folder (or the working directory).
+    var directory: String
+
+    var displayName: String { path ?? EmbeddedTopology.name }
+
+    /// Loads `path`, or the embedded default when nil; prints the error and exits 1 otherwise.
+    static func load(_ path: String?) throws -> LoadedTopology {
+        do {
+            guard let path else {
+                return LoadedTopology(topology: EmbeddedTopology.load(), path: nil,
+                                      directory: FileManager.default.currentDirectoryPath)
+            }
+            let absolute = path.hasPrefix("/") ? path : (FileManager.default.currentDirectoryPath as NSString).appendingPathComponent(path)
+            let standardized = (absolute as NSString).standardizingPath
+            return LoadedTopology(topology: try TopologyLoader.load(path: standardized), path: standardized,
+                                  directory: (standardized as NSString).deletingLastPathComponent)
+        } catch {
+            FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+
+    /// The default data directory of a topology: ./geofabric-data/<name>.
+    func dataDirectory(_ given: String?) -> String {
+        let path = given ?? "geofabric-data/\(topology.name)"
+        let absolute = path.hasPrefix("/") ? path : (FileManager.default.currentDirectoryPath as NSString).appendingPathComponent(path)
+        return (absolute as NSString).standardizingPath
+    }
+
+    /// The replica called `name`, or an error that suggests the closest name.
+    func replica(named name: String) throws -> ReplicaInfo {
+        if let info = topology.replica(named: name) { return info }
+        let hint = Suggestion.hint(for: name, in: topology.allReplicas.map(\.name))
+        FileHandle.standardError.write(Data("error: no replica named '\(name)' in \(displayName)\(hint)\n".utf8))
+        throw ExitCode(1)
+    }
+}
+
+enum Executable {
+    /// This program's path, to start replicas as processes of the same binary.
+    static var path: String {
+        #if os(Linux)
+        if let resolved = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") { return resolved }
+        #endif
+        let first = CommandLine.arguments[0]
+        if first.hasPrefix("/") { return first }
+        return (FileManager.default.currentDirectoryPath as NSString).appendingPathComponent(first)
+    }
+}
+
+/// Waits for SIGINT or SIGTERM (the default handlers are replaced, so the process can stop cleanly).
+enum Signals {
+    static func waitForTermination() async -> Int32 {
+        let (stream, continuation) = AsyncStream<Int32>.makeStream()
+        var sources: [any DispatchSourceSignal] = []
+        for signalNumber in [SIGINT, SIGTERM] {
+            signal(signalNumber, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
+            source.setEventHandler { continuation.yield(signalNumber) }
+            source.resume()
+            sources.append(source)
+        }
+        var iterator = stream.makeAsyncIterator()
+        let received = await iterator.next() ?? SIGTERM
+        for source in sources { source.cancel() }
+        return received
+    }
+}

@@ -1,0 +1,53 @@
+// `geofabric replica --topology F --replica NAME [--data-dir DIR]`: one replica daemon, for a
+// multi-host deployment (one per host) and as the process `geofabric up` starts for each replica.
+
+import ArgumentParser
+import Foundation
+import GeoCore
+import GeoNode
+import Logging
+
+struct ReplicaCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "replica",
+        abstract: "Run one replica of a topology until Ctrl-C or SIGTERM.",
+        discussion: """
+            The replica keeps its durable log in DATA-DIR/<replica name>/ and resumes from it when \
+            started again. It listens on the address the topology gives it and serves GET /status \
+            and GET /metrics on its status port.
+            """)
+
+    @Option(help: "The topology file (default: the embedded default topology).")
+    var topology: String?
+
+    @Option(help: "The replica's name in the topology (as `geofabric topology validate` lists them).")
+    var replica: String
+
+    @Option(name: .customLong("data-dir"), help: "Data directory (default: ./geofabric-data/<topology name>).")
+    var dataDirectory: String?
+
+    @Flag(name: .customLong("emulate-wan"), help: "Delay and rate-limit messages to other regions as the topology's WAN says.")
+    var emulateWAN = false
+
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
+    var logLevel: String = "info"
+
+    func run() async throws {
+        let loaded = try LoadedTopology.load(topology)
+        let info = try loaded.replica(named: replica)
+        var logger = Logger(label: "geofabric.replica")
+        logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
+        var options = DaemonOptions(dataDirectory: loaded.dataDirectory(dataDirectory), topologyDirectory: loaded.directory)
+        options.emulateWAN = emulateWAN
+        let daemon: ReplicaDaemon
+        do {
+            daemon = try await ReplicaDaemon.start(topology: loaded.topology, replica: info.name, options: options, logger: logger)
+        } catch {
+            FileHandle.standardError.write(Data("error: \(info.name): \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+        let received = await Signals.waitForTermination()
+        logger.info("stopping", metadata: ["signal": "\(received)"])
+        await daemon.shutdown()
+    }
+}
