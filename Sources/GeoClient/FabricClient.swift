@@ -53,7 +53,7 @@ public actor FabricClient {
 
     /// A client of `cluster` that signs with `key`; `keys` authenticate the replicas at the handshake.
     public init(topology: Topology, keys: KeyRing, client: ClientID, key: SigningKey, cluster: Cluster,
-                logger: Logger = Logger(label: "geofabric.client")) {
+                firstRequestID: UInt64 = 1, logger: Logger = Logger(label: "geofabric.client")) {
         self.topology = topology
         self.client = client
         self.cluster = cluster
@@ -64,7 +64,7 @@ public actor FabricClient {
         let tick = UInt64(max(1, topology.parameters.tickMilliseconds))
         // The client waits a local view-change timeout before resending to every replica.
         core = ClientCore(client: client, cluster: cluster.id, quorum: cluster.quorum, signer: key,
-                          timeoutTicks: UInt64(topology.parameters.viewTimeoutMilliseconds) / tick)
+                          timeoutTicks: UInt64(topology.parameters.viewTimeoutMilliseconds) / tick, firstRequestID: firstRequestID)
     }
 
     /// Dials the home cluster's replicas and starts the client's clock.

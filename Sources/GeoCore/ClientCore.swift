@@ -29,8 +29,13 @@ public struct ClientCore: Sendable {
     var outstanding: (transaction: ClientTransaction, sentAt: UInt64, deadline: UInt64, attempts: Int)?
     var replies: [UInt16: Reply] = [:]
 
-    public init(client: ClientID, cluster: ClusterID, quorum: Quorum, signer: any TransactionSigner, timeoutTicks: UInt64) {
+    /// `firstRequestID`: replicas execute a client's requests only in increasing id order, so a
+    /// client that does not remember its last id across runs (a command-line call) starts above
+    /// any id it used before, e.g. from the wall clock.
+    public init(client: ClientID, cluster: ClusterID, quorum: Quorum, signer: any TransactionSigner, timeoutTicks: UInt64,
+                firstRequestID: UInt64 = 1) {
         self.client = client
+        nextRequestID = max(1, firstRequestID)
         self.cluster = cluster
         self.quorum = quorum
         self.signer = signer
