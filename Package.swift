@@ -31,6 +31,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // Pure protocol core: ids, topology model, messages, quorum math. No I/O, clocks, threads.
@@ -61,6 +63,18 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict),
+        // The replica daemon's shell: HTTP status and metrics endpoints (SwiftNIO, swift-prometheus).
+        .target(
+            name: "GeoNode",
+            dependencies: [
+                "GeoCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
         .executableTarget(name: "geofabric", dependencies: ["GeoFabricCLI"], swiftSettings: strict),
 
         .testTarget(name: "GeoCoreTests", dependencies: ["GeoCore", "GeoSim"], swiftSettings: strict),
@@ -68,6 +82,7 @@ let package = Package(
         .testTarget(name: "GeoCryptoTests", dependencies: ["GeoCrypto", "GeoCore", "GeoWire"], swiftSettings: strict),
         .testTarget(name: "GeoTopologyTests", dependencies: ["GeoTopology", "GeoCore"], swiftSettings: strict),
         .testTarget(name: "GeoSimTests", dependencies: ["GeoSim", "GeoCore", "GeoWire", "GeoTopology"], swiftSettings: strict),
+        .testTarget(name: "GeoNodeTests", dependencies: ["GeoNode", "GeoCore"], swiftSettings: strict),
         .testTarget(
             name: "GeoFabricCLITests",
             dependencies: ["GeoFabricCLI", "GeoTopology", "GeoCrypto", "GeoCore"],
