@@ -36,6 +36,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // Pure protocol core: ids, topology model, messages, quorum math. No I/O, clocks, threads.
@@ -71,7 +72,14 @@ let package = Package(
         // The replica daemon: owns a core, verifies client signatures in parallel, persists, sends.
         .target(
             name: "GeoNode",
-            dependencies: ["GeoCore", "GeoWire", "GeoCrypto", "GeoStore", "GeoNet", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "GeoCore", "GeoWire", "GeoCrypto", "GeoStore", "GeoNet",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strict),
         // The client library: sign, submit, retry, wait for f + 1 matching replies.
         .target(

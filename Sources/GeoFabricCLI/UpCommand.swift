@@ -54,18 +54,23 @@ struct UpCommand: AsyncParsableCommand {
         }
         let rows = deployment.table()
         if json {
-            print(JSONOutput.encode(UpSummary(topology: loaded.topology.name, data_dir: data, replicas: rows)))
+            say(JSONOutput.encode(UpSummary(topology: loaded.topology.name, data_dir: data, replicas: rows)))
         } else {
-            print(TextTable.render(header: ["replica", "region", "cluster", "address", "status", "pid"],
+            say(TextTable.render(header: ["replica", "region", "cluster", "address", "status", "pid"],
                                    rows: rows.map { [$0.replica, $0.region, "\($0.cluster)", $0.address, $0.status_url, "\($0.pid)"] }))
             let topologyArgument = loaded.path.map { " \($0)" } ?? ""
-            print("ready. `geofabric status\(topologyArgument)` shows the ledger heights; Ctrl-C stops every replica.")
+            say("ready. `geofabric status\(topologyArgument)` shows the ledger heights; Ctrl-C stops every replica.")
         }
         let reason = await deployment.waitForSignalOrExit()
         FileHandle.standardError.write(Data("\(reason); stopping every replica\n".utf8))
         await deployment.stop()
         FileHandle.standardError.write(Data("stopped\n".utf8))
     }
+}
+
+/// Unbuffered: standard output may be a pipe or a file, and the table must be out before the long wait.
+func say(_ text: String) {
+    FileHandle.standardOutput.write(Data((text + "\n").utf8))
 }
 
 struct UpSummary: Encodable {
@@ -165,7 +170,7 @@ final class LocalDeployment: Sendable {
     func spawn(_ info: ReplicaInfo) throws -> Entry {
         let logs = (dataDirectory as NSString).appendingPathComponent("logs")
         let logPath = (logs as NSString).appendingPathComponent("\(info.name).log")
-        if !FileManager.default.fileExists(atPath: logPath) { FileManager.default.createFile(atPath: logPath, contents: nil) }
+        if !FileManager.default.fileExists(atPath: logPath) { _ = FileManager.default.createFile(atPath: logPath, contents: nil) }
         guard let handle = FileHandle(forWritingAtPath: logPath) else { throw DeploymentError.cannotCreate(logPath, "not writable") }
         handle.seekToEndOfFile()
         let process = Process()

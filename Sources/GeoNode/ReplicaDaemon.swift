@@ -12,6 +12,7 @@ import GeoCrypto
 import GeoNet
 import GeoStore
 import Logging
+import Synchronization
 
 public struct DaemonOptions: Sendable {
     /// The replica's log lives in `dataDirectory/<replica name>/`.
@@ -31,6 +32,7 @@ public enum DaemonError: Error, CustomStringConvertible {
     case keys(KeyError)
     case store(StoreError)
     case listen(host: String, port: Int, reason: String)
+    case statusListen(host: String, port: Int, reason: String)
 
     public var description: String {
         switch self {
@@ -39,6 +41,7 @@ public enum DaemonError: Error, CustomStringConvertible {
         case let .keys(error): return "keys: \(error)"
         case let .store(error): return "\(error)"
         case let .listen(host, port, reason): return "cannot listen on \(host):\(port): \(reason)"
+        case let .statusListen(host, port, reason): return "cannot serve status on \(host):\(port): \(reason)"
         }
     }
 }
@@ -55,6 +58,8 @@ public final class ReplicaDaemon: Sendable {
     public let node: ReplicaNode
     public let transport: Transport
     public let logger: Logger
+    public let metrics: NodeMetrics
+    let statusServer: StatusServer
     let tasks: [Task<Void, Never>]
 
     /// Opens the log (recovering what it holds), starts listening and dialling, and starts the clock.
@@ -134,24 +139,72 @@ public final class ReplicaDaemon: Sendable {
             }
         }
         let (view, height) = (await node.view, await node.height)
-        logger.info("replica started", metadata: ["listen": "\(info.host):\(info.port)", "view": "\(view)", "height": "\(height)"])
+        // GET /status and GET /metrics, on the status port the topology gives this replica.
+        let metrics = NodeMetrics()
+        let transportReported = ReportedCounts()
+        let peersTotal = topology.allReplicas.count - 1
+        let statusServer = StatusServer(
+            host: info.host, port: info.statusPort,
+            status: {
+                let connected = await transport.metrics().connectedPeers.count
+                return await node.status(peersConnected: connected, peersTotal: peersTotal)
+            },
+            metrics: {
+                await node.refresh(metrics)
+                await ReplicaDaemon.refresh(metrics, from: transport, reported: transportReported)
+                return metrics.render()
+            },
+            counters: metrics, logger: logger)
+        do {
+            try await statusServer.start()
+        } catch {
+            for task in [verify, deliver, clock] { task.cancel() }
+            await transport.shutdown()
+            throw .statusListen(host: info.host, port: info.statusPort, reason: "\(error)")
+        }
+        logger.info("replica started", metadata: ["listen": "\(info.host):\(info.port)", "status": "\(info.host):\(info.statusPort)",
+                                                 "view": "\(view)", "height": "\(height)"])
         return ReplicaDaemon(info: info, topology: topology, node: node, transport: transport, logger: logger,
-                             tasks: [verify, deliver, clock])
+                             metrics: metrics, statusServer: statusServer, tasks: [verify, deliver, clock])
     }
 
-    init(info: ReplicaInfo, topology: Topology, node: ReplicaNode, transport: Transport, logger: Logger, tasks: [Task<Void, Never>]) {
+    init(info: ReplicaInfo, topology: Topology, node: ReplicaNode, transport: Transport, logger: Logger,
+         metrics: NodeMetrics, statusServer: StatusServer, tasks: [Task<Void, Never>]) {
         self.info = info
         self.topology = topology
         self.node = node
         self.transport = transport
         self.logger = logger
+        self.metrics = metrics
+        self.statusServer = statusServer
         self.tasks = tasks
     }
 
-    /// Stops the clock and the transport. What was acknowledged is already on disk.
+    static func refresh(_ metrics: NodeMetrics, from transport: Transport, reported: ReportedCounts) async {
+        let snapshot = await transport.metrics()
+        metrics.setPeersConnected(snapshot.connectedPeers.count)
+        let counts = snapshot.rejects.merging(snapshot.drops) { $0 + $1 }
+        let deltas = reported.counts.withLock { reported -> [(String, UInt64)] in
+            var deltas: [(String, UInt64)] = []
+            for (reason, count) in counts where count > reported[reason, default: 0] {
+                deltas.append((reason, count - reported[reason, default: 0]))
+                reported[reason] = count
+            }
+            return deltas
+        }
+        for (reason, delta) in deltas { metrics.wireError(reason: reason, count: Int(delta)) }
+    }
+
+    /// Stops the clock, the status endpoint and the transport. What was acknowledged is already on disk.
     public func shutdown() async {
         for task in tasks { task.cancel() }
+        try? await statusServer.shutdown()
         await transport.shutdown()
         logger.info("replica stopped")
     }
+}
+
+/// What of the transport's refusal totals was already added to the metrics' counters.
+final class ReportedCounts: Sendable {
+    let counts = Mutex([String: UInt64]())
 }

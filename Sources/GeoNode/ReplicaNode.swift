@@ -194,6 +194,46 @@ public actor ReplicaNode {
         defer { latencies = [] }
         return latencies
     }
+
+    // MARK: Status and metrics
+
+    let startedAt = ContinuousClock.now
+    /// What was already added to the metrics' counters (they only go up; the core keeps totals).
+    var reported = (viewChanges: 0, committed: 0, rejections: [Rejection: Int](), shell: [String: Int]())
+
+    /// The document GET /status serves.
+    public func status(peersConnected: Int, peersTotal: Int) -> ReplicaStatus {
+        let uptime = ContinuousClock.now - startedAt
+        return ReplicaStatus(
+            replica: info.name, shard: topology.shard(info.id.cluster.shard)?.name ?? "?", region: info.region,
+            cluster: Int(info.id.cluster.index), view: core.view, height: core.ledger.height, round: core.ledger.round,
+            head: core.ledger.head.hex, status: isChangingView ? .viewChange : .normal, peersConnected: peersConnected,
+            peersTotal: peersTotal, committedTransactions: UInt64(committedTransactions),
+            uptimeSeconds: Double(uptime.components.seconds) + Double(uptime.components.attoseconds) / 1e18)
+    }
+
+    /// Brings `metrics` up to date with the core's counters (called before each scrape).
+    public func refresh(_ metrics: NodeMetrics) {
+        metrics.setHeight(core.ledger.height)
+        metrics.setView(core.view)
+        if core.viewChangesStarted > reported.viewChanges {
+            for _ in reported.viewChanges..<core.viewChangesStarted { metrics.viewChangeStarted() }
+            reported.viewChanges = core.viewChangesStarted
+        }
+        if committedTransactions > reported.committed {
+            metrics.committed(committedTransactions - reported.committed)
+            reported.committed = committedTransactions
+        }
+        for (reason, count) in core.rejections where count > reported.rejections[reason, default: 0] {
+            metrics.rejected(reason: reason, count: count - reported.rejections[reason, default: 0])
+            reported.rejections[reason] = count
+        }
+        for (reason, count) in shellRejections where count > reported.shell[reason, default: 0] {
+            metrics.rejected(reason: reason, count: count - reported.shell[reason, default: 0])
+            reported.shell[reason] = count
+        }
+        for latency in drainLatencies() { metrics.observeCommitLatency(seconds: latency) }
+    }
 }
 
 /// GeoStore's log is the daemon's durable log.

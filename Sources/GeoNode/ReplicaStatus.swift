@@ -1,0 +1,63 @@
+// What `GET /status` answers: one replica's place in the deployment and how far its ledger is.
+//
+// The JSON keys are part of the operator interface (scripts and `geofabric status --json` read
+// them), so they are spelled out in CodingKeys rather than derived from the Swift names.
+
+/// Whether a replica is ordering blocks or replacing its primary.
+public enum ReplicaMode: String, Codable, Sendable, Hashable, CaseIterable {
+    case normal
+    case viewChange = "view-change"
+}
+
+/// One replica's status, as served by `GET /status` and read back by `StatusClient`.
+public struct ReplicaStatus: Codable, Sendable, Hashable {
+    /// The replica's readable name, for example "s0-oregon-2".
+    public var replica: String
+    /// The name of the replica's shard.
+    public var shard: String
+    public var region: String
+    /// Index of the replica's cluster within its shard (the cluster order of a GeoBFT round).
+    public var cluster: Int
+    /// The replica's current PBFT view in its cluster.
+    public var view: UInt64
+    /// Blocks in the replica's shard ledger.
+    public var height: UInt64
+    /// The next GeoBFT round the replica will execute.
+    public var round: UInt64
+    /// Lower-case hex of the shard ledger's head hash, so replicas can be compared by eye.
+    public var head: String
+    public var status: ReplicaMode
+    /// Peers (replicas of the topology other than this one) with an open link.
+    public var peersConnected: Int
+    public var peersTotal: Int
+    public var committedTransactions: UInt64
+    public var uptimeSeconds: Double
+
+    public init(
+        replica: String, shard: String, region: String, cluster: Int, view: UInt64, height: UInt64,
+        round: UInt64, head: String, status: ReplicaMode, peersConnected: Int, peersTotal: Int,
+        committedTransactions: UInt64, uptimeSeconds: Double
+    ) {
+        self.replica = replica
+        self.shard = shard
+        self.region = region
+        self.cluster = cluster
+        self.view = view
+        self.height = height
+        self.round = round
+        self.head = head
+        self.status = status
+        self.peersConnected = peersConnected
+        self.peersTotal = peersTotal
+        self.committedTransactions = committedTransactions
+        self.uptimeSeconds = uptimeSeconds
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case replica, shard, region, cluster, view, height, round, head, status
+        case peersConnected = "peers_connected"
+        case peersTotal = "peers_total"
+        case committedTransactions = "committed_transactions"
+        case uptimeSeconds = "uptime_s"
+    }
+}

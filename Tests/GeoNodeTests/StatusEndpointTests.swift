@@ -1,0 +1,121 @@
+import Foundation
+import GeoNode
+import Testing
+
+/// A server on a free loopback port, serving `sample` and `metrics`.
+private func startServer(metrics: NodeMetrics = NodeMetrics()) async throws -> (StatusServer, Int) {
+    let server = StatusServer(
+        host: "127.0.0.1", port: 0, status: { sample }, metrics: { metrics.render() }, counters: metrics)
+    try await server.start()
+    return (server, try #require(server.boundPort))
+}
+
+/// Refusals are counted after the connection closes, so a test may read the metrics first.
+private func eventually(_ condition: () -> Bool) async throws -> Bool {
+    for _ in 0..<100 {
+        if condition() { return true }
+        try await Task.sleep(for: .milliseconds(20))
+    }
+    return condition()
+}
+
+@Suite struct StatusServerTests {
+    @Test func servesStatusAndMetricsThenStops() async throws {
+        let metrics = NodeMetrics()
+        metrics.setHeight(42)
+        let (server, port) = try await startServer(metrics: metrics)
+
+        #expect(await StatusClient.fetch(host: "127.0.0.1", port: port, timeout: .seconds(5)) == .success(sample))
+        let answer = try await RawSocket.exchange(port: port, request: Array("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n".utf8))
+        #expect(answer.hasPrefix("HTTP/1.1 200 OK"))
+        #expect(answer.lowercased().contains("content-type: text/plain; version=0.0.4"))
+        #expect(answer.contains("geofabric_ledger_height 42.0"))
+
+        try await server.shutdown()
+        guard case .failure(.unreachable) = await StatusClient.fetch(host: "127.0.0.1", port: port, timeout: .seconds(5)) else {
+            Issue.record("a stopped server still answered")
+            return
+        }
+    }
+
+    @Test func refusesWrongPathsMethodsAndMalformedRequests() async throws {
+        let metrics = NodeMetrics()
+        let (server, port) = try await startServer(metrics: metrics)
+
+        let notFound = try await RawSocket.exchange(port: port, request: Array("GET /nope HTTP/1.1\r\nHost: x\r\n\r\n".utf8))
+        #expect(notFound.hasPrefix("HTTP/1.1 404"))
+        let wrongMethod = try await RawSocket.exchange(port: port, request: Array("POST /status HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}".utf8))
+        #expect(wrongMethod.hasPrefix("HTTP/1.1 405"))
+        #expect(wrongMethod.lowercased().contains("allow: get"))
+        let malformed = try await RawSocket.exchange(port: port, request: Array("GARBAGE\r\n\r\n".utf8))
+        #expect(malformed.hasPrefix("HTTP/1.1 400"))
+        // The server may reset the connection with the rest of the request unread, so the 431
+        // itself can be lost; the counter cannot.
+        let huge = "GET /status HTTP/1.1\r\nHost: x\r\nX-Pad: \(String(repeating: "a", count: StatusServer.requestBytesMax))\r\n\r\n"
+        let tooLarge = try await RawSocket.exchange(port: port, request: Array(huge.utf8))
+        #expect(tooLarge.isEmpty || tooLarge.hasPrefix("HTTP/1.1 431"))
+
+        #expect(try await eventually {
+            let text = metrics.render()
+            return text.contains(#"geofabric_status_requests_refused_total{reason="malformed"} 1"#)
+                && text.contains(#"geofabric_status_requests_refused_total{reason="too_large"} 1"#)
+        })
+        try await server.shutdown()
+    }
+
+    @Test func garbageBytesDoNotStopTheServer() async throws {
+        let (server, port) = try await startServer()
+
+        var random = SystemRandomNumberGenerator()
+        var payloads: [[UInt8]] = [[], [0], Array("\r\n\r\n".utf8), Array("GET /status HTTP/1.1\r\nHost:".utf8),
+                                   Array("GET /status HTTP/9.9\r\n\r\n".utf8), [UInt8](repeating: 0xff, count: 3000)]
+        for length in [1, 17, 512, 4096, 20_000] {
+            payloads.append((0..<length).map { _ in UInt8.random(in: 0...255, using: &random) })
+        }
+        for payload in payloads {
+            _ = try await RawSocket.exchange(port: port, request: payload, readTimeoutSeconds: 1)
+        }
+        #expect(await StatusClient.fetch(host: "127.0.0.1", port: port, timeout: .seconds(5)) == .success(sample))
+        try await server.shutdown()
+    }
+}
+
+@Suite struct StatusClientTests {
+    @Test func closedPortIsUnreachableWithoutWaitingForTheTimeout() async throws {
+        let port = try RawSocket.closedPort()
+        // Refusal must be reported as such, not as the 8 s timeout running out.
+        let result = await StatusClient.fetch(host: "127.0.0.1", port: port, timeout: .seconds(8))
+        guard case .failure(.unreachable) = result else {
+            Issue.record("expected unreachable, got \(result)")
+            return
+        }
+    }
+
+    @Test func silentListenerTimesOut() async throws {
+        let listener = try RawSocket.silentListener()
+        defer { close(listener.fd) }
+        let clock = ContinuousClock()
+        let start = clock.now
+        let result = await StatusClient.fetch(host: "127.0.0.1", port: listener.port, timeout: .milliseconds(300))
+        #expect(result == .failure(.timeout))
+        #expect(clock.now - start < .seconds(10))
+    }
+
+    @Test func fetchAllKeepsOrderAndReportsEachReplica() async throws {
+        let (server, port) = try await startServer()
+        let targets = [
+            StatusTarget(name: "up", host: "127.0.0.1", port: port),
+            StatusTarget(name: "down", host: "127.0.0.1", port: try RawSocket.closedPort()),
+            StatusTarget(name: "up-again", host: "127.0.0.1", port: port),
+        ]
+        let results = await StatusClient.fetchAll(targets, timeout: .seconds(5))
+        try await server.shutdown()
+        #expect(results.map(\.target) == targets)
+        #expect(results[0].result == .success(sample))
+        #expect(results[2].result == .success(sample))
+        guard case .failure(.unreachable) = results[1].result else {
+            Issue.record("expected unreachable, got \(results[1].result)")
+            return
+        }
+    }
+}
