@@ -666,11 +666,23 @@ bring_up() {
     fi
     case "$mode" in
         netem)
+            local netem_failed=""
             while IFS=$'\t' read -r kind region ip ns; do
                 [ "$kind" = region ] || continue
-                apply_netem "$region" "$ns" || die "netem on $ns failed (above)"
+                apply_netem "$region" "$ns" || { netem_failed=$ns; break; }
             done <"$plan_file"
-            wan_description="netem on the veth links (rtt/2 each way, link rates)" ;;
+            if [ -z "$netem_failed" ]; then
+                wan_description="netem on the veth links (rtt/2 each way, link rates)"
+            else
+                [ "$wan_mode" = auto ] || die "netem on $netem_failed failed (above)"
+                note "netem on $netem_failed failed (above): replicas run with --emulate-wan instead"
+                while IFS=$'\t' read -r kind region ip ns; do
+                    [ "$kind" = region ] || continue
+                    ip netns exec "$ns" tc qdisc del dev eth0 root >/dev/null 2>&1 || true
+                done <"$plan_file"
+                emulate=(--emulate-wan)
+                wan_description="replicas' --emulate-wan (GeoNet emulation; netem failed)"
+            fi ;;
         emulate)
             emulate=(--emulate-wan)
             wan_description="replicas' --emulate-wan (GeoNet emulation)" ;;
