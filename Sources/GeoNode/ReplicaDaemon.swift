@@ -200,6 +200,7 @@ public final class ReplicaDaemon: Sendable {
         for task in tasks { task.cancel() }
         try? await statusServer.shutdown()
         await transport.shutdown()
+        await node.close()
         logger.info("replica stopped")
     }
 }

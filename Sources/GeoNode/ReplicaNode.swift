@@ -25,6 +25,8 @@ public protocol MessageSink: Sendable {
 public protocol DurableLog: AnyObject {
     func append(_ records: [DurableRecord]) throws
     func sync() throws
+    /// Releases the log (its lock): nothing is appended after this.
+    func close()
 }
 
 /// A log that keeps records in memory: for tests and tools that need no durability.
@@ -38,6 +40,7 @@ public final class MemoryLog: DurableLog {
         self.records += records.count
     }
     public func sync() throws { syncs += 1 }
+    public func close() {}
 }
 
 public actor ReplicaNode {
@@ -111,6 +114,13 @@ public actor ReplicaNode {
     }
 
     public func tick() { step(.tick) }
+
+    /// Stops stepping and releases the durable log, so the replica can be opened again.
+    public func close() {
+        guard failure == nil else { return }
+        failure = "closed"
+        log.close()
+    }
 
     func refuse(_ reason: String) { shellRejections[reason, default: 0] += 1 }
 

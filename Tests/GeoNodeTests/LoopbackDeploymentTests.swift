@@ -109,4 +109,38 @@ import Testing
         let second = Self.topology(basePort: 17_600)
         await #expect(throws: DaemonError.self) { _ = try await start(second, name, data: data) }
     }
+
+    @Test func aCorruptLogStopsTheReplicaAtStartAndATornTailIsCut() async throws {
+        let topology = Self.topology(basePort: 17_700)
+        let data = Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: data) }
+        var daemons: [ReplicaDaemon] = []
+        for replica in topology.allReplicas { daemons.append(try await start(topology, replica.name, data: data)) }
+        let client = await client(topology)
+        for index in 1...10 { _ = try await client.submit(.add(key: Array("k".utf8), delta: Int64(index)), timeout: .seconds(20)) }
+        await client.shutdown()
+        for daemon in daemons { await daemon.shutdown() }
+
+        let name = topology.allReplicas[1].name
+        let path = "\(data)/\(name)/replica.log"
+        let original = try Data(contentsOf: URL(fileURLWithPath: path))
+        #expect(original.count > 1_000)
+        // A torn tail (a crash mid-append): cut, and the replica starts with what came before.
+        try original.prefix(original.count - 3).write(to: URL(fileURLWithPath: path))
+        let restarted = try await start(topology, name, data: data)
+        #expect(await restarted.node.height >= 1)
+        await restarted.shutdown()
+        // A flipped byte in the middle: refused with the file and offset, and the file is unchanged.
+        var damaged = try Data(contentsOf: URL(fileURLWithPath: path))
+        damaged[damaged.count / 2] ^= 0xFF
+        try damaged.write(to: URL(fileURLWithPath: path))
+        do {
+            _ = try await start(topology, name, data: data)
+            Issue.record("a corrupt log must stop the replica")
+        } catch let error as DaemonError {
+            #expect("\(error)".contains("corrupt"), "\(error)")
+            #expect("\(error)".contains(path), "\(error)")
+        }
+        #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == damaged)
+    }
 }
