@@ -151,8 +151,9 @@ replica_pid() { cat "$state_dir/pids/$1.pid" 2>/dev/null || true; }
 # down
 
 teardown() {
+    trap '' PIPE  # a closed stderr must not stop a teardown halfway
     load_state || { note "nothing to tear down: no testbed recorded in $state_dir"; return 0; }
-    local name pid waited remaining=() ns
+    local name pid waited remaining=() ns found=no
     # Replicas: SIGTERM, then SIGKILL after a bound.
     if [ -f "$plan_file" ]; then
         while IFS=$'\t' read -r kind name _; do
@@ -161,6 +162,7 @@ teardown() {
             if is_replica_pid "$pid" "$name"; then
                 kill -TERM "$pid" 2>/dev/null || true
                 remaining+=("$name:$pid")
+                found=yes
             fi
         done <"$plan_file"
     fi
@@ -198,10 +200,15 @@ teardown() {
     # Namespaces: deleting a namespace deletes its veth ends, and a veth pair goes with either end.
     for ns in $(state_namespaces); do
         if netns_exists "$ns"; then
+            found=yes
             ip netns delete "$ns" || note "could not delete namespace $ns"
         fi
     done
-    note "testbed down (logs and ledgers kept in $state_dir)"
+    if [ $found = yes ]; then
+        note "testbed down (logs and ledgers kept in $state_dir)"
+    else
+        note "testbed already down: no replica or namespace of $state_dir was left"
+    fi
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -624,6 +631,7 @@ bring_up() {
 
     # From here on a failure tears everything down again.
     trap 'status=$?; if [ $status -ne 0 ]; then note "up failed: tearing down"; teardown || true; fi' EXIT
+    trap 'exit 130' INT TERM HUP
 
     ip netns add "$wan_ns"
     ip -n "$wan_ns" link set lo up
@@ -730,7 +738,7 @@ bring_up() {
         fi
         sleep 0.2
     done
-    trap - EXIT
+    trap - EXIT INT TERM HUP
 
     echo "testbed up: $count replicas of $topology_name (state: $state_dir)"
     echo "  topology: $derived"

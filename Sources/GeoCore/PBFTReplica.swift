@@ -100,8 +100,8 @@ public struct PBFTReplica: Sendable {
     var honoredAttempts: [UInt16: UInt64] = [:]
     /// The earliest round a remote cluster reported missing: the next primary re-shares from it.
     var reshareFrom: UInt64?
-    /// When a remote request last moved this cluster to a new view (requests coalesce around it).
-    var lastRemoteViewChange: UInt64?
+    /// When this replica last started or finished a view change (remote requests coalesce around it).
+    var lastViewChange: UInt64?
 
     /// Progress timer: set while there is outstanding work, reset on every delivery.
     var progressSince: UInt64?
@@ -722,6 +722,7 @@ public struct PBFTReplica: Sendable {
         if case let .changingView(target) = status, target >= newView { return }
         guard newView > view else { return }
         status = .changingView(to: newView)
+        lastViewChange = now
         viewChangesStarted += 1
         consecutiveViewChanges += 1
         viewChangeDeadline = now + currentTimeout
@@ -806,6 +807,7 @@ public struct PBFTReplica: Sendable {
     mutating func enter(_ newView: NewView, plan: NewViewPlan, effects: inout [Effect]) {
         view = newView.view
         status = .normal
+        lastViewChange = now
         lastNewView = newView
         effects.append(.persist(.view(view, normal: true)))
         if plan.checkpoint.statement.round > stable.statement.round {
