@@ -704,9 +704,17 @@ bring_up() {
     while IFS=$'\t' read -r kind name region ip port sport; do
         [ "$kind" = replica ] || continue
         ns=$(awk -F'\t' -v r="$region" '$1 == "region" && $2 == r { print $4 }' "$plan_file")
-        ip netns exec "$ns" setsid "$binary" replica --topology "$derived" --replica "$name" \
-            --data-dir "$data_dir" "${emulate[@]+"${emulate[@]}"}" \
-            </dev/null >>"$state_dir/logs/$name.log" 2>&1 &
+        # A daemon keeps no descriptor of its starter open: whoever waits for this script's end
+        # through an inherited pipe or socket (Foundation's Process does) must not wait for it.
+        (
+            for fd in /proc/$BASHPID/fd/*; do
+                fd=${fd##*/}
+                [ "$fd" -le 2 ] || eval "exec $fd>&-" 2>/dev/null || true
+            done
+            exec ip netns exec "$ns" setsid "$binary" replica --topology "$derived" --replica "$name" \
+                --data-dir "$data_dir" "${emulate[@]+"${emulate[@]}"}" \
+                </dev/null >>"$state_dir/logs/$name.log" 2>&1
+        ) &
         echo $! >"$state_dir/pids/$name.pid"
         count=$((count + 1))
     done <"$plan_file"

@@ -67,8 +67,8 @@ private enum TestbedEnvironment {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         let outURL = directory.appendingPathComponent("stdout"), errURL = directory.appendingPathComponent("stderr")
-        FileManager.default.createFile(atPath: outURL.path, contents: nil)
-        FileManager.default.createFile(atPath: errURL.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: outURL.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: errURL.path, contents: nil)
         let out = try FileHandle(forWritingTo: outURL), err = try FileHandle(forWritingTo: errURL)
         defer {
             try? out.close()
@@ -81,17 +81,24 @@ private enum TestbedEnvironment {
         process.standardOutput = out
         process.standardError = err
         try process.run()
-        let deadline = Date().addingTimeInterval(timeout)
-        while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
-        var timedOut = ""
+        // Bounded waits only: Foundation notices a child's end when every copy of a descriptor
+        // it gave the child is closed, so a leaked descriptor would otherwise hang the test.
+        func wait(until deadline: Date) {
+            while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        }
+        wait(until: Date().addingTimeInterval(timeout))
+        var note = ""
         if process.isRunning {
             process.terminate()
-            timedOut = "\n(killed after \(timeout) s)"
+            note = "\n(stopped after \(timeout) s)"
+            wait(until: Date().addingTimeInterval(5))
         }
-        process.waitUntilExit()
         let output = (try? String(contentsOf: outURL, encoding: .utf8)) ?? ""
         let error = (try? String(contentsOf: errURL, encoding: .utf8)) ?? ""
-        return (process.terminationStatus, output, error + timedOut)
+        if process.isRunning {
+            return (-1, output, error + note + "\n(still not seen to end: a descriptor left open by a process it started?)")
+        }
+        return (process.terminationStatus, output, error + note)
     }
 }
 
