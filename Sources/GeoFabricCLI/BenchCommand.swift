@@ -76,7 +76,7 @@ struct BenchCommand: AsyncParsableCommand {
     @Flag(name: .customLong("keep-data"), help: "Keep the replicas' ledgers and logs after the run.")
     var keepData = false
 
-    @Option(help: "Write the result as JSON to this file ('-' for standard output).")
+    @Option(help: "Write the result as JSON to this file ('-': standard output, and the text report to standard error).")
     var json: String?
 
     @Option(help: "Write the per-second time series as CSV to this file.")
@@ -176,11 +176,13 @@ struct BenchCommand: AsyncParsableCommand {
             throw ExitCode(1)
         }
 
-        for report in reports { say(BenchText.render(report)) }
+        // With `--json -` standard output is the JSON alone, so it can be piped; the text goes to standard error.
+        let show: (String) -> Void = json == "-" ? { progress($0) } : { say($0) }
+        for report in reports { show(BenchText.render(report)) }
         var ratio: Double?
         if reports.count == 2, reports[1].throughput_tps > 0 {
             ratio = reports[0].throughput_tps / reports[1].throughput_tps
-            say(String(format: "GeoBFT/PBFT throughput ratio: %.2f", ratio!))
+            show(String(format: "GeoBFT/PBFT throughput ratio: %.2f", ratio!))
         }
         if let json {
             let text = reports.count == 1
