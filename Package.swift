@@ -37,6 +37,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
         // Pure protocol core: ids, topology model, messages, quorum math. No I/O, clocks, threads.
@@ -93,6 +94,7 @@ let package = Package(
                 "GeoCore", "GeoWire", "GeoCrypto", "GeoTopology", "GeoSim", "GeoStore", "GeoNet", "GeoNode", "GeoClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
             swiftSettings: strict),
         // The durable, append-only, checksummed log of one replica (DurableRecords, snapshots).

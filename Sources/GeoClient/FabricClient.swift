@@ -52,14 +52,17 @@ public actor FabricClient {
     }
 
     /// A client of `cluster` that signs with `key`; `keys` authenticate the replicas at the handshake.
+    /// `wanEmulation` delays what the client sends (replicas do not emulate links to clients, which
+    /// have no region in the topology).
     public init(topology: Topology, keys: KeyRing, client: ClientID, key: SigningKey, cluster: Cluster,
-                firstRequestID: UInt64 = 1, logger: Logger = Logger(label: "geofabric.client")) {
+                firstRequestID: UInt64 = 1, wanEmulation: WANEmulation? = nil, logger: Logger = Logger(label: "geofabric.client")) {
         self.topology = topology
         self.client = client
         self.cluster = cluster
         var configuration = TransportConfiguration(identity: .client(client), signingKey: key,
                                                    topologyHash: TopologyFingerprint.digest(of: topology), keyRing: keys, logger: logger)
         configuration.limits = .init(maxBodyBytes: topology.parameters.maxMessageBytes)
+        configuration.wanEmulation = wanEmulation
         transport = Transport(configuration: configuration)
         let tick = UInt64(max(1, topology.parameters.tickMilliseconds))
         // The client waits a local view-change timeout before resending to every replica.

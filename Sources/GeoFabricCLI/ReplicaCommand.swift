@@ -32,8 +32,15 @@ struct ReplicaCommand: AsyncParsableCommand {
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = "info"
 
+    // Derived in the replica rather than written out as a file: a topology file gives every
+    // replica of a cluster the cluster's region, and the baseline must keep each replica's own
+    // region, or WAN emulation would put the whole baseline cluster in one region.
+    @Flag(name: .customLong("pbft-baseline"), help: "Run in the PBFT baseline of the topology: each shard's replicas as one PBFT cluster (`geofabric bench --protocol pbft`).")
+    var pbftBaseline = false
+
     func run() async throws {
-        let loaded = try LoadedTopology.load(topology)
+        var loaded = try LoadedTopology.load(topology)
+        if pbftBaseline { loaded.topology = loaded.topology.pbftBaseline() }
         let info = try loaded.replica(named: replica)
         var logger = Logger(label: "geofabric.replica")
         logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info

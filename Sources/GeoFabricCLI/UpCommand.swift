@@ -118,21 +118,25 @@ final class LocalDeployment: Sendable {
     let dataDirectory: String
     let emulateWAN: Bool
     let executable: String
+    /// Appended to every replica's command line (`--pbft-baseline` for the benchmark's baseline).
+    let replicaArguments: [String]
     let entries: Mutex<[Entry]>
 
     var processes: [Entry] { entries.withLock { $0 } }
 
-    private init(loaded: LoadedTopology, topologyPath: String, dataDirectory: String, emulateWAN: Bool, executable: String) {
+    private init(loaded: LoadedTopology, topologyPath: String, dataDirectory: String, emulateWAN: Bool, executable: String,
+                 replicaArguments: [String]) {
         self.loaded = loaded
         self.topologyPath = topologyPath
         self.dataDirectory = dataDirectory
         self.emulateWAN = emulateWAN
         self.executable = executable
+        self.replicaArguments = replicaArguments
         entries = Mutex([])
     }
 
     static func start(_ loaded: LoadedTopology, dataDirectory data: String, emulateWAN: Bool,
-                      executable: String = Executable.path) throws -> LocalDeployment {
+                      executable: String = Executable.path, replicaArguments: [String] = []) throws -> LocalDeployment {
         let files = FileManager.default
         let logs = (data as NSString).appendingPathComponent("logs")
         do {
@@ -153,7 +157,7 @@ final class LocalDeployment: Sendable {
             }
         }
         let deployment = LocalDeployment(loaded: loaded, topologyPath: topologyPath, dataDirectory: data,
-                                         emulateWAN: emulateWAN, executable: executable)
+                                         emulateWAN: emulateWAN, executable: executable, replicaArguments: replicaArguments)
         for info in loaded.topology.allReplicas {
             do {
                 let entry = try deployment.spawn(info)
@@ -176,7 +180,7 @@ final class LocalDeployment: Sendable {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = ["replica", "--topology", topologyPath, "--replica", info.name, "--data-dir", dataDirectory]
-            + (emulateWAN ? ["--emulate-wan"] : [])
+            + (emulateWAN ? ["--emulate-wan"] : []) + replicaArguments
         process.standardOutput = handle
         process.standardError = handle
         process.standardInput = FileHandle.nullDevice

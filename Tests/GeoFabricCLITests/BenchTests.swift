@@ -1,0 +1,150 @@
+// `geofabric bench`: the workload generator's skew, the client plan of the PBFT baseline, option
+// checks, and short real runs on replica processes (GeoBFT, and the baseline over two regions).
+
+import Foundation
+import GeoCore
+@testable import GeoFabricCLI
+import GeoSim
+import GeoTopology
+import Testing
+
+/// One suite, so `swift test --filter BenchTests` selects every bench test.
+@Suite struct BenchTests {}
+
+extension BenchTests {
+    @Suite struct Workload {
+        @Test func zipfPutsMostDrawsOnTheFirstRanks() {
+            let generator = ZipfGenerator(count: 1_000, theta: 0.99)
+            var random = BenchRandom(seed: 7)
+            var counts = [Int](repeating: 0, count: 1_000)
+            for _ in 0..<100_000 { counts[generator.next(&random)] += 1 }
+            #expect(counts.firstIndex(of: counts.max()!) == 0)
+            #expect(counts[0] > counts[1] && counts[1] > counts[10] && counts[10] > counts[500])
+            // Theta 0.99 over 1,000 ranks: about 13% of draws hit rank 0 (1 / zeta(1000, 0.99)).
+            #expect(counts[0] > 10_000 && counts[0] < 16_000, "rank 0 drew \(counts[0])")
+        }
+
+        @Test func zipfWithThetaZeroIsUniform() {
+            let generator = ZipfGenerator(count: 10, theta: 0)
+            var random = BenchRandom(seed: 3)
+            var counts = [Int](repeating: 0, count: 10)
+            for _ in 0..<100_000 { counts[generator.next(&random)] += 1 }
+            #expect(counts.allSatisfy { (9_500...10_500).contains($0) }, "\(counts)")
+        }
+
+        @Test func operationsStayInTheClientsShard() throws {
+            let topology = try TopologyLoader.load(path: "\(repositoryRoot)/topologies/sharded-2x2x4.yaml")
+            let workload = try BenchWorkload.make(topology: topology, keyCount: 1_000, zipfTheta: 0.9, readFraction: 0.5,
+                                                  transferFraction: 0.3).get()
+            var random = BenchRandom(seed: 1)
+            var kinds = Set<String>()
+            for shard in 0..<2 {
+                for _ in 0..<2_000 {
+                    let operation = workload.next(shard: shard, &random)
+                    #expect(Set(operation.keys.map { topology.shardID(forKey: $0) }) == [ShardID(UInt16(shard))])
+                    switch operation {
+                    case let .transfer(from, to, _):
+                        #expect(from != to)
+                        kinds.insert("transfer")
+                    case .get: kinds.insert("get")
+                    case .put: kinds.insert("put")
+                    case .add: kinds.insert("add")
+                    }
+                }
+            }
+            #expect(kinds == ["transfer", "get", "put"])
+        }
+
+        @Test func baselineClientsStayInTheirRegionsAndShareOneCluster() throws {
+            let topology = try TopologyLoader.load(path: "\(repositoryRoot)/topologies/geo-4x4.yaml")
+            let plans = BenchPlan.clients(original: topology, deployed: topology.pbftBaseline(), perRegion: 3)
+            #expect(plans.count == 12)
+            #expect(Set(plans.map(\.region)) == ["oregon", "iowa", "montreal", "belgium"])
+            #expect(Set(plans.map(\.cluster.id)).count == 1 && plans[0].cluster.n == 16)
+            #expect(Set(plans.map(\.client)).count == 12)
+            let geo = BenchPlan.clients(original: topology, deployed: topology, perRegion: 3)
+            #expect(geo.allSatisfy { $0.cluster.region == $0.region })
+        }
+
+        @Test func crossShardIsRefusedUntilItExists() {
+            #expect(throws: (any Error).self) { try BenchCommand.parse(["--cross-shard", "0.1"]) }
+            #expect(throws: (any Error).self) { try BenchCommand.parse(["--zipf", "1"]) }
+            #expect(throws: (any Error).self) { try BenchCommand.parse(["--warmup", "5", "--duration", "5"]) }
+            #expect((try? BenchCommand.parse(["--cross-shard", "0"])) != nil)
+        }
+    }
+}
+
+extension BenchTests {
+    @Suite(.serialized) struct Runs {
+        func run(_ yaml: String, protocol kind: ProtocolKind) async throws -> BenchReport {
+            #expect(FileManager.default.isExecutableFile(atPath: builtTool), "build the tool first (swift build): \(builtTool)")
+            let path = try writeTemporary(yaml, name: "topology.yaml")
+            let directory = (path as NSString).deletingLastPathComponent
+            defer { try? FileManager.default.removeItem(atPath: directory) }
+            var settings = BenchSettings()
+            settings.durationSeconds = 2
+            settings.warmupSeconds = 0.5
+            settings.clientsPerRegion = 2
+            settings.keyCount = 100
+            settings.transferFraction = 0.2
+            return try await LiveBenchmark.run(settings, topology: try LoadedTopology.load(path), protocol: kind,
+                                               dataDirectory: directory + "/data", executable: builtTool, progress: { _ in })
+        }
+
+        @Test func geoBFTRunCommitsAgreesAndReports() async throws {
+            let report = try await run("""
+                name: bench-1x4
+                regions: [local]
+                base_port: 17800
+                shards:
+                  - name: s0
+                    clusters:
+                      - {region: local, replicas: 4}
+                keys: dev
+                """, protocol: .geobft)
+            #expect(report.committed > 0)
+            #expect(report.agreement)
+            #expect(report.replicas_exited.isEmpty)
+            #expect(report.shards.count == 1 && report.shards[0].height > 0 && report.shards[0].replicas_answered == 4)
+            #expect(report.regions.map(\.name) == ["local"] && report.regions[0].committed == report.committed)
+            #expect(report.latency_ms.p50 > 0 && report.latency_ms.p50 <= report.latency_ms.p99 && report.latency_ms.p99 <= report.latency_ms.max)
+            #expect(report.timeline.count == 2)
+
+            let json = try #require(try JSONSerialization.jsonObject(with: Data(JSONOutput.encode(report).utf8)) as? [String: Any])
+            for key in ["protocol", "topology", "duration_s", "clients", "committed", "throughput_tps", "latency_ms", "regions", "shards", "agreement"] {
+                #expect(json[key] != nil, "JSON lacks \(key)")
+            }
+            let latency = try #require(json["latency_ms"] as? [String: Any])
+            #expect(Set(latency.keys) == ["p50", "p90", "p99", "max"])
+            let shard = try #require((json["shards"] as? [[String: Any]])?.first)
+            #expect(shard["shard"] as? String == "s0" && shard["height"] != nil)
+
+            #expect(BenchText.render(report).contains("agreement: yes"))
+            #expect(BenchText.csv([report]).split(separator: "\n").count == 3)
+            let svg = BenchPlot.svg([report])
+            #expect(svg.hasPrefix("<svg") && svg.contains("polyline"))
+        }
+
+        @Test func pbftBaselineRunsOneClusterOverBothRegions() async throws {
+            let report = try await run("""
+                name: bench-2x4
+                regions: [east, west]
+                wan:
+                  - {between: [east, west], rtt_ms: 10, mbit_s: 1000}
+                base_port: 17820
+                shards:
+                  - name: s0
+                    clusters:
+                      - {region: east, replicas: 4}
+                      - {region: west, replicas: 4}
+                keys: dev
+                """, protocol: .pbft)
+            #expect(report.committed > 0)
+            #expect(report.agreement)
+            #expect(report.clusters.map(\.cluster) == ["s0/east"] && report.clusters[0].n == 8)
+            #expect(report.regions.map(\.name) == ["east", "west"] && report.regions.allSatisfy { $0.committed > 0 })
+            #expect(report.shards[0].replicas_answered == 8)
+        }
+    }
+}
