@@ -184,4 +184,9 @@ public final class InvariantChecker {
     }
 
     public var maxHeight: UInt64 { replicaHeights.values.max() ?? 0 }
+
+    /// The highest height any correct replica of `shard` reached (shards' ledgers grow apart).
+    public func maxHeight(of shard: ShardID) -> UInt64 {
+        replicaHeights.filter { $0.key.cluster.shard == shard }.values.max() ?? 0
+    }
 }

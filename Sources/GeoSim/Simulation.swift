@@ -172,7 +172,8 @@ public final class Simulation {
     var events = 0
     /// What the adversary knows of its own equivocation: which proposal each replica got.
     var equivocations: [VoteStatement: Set<ReplicaID>] = [:]
-    var livenessTarget: UInt64?
+    /// Per shard: the height its replicas must reach by the end (each shard's ledger is its own).
+    var livenessTarget: [ShardID: UInt64]?
     /// Bank workload: the accounts of each shard.
     var accountsByShard: [[[UInt8]]] = []
     var livenessOutstanding: [(client: Int, requestID: UInt64)] = []
@@ -349,7 +350,7 @@ public final class Simulation {
         case let .action(action):
             apply(action)
         case .livenessMark:
-            livenessTarget = checker.maxHeight
+            livenessTarget = Dictionary(uniqueKeysWithValues: topology.shards.map { ($0.id, checker.maxHeight(of: $0.id)) })
             livenessOutstanding = clients.indices.compactMap { index in
                 clients[index].core.isBusy ? (index, clients[index].core.nextRequestID - 1) : nil
             }
@@ -713,8 +714,9 @@ public final class Simulation {
     func finalChecks() {
         checker.checkDurability(time: now)
         if settings.crossShardFraction != nil { checkBank() }
-        guard let target = livenessTarget else { return }
+        guard let targets = livenessTarget else { return }
         for (id, node) in replicas where node.byzantine == nil {
+            let target = targets[id.cluster.shard] ?? 0
             let height = node.core?.ledger.height ?? 0
             if node.core != nil && height < target {
                 checker.record(.liveness, now, "\(id) is at height \(height), behind the height \(target) reached \(Double(settings.livenessBound) / 1e6) s before the end")
