@@ -20,8 +20,9 @@ extension PBFTReplica {
     static let statementCacheMax = 16_384
 
     /// Signs a statement our ledger produced and sends it to every replica of the target shard's
-    /// cluster nearest to ours.
-    mutating func sendStatement(_ statement: ShardStatement, effects: inout [Effect]) {
+    /// cluster nearest to ours; a re-send (`rotation` > 0) goes to the next cluster of that shard
+    /// in turn, so a target region that is cut off does not hold the statement up.
+    mutating func sendStatement(_ statement: ShardStatement, rotation: UInt64 = 0, effects: inout [Effect]) {
         guard let layout = configuration.crossShard, Int(statement.target.rawValue) < layout.quorums.count else { return }
         let signature: Signature
         if let cached = statementSignatures[statement] {
@@ -31,7 +32,9 @@ extension PBFTReplica {
             if statementSignatures.count >= Self.statementCacheMax { statementSignatures = [:] }
             statementSignatures[statement] = signature
         }
-        let target = ClusterID(shard: statement.target, index: layout.nearestCluster[Int(statement.target.rawValue)])
+        let clusters = UInt64(layout.quorums[Int(statement.target.rawValue)].count)
+        let nearest = UInt64(layout.nearestCluster[Int(statement.target.rawValue)])
+        let target = ClusterID(shard: statement.target, index: UInt16((nearest + rotation) % max(1, clusters)))
         guard let quorum = layout.quorum(of: target) else { return }
         let message = Message.shardStatement(ShardStatementProof(
             statement: statement, cluster: cluster, signatures: [CertificateSignature(replicaIndex: configuration.index, signature: signature)]))
@@ -59,6 +62,9 @@ extension PBFTReplica {
             return reject(.senderMismatch)
         }
         if ledger.isStale(statement) {
+            // Answer only a genuine question: the signature is checked before we send anything.
+            guard Int(from.index) < quorum.n,
+                  suite.isValid(proof.signatures[0].signature, of: .shardStatement(statement), by: from) else { return reject(.badSignature) }
             answerStale(statement, to: from.cluster, effects: &effects)
             return
         }
@@ -115,7 +121,11 @@ extension PBFTReplica {
         if let last = lastAnswered[id], now - last < interval { return }
         if lastAnswered.count >= Self.statementCacheMax { lastAnswered = [:] }
         lastAnswered[id] = now
-        sendStatement(answer, effects: &effects)
+        // To the asking cluster: it is reachable, since its question reached us.
+        let layout = configuration.crossShard!
+        let nearest = UInt64(layout.nearestCluster[Int(asker.shard.rawValue)])
+        let count = UInt64(layout.quorums[Int(asker.shard.rawValue)].count)
+        sendStatement(answer, rotation: (UInt64(asker.index) + count - nearest) % max(1, count), effects: &effects)
     }
 
     /// Backups check the statements of a proposed block: addressed to us, each once, each proven.
@@ -176,7 +186,10 @@ extension PBFTReplica {
         }
         if now - lastStatementRetransmit >= layout.retransmitTicks {
             lastStatementRetransmit = now
-            for statement in ledger.outstandingStatements() { sendStatement(statement, effects: &effects) }
+            statementRetransmissions += 1
+            for statement in ledger.outstandingStatements() {
+                sendStatement(statement, rotation: statementRetransmissions, effects: &effects)
+            }
         }
         if ledger.crossShard?.hasPendingCoordination == true, now - lastProposalTick >= layout.heartbeatTicks {
             propose(partial: true, heartbeat: true, effects: &effects)

@@ -114,6 +114,7 @@ public struct PBFTReplica: Sendable {
     /// Our signatures over statements our ledger produced (signing is deterministic; this saves redoing it).
     var statementSignatures: [ShardStatement: Signature] = [:]
     var lastStatementRetransmit: UInt64 = 0
+    var statementRetransmissions: UInt64 = 0
     /// When this replica last answered a stale statement for a transaction (rate limit).
     var lastAnswered: [CrossShardID: UInt64] = [:]
     var lastProposalTick: UInt64 = 0
