@@ -16,8 +16,9 @@ public enum ClientEffect: Hashable, Sendable {
 
 public struct ClientCore: Sendable {
     public let client: ClientID
-    public let cluster: ClusterID
-    public let quorum: Quorum
+    /// The cluster the current (or last) request went to, and its quorum.
+    public private(set) var cluster: ClusterID
+    public private(set) var quorum: Quorum
     let signer: any TransactionSigner
     let timeoutTicks: UInt64
 
@@ -25,6 +26,9 @@ public struct ClientCore: Sendable {
     public private(set) var nextRequestID: UInt64 = 1
     /// The view the client believes its cluster is in (from replies), to find the primary.
     public private(set) var view: UInt64 = 0
+    /// The views learned of other clusters, for clients that send to several (cross-shard: the
+    /// home cluster of each request's coordinator shard).
+    var views: [ClusterID: UInt64] = [:]
     public private(set) var retransmissions = 0
     var outstanding: (transaction: ClientTransaction, sentAt: UInt64, deadline: UInt64, attempts: Int)?
     var replies: [UInt16: Reply] = [:]
@@ -43,6 +47,18 @@ public struct ClientCore: Sendable {
     }
 
     public var isBusy: Bool { outstanding != nil }
+
+    /// Starts a request to `cluster` (the home cluster of the shard of the operation's first key,
+    /// which coordinates it when it spans shards); the client must not be busy.
+    public mutating func submit(_ operation: Operation, to cluster: ClusterID, quorum: Quorum) -> [ClientEffect] {
+        if cluster != self.cluster {
+            views[self.cluster] = view
+            view = views[cluster] ?? 0
+            self.cluster = cluster
+            self.quorum = quorum
+        }
+        return submit(operation)
+    }
 
     /// Starts a request; the client must not be busy.
     public mutating func submit(_ operation: Operation) -> [ClientEffect] {

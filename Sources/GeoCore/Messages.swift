@@ -40,19 +40,23 @@ public struct ClientTransaction: Hashable, Sendable {
     }
 }
 
-/// What one cluster orders in one round: a batch of client transactions (none: a no-op block,
-/// proposed so that rounds keep moving when a cluster has nothing to order).
+/// What one cluster orders in one round: a batch of client transactions and of proven statements
+/// of other shards (cross-shard steps, CrossShard.swift), executed in that order; none of either
+/// is a no-op block, proposed so that rounds keep moving when a cluster has nothing to order.
 /// The view is not part of the block, so a block re-proposed after a view change keeps its digest.
 public struct Block: Hashable, Sendable {
     public var cluster: ClusterID
     public var round: UInt64
     public var transactions: [ClientTransaction]
-    public init(cluster: ClusterID, round: UInt64, transactions: [ClientTransaction]) {
+    /// Statements of other shards with their proofs (empty unless the deployment has several shards).
+    public var statements: [ShardStatementProof]
+    public init(cluster: ClusterID, round: UInt64, transactions: [ClientTransaction], statements: [ShardStatementProof] = []) {
         self.cluster = cluster
         self.round = round
         self.transactions = transactions
+        self.statements = statements
     }
-    public var isNoOp: Bool { transactions.isEmpty }
+    public var isNoOp: Bool { transactions.isEmpty && statements.isEmpty }
 }
 
 /// What a PrePrepare, Prepare or Commit signature is bound to: (shard, cluster, view, round, digest).
@@ -278,6 +282,10 @@ public enum Refusal: UInt8, Hashable, Sendable, CaseIterable {
     case overflow = 2
     case notANumber = 3
     case sameAccount = 4
+    /// A key is locked by a cross-shard transaction in progress (CrossShard.swift).
+    case locked = 5
+    /// The transaction's first key is not on this shard (its coordinator is another shard).
+    case wrongShard = 6
 }
 
 /// What executing an operation produced.
@@ -291,6 +299,10 @@ public enum ExecutionResult: Hashable, Sendable {
     /// A transfer: the balances after it.
     case transferred(fromBalance: Int64, toBalance: Int64)
     case refused(Refusal)
+    /// A cross-shard transaction committed on all of its shards (the coordinator's answer).
+    case crossShardCommitted
+    /// A cross-shard transaction aborted on all of its shards, and why.
+    case crossShardAborted(CrossShardAbort)
 }
 
 /// Where a transaction landed in its shard ledger.
@@ -339,6 +351,8 @@ public enum Message: Hashable, Sendable {
     case newView(NewView)
     case blockRequest(BlockRequest)
     case remoteViewChange(RemoteViewChange)
+    /// A cross-shard statement with one signature (replica to replica) or a proof (to a primary).
+    case shardStatement(ShardStatementProof)
 }
 
 /// Everything that carries a signature made by a replica, as it is signed.
@@ -353,4 +367,6 @@ public enum SignedStatement: Hashable, Sendable {
     case newView(NewView)
     /// The remote view change message with its signature field ignored.
     case remoteViewChange(RemoteViewChange)
+    /// A cross-shard statement its shard produced at execution.
+    case shardStatement(ShardStatement)
 }

@@ -22,6 +22,8 @@ public struct PBFTConfiguration: Hashable, Sendable {
     public var shardQuorums: [Quorum]
     /// Ticks a remote cluster's block may be late before a remote view change is asked for.
     public var remoteTimeoutTicks: UInt64 = 200
+    /// The other shards, for cross-shard transactions (CrossShard.swift); nil with one shard.
+    public var crossShard: CrossShardLayout?
 
     public init(cluster: ClusterID, quorum: Quorum, index: UInt16, batchSize: Int, window: UInt64, checkpointEvery: UInt64,
                 viewTimeoutTicks: UInt64, fetchIntervalTicks: UInt64, pendingLimit: Int, shardQuorums: [Quorum]? = nil) {
@@ -51,6 +53,7 @@ public struct PBFTConfiguration: Hashable, Sendable {
                   pendingLimit: parameters.batchSize * parameters.window, shardQuorums: shard.clusters.map(\.quorum))
         remoteTimeoutTicks = max(2, UInt64(parameters.remoteTimeoutMilliseconds) / tick)
         batchDelayTicks = max(1, (UInt64(parameters.batchDelayMilliseconds) + tick - 1) / tick)
+        crossShard = CrossShardLayout(topology: topology, cluster: cluster.id)
     }
 
     public var n: Int { quorum.n }

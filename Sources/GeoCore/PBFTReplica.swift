@@ -103,6 +103,22 @@ public struct PBFTReplica: Sendable {
     /// When this replica last started or finished a view change (remote requests coalesce around it).
     var lastViewChange: UInt64?
 
+    // Cross-shard statements (CrossShardReplica.swift).
+    /// Signatures collected for statements addressed to our shard, until f + 1 of one cluster agree.
+    var statementInbox: [ShardStatement: StatementSignatures] = [:]
+    /// Proven statements this replica waits to see ordered (request timers, like `watched`).
+    var watchedStatements: [ShardStatement: (proof: ShardStatementProof, since: UInt64)] = [:]
+    /// Primary only: proven statements waiting for a block, and those proposed and not delivered.
+    var pendingStatements: [ShardStatementProof] = []
+    var proposedStatements: Set<ShardStatement> = []
+    /// Our signatures over statements our ledger produced (signing is deterministic; this saves redoing it).
+    var statementSignatures: [ShardStatement: Signature] = [:]
+    var lastStatementRetransmit: UInt64 = 0
+    var statementRetransmissions: UInt64 = 0
+    /// When this replica last answered a stale statement for a transaction (rate limit).
+    var lastAnswered: [CrossShardID: UInt64] = [:]
+    var lastProposalTick: UInt64 = 0
+
     /// Progress timer: set while there is outstanding work, reset on every delivery.
     var progressSince: UInt64?
     var consecutiveViewChanges = 0
@@ -126,7 +142,8 @@ public struct PBFTReplica: Sendable {
         self.configuration = configuration
         self.suite = suite
         stable = .genesis(configuration.cluster)
-        ledger = ShardLedger(shard: configuration.cluster.shard, clusterCount: configuration.clustersInShard)
+        ledger = ShardLedger(shard: configuration.cluster.shard, clusterCount: configuration.clustersInShard,
+                             layout: configuration.crossShard)
         fetchPeer = configuration.index
     }
 
@@ -194,6 +211,9 @@ public struct PBFTReplica: Sendable {
     }
 
     mutating func onMessage(_ message: Message, from: ReplicaID, effects: inout [Effect]) {
+        if case let .shardStatement(proof) = message {
+            return onShardStatement(proof, from: from, effects: &effects)
+        }
         if from.cluster != cluster {
             // Other clusters of the shard talk to us only through global sharing.
             onRemoteMessage(message, from: from, effects: &effects)
@@ -214,7 +234,7 @@ public struct PBFTReplica: Sendable {
         case let .certifiedBlock(block): onCertifiedBlock(block, effects: &effects)
         case let .blockRequest(request): onBlockRequest(request, from: from, effects: &effects)
         case let .remoteViewChange(message): onDetection(message, from: from, effects: &effects)
-        case .reply: reject(.unexpected)
+        case .reply, .shardStatement: reject(.unexpected)
         }
     }
 
@@ -228,8 +248,8 @@ public struct PBFTReplica: Sendable {
         let key = RequestKey(transaction)
         if let last = ledger.lastExecution[transaction.client], transaction.requestID <= last.requestID {
             // Executed already: resend the cached reply (only the latest one is kept).
-            if last.requestID == transaction.requestID && !forwarded {
-                effects.append(.reply(reply(to: transaction, result: last.result, position: last.position)))
+            if last.requestID == transaction.requestID && !forwarded, let result = last.result {
+                effects.append(.reply(reply(to: transaction, result: result, position: last.position)))
             }
             return
         }
@@ -264,28 +284,35 @@ public struct PBFTReplica: Sendable {
 
     /// Primary: turns pending transactions into blocks while the window allows. A partial batch
     /// goes out only when `partial` (on a tick: the batch delay has passed).
-    mutating func propose(partial: Bool, effects: inout [Effect]) {
+    mutating func propose(partial: Bool, heartbeat: Bool = false, effects: inout [Effect]) {
         guard status == .normal, isPrimary else { return }
+        var heartbeat = heartbeat
         // Never more than a window above the stable checkpoint, nor above the shard ledger (so a
         // cluster cannot run further ahead of the slowest cluster than its peers keep blocks for).
         while nextProposalRound <= stable.statement.round + window, nextProposalRound <= ledger.round + window {
             // Another cluster reached this round: propose, if need be a no-op block, so that the
             // shard's rounds never wait for us.
-            let needed = remoteHighestRound >= nextProposalRound
-            guard pending.count >= configuration.batchSize || (partial && !pending.isEmpty) || needed else { break }
+            let needed = remoteHighestRound >= nextProposalRound || heartbeat
+            heartbeat = false
+            guard pending.count >= configuration.batchSize || (partial && !(pending.isEmpty && pendingStatements.isEmpty)) || needed
+            else { break }
             let count = min(configuration.batchSize, pending.count)
             let transactions = Array(pending.prefix(count))
             pending.removeFirst(count)
+            let statementCount = min(configuration.batchSize, pendingStatements.count)
+            let statements = Array(pendingStatements.prefix(statementCount))
+            pendingStatements.removeFirst(statementCount)
+            for proof in statements { proposedStatements.insert(proof.statement) }
             for transaction in transactions {
                 let key = RequestKey(transaction)
                 pendingKeys.remove(key)
                 proposed.insert(key)
             }
-            let block = Block(cluster: cluster, round: nextProposalRound, transactions: transactions)
+            let block = Block(cluster: cluster, round: nextProposalRound, transactions: transactions, statements: statements)
             nextProposalRound += 1
             sendPrePrepare(block, effects: &effects)
         }
-        oldestPendingTick = pending.isEmpty ? nil : (oldestPendingTick ?? now)
+        oldestPendingTick = pending.isEmpty && pendingStatements.isEmpty ? nil : (oldestPendingTick ?? now)
     }
 
     /// Signs and broadcasts a PrePrepare of the current view, and takes it as accepted.
@@ -295,6 +322,7 @@ public struct PBFTReplica: Sendable {
         guard claimSignature(SignSlot(phase: .prePrepare, view: view, round: block.round), digest, effects: &effects) else { return }
         let prePrepare = PrePrepare(view: view, digest: digest, block: block, signature: suite.sign(.prePrepare(statement)))
         effects.append(.broadcast(.prePrepare(prePrepare)))
+        lastProposalTick = now
         accept(prePrepare)
         armProgressTimer()
         checkPrepared(block.round, effects: &effects)
@@ -369,7 +397,7 @@ public struct PBFTReplica: Sendable {
                 return false
             }
         }
-        return true
+        return areAcceptable(block.statements)
     }
 
     mutating func onPrepare(_ prepare: Prepare, from: ReplicaID, effects: inout [Effect]) {
@@ -482,6 +510,7 @@ public struct PBFTReplica: Sendable {
             orderedRequests.insert(key)
             if pendingKeys.remove(key) != nil { pending.removeAll { RequestKey($0) == key } }
         }
+        if !block.block.statements.isEmpty { statementsOrdered(block.block.statements) }
         ledger.add(block, digest: digest)
         executeLedger(effects: &effects)
         if isPrimary { share(block, effects: &effects) }
@@ -498,6 +527,10 @@ public struct PBFTReplica: Sendable {
     mutating func executeLedger(effects: inout [Effect]) {
         for executed in ledger.executeReady(chain: suite.chain) {
             effects.append(.executed(executed))
+            for statement in executed.outgoing { sendStatement(statement, effects: &effects) }
+            for completion in executed.completions where completion.homeCluster == cluster.index {
+                effects.append(.reply(reply(to: completion.transaction, result: completion.result, position: completion.position)))
+            }
             let isHome = executed.certified.block.cluster == cluster
             guard isHome else { continue }
             for (transaction, result) in zip(executed.certified.block.transactions, executed.results) {
@@ -634,7 +667,7 @@ public struct PBFTReplica: Sendable {
     // MARK: Timers
 
     var hasOutstandingWork: Bool {
-        if !watched.isEmpty || !pending.isEmpty || !proposed.isEmpty { return true }
+        if !watched.isEmpty || !pending.isEmpty || !proposed.isEmpty || !watchedStatements.isEmpty { return true }
         return slots.contains { $0.key > lastDelivered && ($0.value.prePrepare != nil || $0.value.certified != nil) }
     }
 
@@ -656,6 +689,7 @@ public struct PBFTReplica: Sendable {
         let fetchDue = lastFetchTick.map { now - $0 >= configuration.fetchIntervalTicks } ?? true
         // Remote blocks are awaited whatever our own view is doing.
         checkRemoteClusters(effects: &effects)
+        if configuration.crossShard != nil { crossShardTick(effects: &effects) }
         switch status {
         case .normal:
             if !hasOutstandingWork { progressSince = nil }
@@ -664,7 +698,9 @@ public struct PBFTReplica: Sendable {
             watched = watched.filter { key, _ in
                 !orderedRequests.contains(key) && key.requestID > (ledger.lastExecution[key.client]?.requestID ?? 0)
             }
-            if let oldest = watched.values.map(\.since).min(), now - oldest >= currentTimeout {
+            let oldestStatement = watchedStatements.values.map(\.since).min()
+            if let oldest = watched.values.map(\.since).min().map({ min($0, oldestStatement ?? $0) }) ?? oldestStatement,
+               now - oldest >= currentTimeout {
                 // A request waited a whole timeout while others committed: the primary censors it.
                 startViewChange(to: view + 1, effects: &effects)
                 return
@@ -846,7 +882,8 @@ public struct PBFTReplica: Sendable {
                 pendingKeys.insert(RequestKey(transaction))
             }
             watched = [:]
-            if !pending.isEmpty { oldestPendingTick = now }
+            queueWatchedStatements()
+            if !pending.isEmpty || !pendingStatements.isEmpty { oldestPendingTick = now }
             reshare(effects: &effects)
             propose(partial: false, effects: &effects)
         } else {
@@ -855,6 +892,7 @@ public struct PBFTReplica: Sendable {
             // The new primary gets a full timeout for each request it inherits.
             for key in watched.keys { watched[key]?.since = now }
             for transaction in waiting { effects.append(.send(.clientTransaction(transaction), to: primary)) }
+            handOverWatchedStatements(effects: &effects)
         }
     }
 }

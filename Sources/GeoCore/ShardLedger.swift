@@ -10,7 +10,8 @@
 /// A client's last executed request and its reply, for deduplication and resending.
 public struct LastExecution: Hashable, Sendable {
     public var requestID: UInt64
-    public var result: ExecutionResult
+    /// Nil while a cross-shard transaction ordered here waits for its decision (no reply yet).
+    public var result: ExecutionResult?
     public var position: LedgerPosition
 }
 
@@ -20,8 +21,15 @@ public struct ExecutedBlock: Hashable, Sendable {
     public var digest: Digest
     public var height: UInt64
     public var head: Digest
-    /// One entry per transaction, in block order: its result, or nil when it was a duplicate and skipped.
+    /// One entry per transaction, in block order: its result, or nil when it was a duplicate and
+    /// skipped, or a cross-shard transaction whose answer comes with its decision.
     public var results: [ExecutionResult?]
+    /// Cross-shard statements this execution produced, for the replica to sign and send (CrossShard.swift).
+    public var outgoing: [ShardStatement] = []
+    /// Cross-shard transactions decided here: their home cluster replies.
+    public var completions: [CrossShardCompletion] = []
+    /// What this execution did to cross-shard transactions (for the simulator's checkers).
+    public var events: [CrossShardEvent] = []
     public var position: LedgerPosition {
         LedgerPosition(round: certified.block.round, clusterIndex: certified.block.cluster.index, height: height)
     }
@@ -34,15 +42,18 @@ public struct ShardLedger: Sendable {
     public private(set) var head: Digest = .zero
     /// The round being assembled.
     public private(set) var round: UInt64 = 1
-    public private(set) var state = KeyValueStore()
-    public private(set) var lastExecution: [ClientID: LastExecution] = [:]
+    public internal(set) var state = KeyValueStore()
+    public internal(set) var lastExecution: [ClientID: LastExecution] = [:]
+    /// The cross-shard layer's replicated state (locks, transactions in progress); nil with one shard.
+    public internal(set) var crossShard: CrossShardState?
     /// Blocks waiting for their round to complete, by round then cluster index.
     private var waiting: [UInt64: [UInt16: (CertifiedBlock, Digest)]] = [:]
 
-    public init(shard: ShardID, clusterCount: Int) {
+    public init(shard: ShardID, clusterCount: Int, layout: CrossShardLayout? = nil) {
         precondition(clusterCount >= 1)
         self.shard = shard
         self.clusterCount = clusterCount
+        crossShard = layout.map { CrossShardState(layout: $0) }
     }
 
     /// Whether the block of `cluster` for `round` is already executed or waiting.
@@ -68,6 +79,8 @@ public struct ShardLedger: Sendable {
                 let (certified, digest) = blocks[index]!
                 executed.append(execute(certified, digest: digest, chain: chain))
             }
+            // Coordinator timeouts count rounds of this ledger, so every replica decides alike.
+            if crossShard != nil { expireCoordinations(into: &executed[executed.count - 1]) }
             round += 1
         }
         return executed
@@ -80,15 +93,21 @@ public struct ShardLedger: Sendable {
         let position = LedgerPosition(round: certified.block.round, clusterIndex: certified.block.cluster.index, height: height)
         var results: [ExecutionResult?] = []
         results.reserveCapacity(certified.block.transactions.count)
+        var executed = ExecutedBlock(certified: certified, digest: digest, height: height, head: head, results: [])
         for transaction in certified.block.transactions {
             if let last = lastExecution[transaction.client], transaction.requestID <= last.requestID {
                 results.append(nil)
                 continue
             }
-            let result = state.execute(transaction.operation)
+            let result = crossShard == nil ? state.execute(transaction.operation)
+                : executeSharded(transaction, position: position, into: &executed)
             lastExecution[transaction.client] = LastExecution(requestID: transaction.requestID, result: result, position: position)
             results.append(result)
         }
-        return ExecutedBlock(certified: certified, digest: digest, height: height, head: head, results: results)
+        if crossShard != nil {
+            for proof in certified.block.statements { executeStatement(proof.statement, into: &executed) }
+        }
+        executed.results = results
+        return executed
     }
 }

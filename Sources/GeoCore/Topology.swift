@@ -199,20 +199,44 @@ public struct Topology: Hashable, Sendable {
     }
 
     /// The shard that holds `key`.
+    public func shardID(forKey key: [UInt8]) -> ShardID { placementTable.shardID(forKey: key) }
+
+    /// Key placement alone, for the replicas' cross-shard layer (which must agree on it).
+    public var placementTable: KeyPlacementTable {
+        KeyPlacementTable(keyBuckets: keyBuckets, shards: shards.map { ($0.id, $0.placement) })
+    }
+}
+
+/// Which shard holds a key: the placement of every shard and the bucket count, as a value the
+/// core can carry (every replica of every shard must compute the same answer).
+public struct KeyPlacementTable: Hashable, Sendable {
+    public var keyBuckets: Int
+    public var shards: [ShardID]
+    public var placements: [KeyPlacement]
+
+    public init(keyBuckets: Int, shards: [(ShardID, KeyPlacement)]) {
+        self.keyBuckets = max(1, keyBuckets)
+        self.shards = shards.map(\.0)
+        self.placements = shards.map(\.1)
+    }
+
+    /// One shard holding every key.
+    public static let single = KeyPlacementTable(keyBuckets: 1, shards: [(ShardID(0), .all)])
+
     public func shardID(forKey key: [UInt8]) -> ShardID {
         let bucket = Int(KeyHash.fnv1a64(key) % UInt64(keyBuckets))
         var best: (shard: ShardID, length: Int)?
-        for shard in shards {
-            switch shard.placement {
+        for (shard, placement) in zip(shards, placements) {
+            switch placement {
             case .all:
-                return shard.id
+                return shard
             case let .hashBuckets(lower, upper):
-                if bucket >= lower && bucket <= upper { return shard.id }
+                if bucket >= lower && bucket <= upper { return shard }
             case let .prefixes(prefixes):
                 for prefix in prefixes {
                     let prefixBytes = Array(prefix.utf8)
-                    if key.starts(with: prefixBytes), prefixBytes.count >= (best?.length ?? -1) {
-                        if prefixBytes.count > (best?.length ?? -1) { best = (shard.id, prefixBytes.count) }
+                    if key.starts(with: prefixBytes), prefixBytes.count > (best?.length ?? -1) {
+                        best = (shard, prefixBytes.count)
                     }
                 }
             }

@@ -101,6 +101,8 @@ enum ClientRun {
         case let .number(number): return "\(number)"
         case let .transferred(from, to): return "transferred (balances now \(from) and \(to))"
         case let .refused(reason): return "refused: \(reason)"
+        case .crossShardCommitted: return "committed on every shard"
+        case let .crossShardAborted(reason): return "aborted on every shard: \(reason)"
         }
     }
 
@@ -162,5 +164,6 @@ enum ClientRun {
             print("  ledger: shard \(shardName), height \(output.height) (round \(output.round), block of \(proposer)); \(String(format: "%.1f", milliseconds)) ms")
         }
         if case .refused = completion.result { throw ExitCode(2) }
+        if case .crossShardAborted = completion.result { throw ExitCode(2) }
     }
 }

@@ -29,6 +29,10 @@ struct SimulateCommand: ParsableCommand {
     @Argument(help: "The topology file (default: the embedded default topology).")
     var topology: String?
 
+    @Option(name: .customLong("cross-shard"),
+            help: "Fault mode: the bank workload with this fraction (0...1) of transfers across shards, checked for atomicity, balance and locks.")
+    var crossShard: Double?
+
     @Option(help: "Fault mode: number of seeds to run.")
     var seeds: Int?
 
@@ -81,6 +85,10 @@ struct SimulateCommand: ParsableCommand {
 
     func validate() throws {
         if let seeds, seeds < 1 { throw ValidationError("--seeds must be at least 1") }
+        if let crossShard {
+            guard (0...1).contains(crossShard) else { throw ValidationError("--cross-shard is a fraction between 0 and 1") }
+            guard seeds != nil || faults else { throw ValidationError("--cross-shard needs fault mode (--seeds N, or --faults --seed S)") }
+        }
         guard ["geobft", "pbft", "both"].contains(protocolName) else { throw ValidationError("--protocol is geobft, pbft or both") }
         guard durationSeconds > 0, warmupSeconds >= 0, warmupSeconds < durationSeconds else {
             throw ValidationError("need 0 <= --warmup < --duration")
@@ -98,7 +106,8 @@ struct SimulateCommand: ParsableCommand {
             FileHandle.standardError.write(Data("error: \(error)\n".utf8))
             throw ExitCode(1)
         }
-        let replay = topology.map { "geofabric simulate \($0)" } ?? "geofabric simulate"
+        let crossShardOption = crossShard.map { " --cross-shard \($0)" } ?? ""
+        let replay = (topology.map { "geofabric simulate \($0)" } ?? "geofabric simulate") + crossShardOption
         if let seeds {
             try sweepFaults(model, count: seeds, replay: replay)
         } else if faults {
@@ -130,7 +139,7 @@ struct SimulateCommand: ParsableCommand {
     // MARK: Faults
 
     func runOne(_ model: Topology, seed: UInt64) throws {
-        let scenario = FaultPlan.random(topology: model, seed: seed)
+        let scenario = FaultPlan.random(topology: model, seed: seed, crossShard: crossShard)
         let simulation = Simulation(settings: scenario.settings)
         if trace {
             for (time, action) in scenario.settings.actions {
@@ -139,6 +148,9 @@ struct SimulateCommand: ParsableCommand {
             simulation.trace = { print($0) }
         }
         let report = simulation.run()
+        if !report.crossShardOutcomes.isEmpty {
+            print("cross-shard: " + report.crossShardOutcomes.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
+        }
         print("seed \(seed): \(report.ok ? "ok" : "VIOLATIONS"); committed \(report.committed) transactions (\(report.committedAfterHeal) after heal), \(report.viewChanges) view changes started, \(report.messagesSent) messages (\(report.messagesDropped) dropped), \(report.events) events")
         print("heights: " + report.heights.sorted { $0.key < $1.key }.map { "\(model.replica($0.key)?.name ?? "?")=\($0.value)" }.joined(separator: " "))
         for violation in report.violations { print("  \(violation)") }
@@ -151,7 +163,7 @@ struct SimulateCommand: ParsableCommand {
         let start = clock.now
         var lastProgress = start
         let seeds = firstSeed..<(firstSeed + UInt64(count))
-        let summary = SeedSweep.run(topology: model, seeds: seeds) { seed, report in
+        let summary = SeedSweep.run(topology: model, seeds: seeds, crossShard: crossShard) { seed, report in
             if !report.ok {
                 progress("seed \(seed): \(report.violations.count) violation(s): \(report.violations[0]); replay: \(replay) --faults --seed \(seed)")
             }
@@ -163,6 +175,9 @@ struct SimulateCommand: ParsableCommand {
         let elapsed = clock.now - start
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         print("seeds \(summary.seedsRun), violations \(summary.failingSeeds.count), committed \(summary.committed) transactions, \(summary.viewChanges) view changes, \(summary.events) events, \(String(format: "%.1f", seconds)) s")
+        if !summary.crossShardOutcomes.isEmpty {
+            print("cross-shard: " + summary.crossShardOutcomes.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
+        }
         for failing in summary.failingSeeds {
             print("  failing seed \(failing.seed): \(failing.violations[0])")
             print("  replay: \(replay) --faults --seed \(failing.seed)")

@@ -36,6 +36,11 @@ enum Byzantine {
         case var .remoteViewChange(value):
             value.signature = randomSignature(&random)
             return .remoteViewChange(value)
+        case var .shardStatement(value):
+            value.signatures = value.signatures.map {
+                CertificateSignature(replicaIndex: $0.replicaIndex, signature: randomSignature(&random))
+            }
+            return .shardStatement(value)
         case .clientTransaction, .reply, .blockRequest:
             return message
         }

@@ -70,6 +70,13 @@ public enum ByzantineBehaviour: String, CaseIterable, Hashable, Sendable {
     /// Sends other clusters certified blocks with bad certificates: too few signers, signers of
     /// another cluster, signatures over another round or digest.
     case forgedCertificates
+    /// Ignores every cross-shard statement it receives: as a participant's primary it never orders
+    /// a Prepare, so its shard votes only once a view change replaces it.
+    case withholdsVotes
+
+    /// The behaviours that matter with one shard, in their original order: random fault plans of
+    /// single-shard runs draw from these, so that every seed replays the plan it always had.
+    public static let singleShardCases: [ByzantineBehaviour] = allCases.filter { $0 != .withholdsVotes }
 }
 
 /// Something that happens at a point of simulated time.

@@ -4,13 +4,16 @@
 // - validity: only correctly signed client transactions execute, each at most once per replica;
 // - certificates: every executed block carries a valid commit certificate;
 // - durability: every result a client accepted is in the ledger at the height it was told;
-// - liveness (after faults heal): requests complete within a bound, and replicas catch up.
+// - liveness (after faults heal): requests complete within a bound, and replicas catch up;
+// - with the bank workload (cross-shard transactions): atomicity (a transaction is applied on all
+//   of its shards or on none, as its coordinator decided), conservation (the balances of all
+//   shards add up to the money minted) and locks (none held once the run settled).
 
 import GeoCore
 
 public struct Violation: Hashable, Sendable, CustomStringConvertible {
     public enum Kind: String, Hashable, Sendable {
-        case agreement, validity, certificate, durability, liveness
+        case agreement, validity, certificate, durability, liveness, atomicity, conservation, locks
     }
     public var kind: Kind
     /// Simulated time in microseconds.
@@ -59,6 +62,12 @@ public final class InvariantChecker {
     /// (client, request) -> (shard, height) a client was told.
     var acknowledged: [(RequestKey, ShardID, UInt64, UInt64)] = []
     static let violationLimit = 100
+    /// Bank workload: money entered by executed adds (each ledger height counted once).
+    public private(set) var minted: Int64 = 0
+    /// Cross-shard transactions: the decision and its shards, and which shards applied or discarded.
+    var decided: [CrossShardID: (vote: CrossShardVote, shards: [ShardID])] = [:]
+    var applied: [CrossShardID: Set<ShardID>] = [:]
+    var discarded: [CrossShardID: Set<ShardID>] = [:]
 
     init(suite: SimulatedCrypto, quorumOf: @escaping (ClusterID) -> Quorum?) {
         self.suite = suite
@@ -106,7 +115,54 @@ public final class InvariantChecker {
             }
         } else {
             heights[shard, default: [:]][block.height] = HeightRecord(digest: block.digest, head: block.head, keys: keys, replica: replica)
+            // What the block did to the shared state, once per height (agreement covers the rest).
+            for (transaction, result) in zip(block.certified.block.transactions, block.results) {
+                if case let .add(_, delta) = transaction.operation, case .number = result { minted &+= delta }
+            }
+            for event in block.events { observe(event, time: time) }
         }
+    }
+
+    func observe(_ event: CrossShardEvent, time: UInt64) {
+        switch event {
+        case let .decided(id, vote, shards):
+            if let earlier = decided[id], earlier.vote != vote {
+                record(.atomicity, time, "\(id) was decided twice: \(earlier.vote), then \(vote)")
+            }
+            decided[id] = (vote, shards)
+            if vote != .commit, let shards = applied[id] {
+                record(.atomicity, time, "\(id) was aborted (\(vote)) but applied on \(shards.sorted())")
+            }
+        case let .applied(id, shard):
+            applied[id, default: []].insert(shard)
+            if let decision = decided[id], decision.vote != .commit {
+                record(.atomicity, time, "\(shard) applied \(id), which was aborted (\(decision.vote))")
+            }
+            if discarded[id]?.isEmpty == false { record(.atomicity, time, "\(shard) applied \(id), which \(discarded[id]!.sorted()) discarded") }
+        case let .discarded(id, shard):
+            discarded[id, default: []].insert(shard)
+            if decided[id]?.vote == .commit { record(.atomicity, time, "\(shard) discarded \(id), which was committed") }
+        }
+    }
+
+    /// At the end of a settled run: every committed transaction was applied on all of its shards.
+    func checkAtomicity(time: UInt64) {
+        for (id, decision) in decided.sorted(by: { $0.key < $1.key }) where decision.vote == .commit {
+            let missing = decision.shards.filter { !(applied[id]?.contains($0) ?? false) }
+            if !missing.isEmpty { record(.atomicity, time, "\(id) was committed but never applied on \(missing)") }
+        }
+    }
+
+    /// Decided cross-shard transactions by outcome.
+    func crossShardOutcomes() -> [String: Int] {
+        var outcomes: [String: Int] = [:]
+        for decision in decided.values where decision.shards.count > 1 || decision.vote != .commit {
+            switch decision.vote {
+            case .commit: outcomes["committed", default: 0] += 1
+            case let .abort(reason): outcomes["aborted: \(reason)", default: 0] += 1
+            }
+        }
+        return outcomes
     }
 
     /// A client accepted a result at `height` of `shard`.
@@ -128,4 +184,9 @@ public final class InvariantChecker {
     }
 
     public var maxHeight: UInt64 { replicaHeights.values.max() ?? 0 }
+
+    /// The highest height any correct replica of `shard` reached (shards' ledgers grow apart).
+    public func maxHeight(of shard: ShardID) -> UInt64 {
+        replicaHeights.filter { $0.key.cluster.shard == shard }.values.max() ?? 0
+    }
 }

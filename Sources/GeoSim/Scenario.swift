@@ -38,6 +38,9 @@ public struct Scenario: Sendable {
 
     public mutating func clients(perCluster count: Int) { settings.clientsPerCluster = count }
 
+    /// The bank workload, with `fraction` of its transfers across shards.
+    public mutating func bank(crossShard fraction: Double) { settings.crossShardFraction = fraction }
+
     public func run() -> SimulationReport { Simulation(settings: settings).run() }
 }
 
@@ -52,9 +55,15 @@ public enum FaultPlan {
 
     public static var durationSeconds: Double { healSeconds + livenessSeconds + 0.5 }
 
-    public static func random(topology: Topology, seed: UInt64) -> Scenario {
+    /// With `crossShard`, the bank workload with that fraction of cross-shard transfers, and the
+    /// faults that matter to it as well: Byzantine replicas that withhold votes, partitions
+    /// between shards, a client that signs conflicting versions of its requests. Without it, the
+    /// plan is drawn exactly as it always was (the same seed gives the same plan).
+    public static func random(topology: Topology, seed: UInt64, crossShard: Double? = nil) -> Scenario {
         var random = SeededRandom(seed: seed ^ 0xFA17_FA17)
         var scenario = Scenario(topology, seed: seed, seconds: durationSeconds)
+        let sharded = crossShard != nil && topology.shards.count > 1
+        scenario.settings.crossShardFraction = crossShard
         scenario.healed(at: healSeconds, within: livenessSeconds)
         let losses = [0, 0, 0.01, 0.05, 0.1]
         let network = NetworkFaults(loss: losses[Int(random.next() % UInt64(losses.count))],
@@ -74,7 +83,7 @@ public enum FaultPlan {
                 var chosen = Set<Int>()
                 while chosen.count < count { chosen.insert(Int(random.next() % UInt64(cluster.n))) }
                 for index in chosen.sorted() {
-                    let behaviours = ByzantineBehaviour.allCases
+                    let behaviours = sharded ? ByzantineBehaviour.allCases : ByzantineBehaviour.singleShardCases
                     scenario.at(0, .byzantine(cluster.replicas[index].id, behaviours[Int(random.next() % UInt64(behaviours.count))]))
                 }
             }
@@ -84,7 +93,7 @@ public enum FaultPlan {
         for _ in 0..<Int(random.next() % 3) {
             let start = time(&random)
             let end = min(healSeconds, start + 0.1 + Double(random.next() % 1000) / 1000)
-            switch random.next() % 4 {
+            switch random.next() % (sharded ? 5 : 4) {
             case 0:
                 let victim = all[Int(random.next() % UInt64(all.count))].id
                 scenario.at(start, .crash(victim))
@@ -95,12 +104,19 @@ public enum FaultPlan {
             case 2:
                 let region = topology.regions[Int(random.next() % UInt64(topology.regions.count))].name
                 scenario.at(start, .partition(Partition(regions: [region])))
-            default:
+            case 3:
                 // The current primary of the first cluster is the most damaging replica to lose.
                 let victim = topology.shards[0].clusters[0].replicas[0].id
                 scenario.at(start, .crash(victim))
                 scenario.at(end, .restart(victim))
+            default:
+                // A partition between shards: every region of one shard cut from the others.
+                let shard = topology.shards[Int(random.next() % UInt64(topology.shards.count))]
+                scenario.at(start, .partition(Partition(regions: Set(shard.clusters.map(\.region)))))
             }
+        }
+        if sharded, random.next() % 3 == 0 {
+            scenario.settings.conflictingClients = [Int(random.next() % UInt64(max(1, topology.allReplicas.count / 4)))]
         }
         return scenario
     }
@@ -113,17 +129,21 @@ public struct SweepSummary: Sendable {
     public var committed = 0
     public var events = 0
     public var viewChanges = 0
+    /// Bank workload: cross-shard transactions decided, by outcome.
+    public var crossShardOutcomes: [String: Int] = [:]
 }
 
 public enum SeedSweep {
-    public static func run(topology: Topology, seeds: Range<UInt64>, progress: ((UInt64, SimulationReport) -> Void)? = nil) -> SweepSummary {
+    public static func run(topology: Topology, seeds: Range<UInt64>, crossShard: Double? = nil,
+                           progress: ((UInt64, SimulationReport) -> Void)? = nil) -> SweepSummary {
         var summary = SweepSummary()
         for seed in seeds {
-            let report = FaultPlan.random(topology: topology, seed: seed).run()
+            let report = FaultPlan.random(topology: topology, seed: seed, crossShard: crossShard).run()
             summary.seedsRun += 1
             summary.committed += report.committed
             summary.events += report.events
             summary.viewChanges += report.viewChanges
+            for (outcome, count) in report.crossShardOutcomes { summary.crossShardOutcomes[outcome, default: 0] += count }
             if !report.ok { summary.failingSeeds.append((seed, report.violations)) }
             progress?(seed, report)
         }

@@ -56,7 +56,7 @@ public struct SimulatedCrypto: CryptoSuite, TransactionSigner {
             print.add(checkpoint.cluster)
             print.add(checkpoint.round)
             print.add(checkpoint.digest)
-        case .viewChange, .newView, .remoteViewChange:
+        case .viewChange, .newView, .remoteViewChange, .shardStatement:
             print.add(5)
             print.add(SigningPayload.statement(statement))
         }
@@ -84,6 +84,8 @@ public struct SimulatedCrypto: CryptoSuite, TransactionSigner {
             print.add(transaction.operation)
             print.add(transaction.signature.bytes)
         }
+        // Only blocks with statements hash them, so the digests of all other blocks are unchanged.
+        if !block.statements.isEmpty { print.add(SigningPayload.block(block)) }
         let base = print.value
         // Four differently seeded lanes: collisions need a 64-bit collision first.
         return Digest(w0: base, w1: Self.mix(base ^ 1), w2: Self.mix(base ^ 2), w3: Self.mix(base ^ 3))

@@ -33,6 +33,18 @@ public struct SimulationSettings: Sendable {
     public var cores = 4
     /// Latencies and per-region throughput count only requests completed after this time.
     public var warmup: UInt64 = 0
+    /// The bank workload with this fraction of transfers across shards (nil: the mixed key-value
+    /// workload of earlier runs, every client on its own shard, cross-shard layer off).
+    public var crossShardFraction: Double?
+    /// Bank workload: clients stop submitting this long before the end, so that every cross-shard
+    /// transaction is decided and applied before the final checks (balance, locks, atomicity).
+    public var settleTime: UInt64 = 2_000_000
+    /// Bank workload: clients (by index) that sign a second and third version of each cross-shard
+    /// request, with the same request id (one with another amount, one with another coordinator).
+    public var conflictingClients: Set<Int> = []
+    /// Shards apply their part of a cross-shard transaction even on abort (to show that the
+    /// balance and atomicity checkers notice).
+    public var brokenCommitRule = false
 
     public init(topology: Topology, seed: UInt64, duration: UInt64) {
         self.topology = topology
@@ -74,6 +86,8 @@ public struct SimulationReport: Sendable {
     /// The busiest replica's CPU time over the run, as a fraction of the run (1 = saturated).
     public var busiestReplicaUtilisation: Double
     public var ok: Bool { violations.isEmpty }
+    /// Bank workload: cross-shard transactions decided, by outcome ("committed", "aborted: conflict", ...).
+    public var crossShardOutcomes: [String: Int] = [:]
 }
 
 public final class Simulation {
@@ -158,7 +172,10 @@ public final class Simulation {
     var events = 0
     /// What the adversary knows of its own equivocation: which proposal each replica got.
     var equivocations: [VoteStatement: Set<ReplicaID>] = [:]
-    var livenessTarget: UInt64?
+    /// Per shard: the height its replicas must reach by the end (each shard's ledger is its own).
+    var livenessTarget: [ShardID: UInt64]?
+    /// Bank workload: the accounts of each shard.
+    var accountsByShard: [[[UInt8]]] = []
     var livenessOutstanding: [(client: Int, requestID: UInt64)] = []
 
     struct Pair: Hashable {
@@ -188,6 +205,11 @@ public final class Simulation {
                     guard var configuration = PBFTConfiguration(topology: topology, replica: replica.id) else { continue }
                     configuration.quorum = quorums[Int(cluster.id.index)]
                     configuration.shardQuorums = quorums
+                    if settings.crossShardFraction == nil {
+                        configuration.crossShard = nil
+                    } else {
+                        configuration.crossShard?.brokenCommitRuleForCheckerTests = settings.brokenCommitRule
+                    }
                     let suite = SimulatedCrypto(owner: replica.id, clientCount: clientCount)
                     let node = ReplicaNode(id: replica.id, region: replica.region, configuration: configuration, suite: suite)
                     node.core = PBFTReplica(configuration: configuration, suite: node.coreSuite(metered: settings.costModel != nil))
@@ -218,6 +240,12 @@ public final class Simulation {
         for node in replicas.values { node.regionIndex = regionNames.firstIndex(of: node.region) ?? 0 }
         for index in clients.indices { clients[index].regionIndex = regionNames.firstIndex(of: clients[index].region) ?? 0 }
         for (time, action) in settings.actions { schedule(at: time, .action(action)) }
+        accountsByShard = topology.shards.map { _ in [] }
+        for index in 0..<settings.accounts {
+            let account = Array("acct-\(index)".utf8)
+            let shard = Int(topology.shardID(forKey: account).rawValue)
+            if shard < accountsByShard.count { accountsByShard[shard].append(account) }
+        }
         if settings.duration > settings.livenessBound, settings.duration - settings.livenessBound >= settings.healTime {
             schedule(at: settings.duration - settings.livenessBound, .livenessMark)
         }
@@ -264,7 +292,8 @@ public final class Simulation {
                                 }),
                                 regionCompleted: Dictionary(grouping: clients, by: \.region).mapValues { $0.reduce(0) { $0 + $1.latencies.count } },
                                 regionLatencies: Dictionary(grouping: clients, by: \.region).mapValues { $0.flatMap(\.latencies) },
-                                busiestReplicaUtilisation: (replicas.values.map(\.busyMicroseconds).max() ?? 0) / Double(max(1, settings.duration)))
+                                busiestReplicaUtilisation: (replicas.values.map(\.busyMicroseconds).max() ?? 0) / Double(max(1, settings.duration)),
+                                crossShardOutcomes: checker.crossShardOutcomes())
     }
 
     func handle(_ payload: Payload) {
@@ -288,6 +317,7 @@ public final class Simulation {
             if node.byzantine == .censoring, case let .clientTransaction(transaction) = message, transaction.client == ClientID(0) {
                 return
             }
+            if node.byzantine == .withholdsVotes, case .shardStatement = message { return }
             let effects = node.core!.step(input)
             carryOut(effects, of: node, delay: charge(node, effects))
         case let .toClient(index, reply):
@@ -306,6 +336,11 @@ public final class Simulation {
         case let .clientTick(index):
             schedule(at: now + tickMicroseconds, .clientTick(index))
             if !clients[index].core.isBusy {
+                if settings.crossShardFraction != nil {
+                    guard now + settings.settleTime < settings.duration else { return }
+                    submitBankOperation(index)
+                    return
+                }
                 let operation = nextOperation()
                 clients[index].submittedAt = now
                 carryOut(clients[index].core.submit(operation), ofClient: index)
@@ -315,7 +350,7 @@ public final class Simulation {
         case let .action(action):
             apply(action)
         case .livenessMark:
-            livenessTarget = checker.maxHeight
+            livenessTarget = Dictionary(uniqueKeysWithValues: topology.shards.map { ($0.id, checker.maxHeight(of: $0.id)) })
             livenessOutstanding = clients.indices.compactMap { index in
                 clients[index].core.isBusy ? (index, clients[index].core.nextRequestID - 1) : nil
             }
@@ -331,6 +366,48 @@ public final class Simulation {
             return .transfer(from: account(&random, settings.accounts), to: account(&random, settings.accounts), amount: 1 + random.next() % 50)
         case 8: return .put(key: account(&random, settings.accounts), value: random.bytes(count: 8))
         default: return .get(key: account(&random, settings.accounts))
+        }
+    }
+
+    /// Bank workload: a mint (1 in 10: where money enters, so the checker knows the total) or a
+    /// transfer, across shards with the configured probability; sent to the client's cluster of
+    /// the coordinator shard (the shard of the first key) in its region, else that shard's first.
+    func submitBankOperation(_ index: Int) {
+        let shards = accountsByShard.indices.filter { !accountsByShard[$0].isEmpty }
+        guard !shards.isEmpty else { return }
+        func pick(_ shard: Int) -> [UInt8] { accountsByShard[shard][Int(random.next() % UInt64(accountsByShard[shard].count))] }
+        let operation: Operation
+        if random.next() % 10 == 0 {
+            operation = .add(key: pick(shards[Int(random.next() % UInt64(shards.count))]), delta: Int64(1 + random.next() % 500))
+        } else {
+            let fromShard = shards[Int(random.next() % UInt64(shards.count))]
+            var toShard = fromShard
+            if shards.count > 1, probability(settings.crossShardFraction ?? 0) {
+                let others = shards.filter { $0 != fromShard }
+                toShard = others[Int(random.next() % UInt64(others.count))]
+            }
+            operation = .transfer(from: pick(fromShard), to: pick(toShard), amount: 1 + random.next() % 50)
+        }
+        let coordinator = topology.shardID(forKey: operation.keys[0])
+        let shard = topology.shards[Int(coordinator.rawValue)]
+        let home = shard.clusters.first { $0.region == clients[index].region } ?? shard.clusters[0]
+        clients[index].submittedAt = now
+        clients[index].shard = coordinator
+        carryOut(clients[index].core.submit(operation, to: home.id, quorum: home.quorum), ofClient: index)
+        if settings.conflictingClients.contains(index), case let .transfer(from, to, amount) = operation,
+           topology.shardID(forKey: to) != coordinator {
+            // Same request id, other contents: another amount to the same coordinator cluster, and
+            // the reverse transfer to the other shard's cluster (another coordinator).
+            let requestID = clients[index].core.nextRequestID - 1
+            let signer = SimulatedCrypto(owner: nil, clientCount: clients.count)
+            let client = clients[index].core.client
+            let otherShard = topology.shards[Int(topology.shardID(forKey: to).rawValue)]
+            let otherHome = otherShard.clusters.first { $0.region == clients[index].region } ?? otherShard.clusters[0]
+            let versions = [(signer.signTransaction(client: client, requestID: requestID, operation: .transfer(from: from, to: to, amount: amount + 1)), home),
+                            (signer.signTransaction(client: client, requestID: requestID, operation: .transfer(from: to, to: from, amount: amount)), otherHome)]
+            for (version, cluster) in versions {
+                for replica in cluster.replicas { send(.clientTransaction(version), from: .client(client), to: .replica(replica.id)) }
+            }
         }
     }
 
@@ -448,7 +525,7 @@ public final class Simulation {
                 }
                 return
             }
-        case .replay, .censoring, .forgedCertificates:
+        case .replay, .censoring, .forgedCertificates, .withholdsVotes:
             break
         }
         for destination in destinations { send(outgoing, from: .replica(node.id), to: .replica(destination), extraDelay: extraDelay) }
@@ -636,8 +713,10 @@ public final class Simulation {
 
     func finalChecks() {
         checker.checkDurability(time: now)
-        guard let target = livenessTarget else { return }
+        if settings.crossShardFraction != nil { checkBank() }
+        guard let targets = livenessTarget else { return }
         for (id, node) in replicas where node.byzantine == nil {
+            let target = targets[id.cluster.shard] ?? 0
             let height = node.core?.ledger.height ?? 0
             if node.core != nil && height < target {
                 checker.record(.liveness, now, "\(id) is at height \(height), behind the height \(target) reached \(Double(settings.livenessBound) / 1e6) s before the end")
@@ -649,5 +728,31 @@ public final class Simulation {
         if !clients.isEmpty && committedAfterHeal == 0 {
             checker.record(.liveness, now, "no request completed after the heal time")
         }
+    }
+}
+
+extension Simulation {
+    /// Bank workload, at the end of a settled run: on each shard, the correct replica furthest
+    /// along holds the shard's balances; over all shards they add up to the money minted, no
+    /// correct replica that caught up holds a lock or a transaction in progress, and every
+    /// decided transaction was applied on all of its shards or on none.
+    func checkBank() {
+        var total: Int64 = 0
+        for shard in topology.shards {
+            let running = replicas.values.filter { $0.id.cluster.shard == shard.id && $0.byzantine == nil && $0.core != nil }
+            guard let top = running.max(by: { ($0.core!.ledger.height, $1.id) < ($1.core!.ledger.height, $0.id) }) else { continue }
+            let state = top.core!.ledger.state
+            for key in state.values.keys.sorted(by: { $0.lexicographicallyPrecedes($1) }) { total &+= state.number(key) ?? 0 }
+            let height = top.core!.ledger.height
+            for node in running.sorted(by: { $0.id < $1.id }) where node.core!.ledger.height == height {
+                if let crossShard = node.core!.ledger.crossShard, !crossShard.isIdle {
+                    checker.record(.locks, now, "\(node.id) still holds \(crossShard.locks.count) locks and \(crossShard.transactionsInProgress) cross-shard transactions in progress after the run settled")
+                }
+            }
+        }
+        if total != checker.minted {
+            checker.record(.conservation, now, "the shards' balances add up to \(total), but \(checker.minted) was minted")
+        }
+        checker.checkAtomicity(time: now)
     }
 }

@@ -128,7 +128,11 @@ public struct ByteReader: ~Copyable {
     /// A u32 element count, refused when even the smallest elements could not fit in what is left
     /// (so a forged count cannot make the decoder reserve memory) or when above `limit`.
     public mutating func count(_ field: StaticString, minimumElementBytes: Int, limit: Int) throws(WireError) -> Int {
-        let count = Int(try u32(field))
+        try checked(count: Int(try u32(field)), field, minimumElementBytes: minimumElementBytes, limit: limit)
+    }
+
+    /// The checks of `count(...)` for a count read some other way (with flag bits removed).
+    public func checked(count: Int, _ field: StaticString, minimumElementBytes: Int, limit: Int) throws(WireError) -> Int {
         guard count <= limit else {
             throw .fieldTooLarge(field: String(describing: field), length: count, limit: limit)
         }

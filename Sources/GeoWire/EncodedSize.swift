@@ -29,7 +29,19 @@ public enum EncodedSize {
                 + Signature.byteCount
         case .blockRequest: return cluster + 8 + 8
         case .remoteViewChange: return 1 + cluster + 8 + 8 + replica + Signature.byteCount
+        case let .shardStatement(value): return of(value)
         }
+    }
+
+    static func of(_ statement: ShardStatement) -> Int {
+        switch statement.kind {
+        case let .prepare(transaction): return 2 + 2 + 1 + of(transaction)
+        case .vote, .decision: return 2 + 2 + 1 + (2 + 4 + 8) + 1
+        }
+    }
+
+    static func of(_ proof: ShardStatementProof) -> Int {
+        of(proof.statement) + cluster + 4 + proof.signatures.count * signer
     }
 
     static func of(_ operation: Operation) -> Int {
@@ -43,7 +55,10 @@ public enum EncodedSize {
 
     static func of(_ transaction: ClientTransaction) -> Int { 4 + 8 + of(transaction.operation) + Signature.byteCount }
 
-    static func of(_ block: Block) -> Int { cluster + 8 + 4 + block.transactions.reduce(0) { $0 + of($1) } }
+    static func of(_ block: Block) -> Int {
+        let statements = block.statements.isEmpty ? 0 : 4 + block.statements.reduce(0) { $0 + of($1) }
+        return cluster + 8 + 4 + block.transactions.reduce(0) { $0 + of($1) } + statements
+    }
 
     /// Bytes of a block's canonical encoding (what its digest is computed over, less the domain tag).
     public static func block(_ block: Block) -> Int { of(block) }
@@ -57,6 +72,8 @@ public enum EncodedSize {
         case .number: return 1 + 8
         case .transferred: return 1 + 16
         case .refused: return 2
+        case .crossShardCommitted: return 1
+        case .crossShardAborted: return 2
         }
     }
 

@@ -34,6 +34,7 @@ public enum MessageKind: UInt16, CaseIterable, Sendable {
     case newView = 9
     case blockRequest = 10
     case remoteViewChange = 11
+    case shardStatement = 12
 
     public init(of message: Message) {
         switch message {
@@ -48,6 +49,7 @@ public enum MessageKind: UInt16, CaseIterable, Sendable {
         case .newView: self = .newView
         case .blockRequest: self = .blockRequest
         case .remoteViewChange: self = .remoteViewChange
+        case .shardStatement: self = .shardStatement
         }
     }
 }

@@ -24,6 +24,53 @@ public enum MessageCodec {
         case let .newView(value): encode(value, signed: true, into: &writer)
         case let .blockRequest(value): encode(value, into: &writer)
         case let .remoteViewChange(value): encode(value, signed: true, into: &writer)
+        case let .shardStatement(value): encode(value, into: &writer)
+        }
+    }
+
+    /// The flag in a block's transaction count saying a statement list follows. A block without
+    /// statements keeps exactly the encoding (and digest) it had before cross-shard transactions.
+    static let blockStatementsFlag: UInt32 = 0x8000_0000
+
+    static func encode(_ id: CrossShardID, into writer: inout ByteWriter) {
+        writer.u16(id.coordinator.rawValue)
+        writer.u32(id.client.rawValue)
+        writer.u64(id.requestID)
+    }
+
+    static func encode(_ vote: CrossShardVote, into writer: inout ByteWriter) {
+        switch vote {
+        case .commit: writer.u8(0)
+        case let .abort(reason): writer.u8(reason.rawValue)
+        }
+    }
+
+    /// A cross-shard statement (what its signers sign, after the domain tag).
+    public static func encode(_ statement: ShardStatement, into writer: inout ByteWriter) {
+        writer.u16(statement.source.rawValue)
+        writer.u16(statement.target.rawValue)
+        switch statement.kind {
+        case let .prepare(transaction):
+            writer.u8(StatementTag.prepare.rawValue)
+            encode(transaction, into: &writer)
+        case let .vote(id, vote):
+            writer.u8(StatementTag.vote.rawValue)
+            encode(id, into: &writer)
+            encode(vote, into: &writer)
+        case let .decision(id, decision):
+            writer.u8(StatementTag.decision.rawValue)
+            encode(id, into: &writer)
+            encode(decision, into: &writer)
+        }
+    }
+
+    public static func encode(_ proof: ShardStatementProof, into writer: inout ByteWriter) {
+        encode(proof.statement, into: &writer)
+        encode(proof.cluster, into: &writer)
+        writer.u32(UInt32(proof.signatures.count))
+        for signer in proof.signatures {
+            writer.u16(signer.replicaIndex)
+            writer.signature(signer.signature)
         }
     }
 
@@ -78,8 +125,11 @@ public enum MessageCodec {
     public static func encode(_ block: Block, into writer: inout ByteWriter) {
         encode(block.cluster, into: &writer)
         writer.u64(block.round)
-        writer.u32(UInt32(block.transactions.count))
+        writer.u32(UInt32(block.transactions.count) | (block.statements.isEmpty ? 0 : blockStatementsFlag))
         for transaction in block.transactions { encode(transaction, into: &writer) }
+        guard !block.statements.isEmpty else { return }
+        writer.u32(UInt32(block.statements.count))
+        for proof in block.statements { encode(proof, into: &writer) }
     }
 
     static func encode(_ value: PrePrepare, into writer: inout ByteWriter) {
@@ -202,6 +252,11 @@ public enum MessageCodec {
         case let .refused(refusal):
             writer.u8(ResultTag.refused.rawValue)
             writer.u8(refusal.rawValue)
+        case .crossShardCommitted:
+            writer.u8(ResultTag.crossShardCommitted.rawValue)
+        case let .crossShardAborted(reason):
+            writer.u8(ResultTag.crossShardAborted.rawValue)
+            writer.u8(reason.rawValue)
         }
     }
 
@@ -231,8 +286,51 @@ public enum MessageCodec {
         case .newView: return .newView(try decodeNewView(&reader, limits: limits))
         case .blockRequest: return .blockRequest(try decodeBlockRequest(&reader))
         case .remoteViewChange: return .remoteViewChange(try decodeRemoteViewChange(&reader))
+        case .shardStatement: return .shardStatement(try decodeStatementProof(&reader, limits: limits))
         }
     }
+
+    static func decodeCrossShardID(_ reader: inout ByteReader) throws(WireError) -> CrossShardID {
+        let coordinator = ShardID(try reader.u16("cross_shard.coordinator"))
+        let client = ClientID(try reader.u32("cross_shard.client"))
+        guard client.rawValue < 0x8000_0000 else {
+            throw .invalidValue(field: "cross_shard.client", reason: "client id \(client.rawValue) has the top bit set")
+        }
+        return CrossShardID(coordinator: coordinator, client: client, requestID: try reader.u64("cross_shard.request_id"))
+    }
+
+    static func decodeVote(_ reader: inout ByteReader) throws(WireError) -> CrossShardVote {
+        let raw = try reader.u8("cross_shard.vote")
+        if raw == 0 { return .commit }
+        guard let reason = CrossShardAbort(rawValue: raw) else { throw .invalidTag(field: "cross_shard.vote", value: UInt64(raw)) }
+        return .abort(reason)
+    }
+
+    public static func decodeShardStatement(_ reader: inout ByteReader, limits: WireLimits) throws(WireError) -> ShardStatement {
+        let source = ShardID(try reader.u16("shard_statement.source"))
+        let target = ShardID(try reader.u16("shard_statement.target"))
+        let tag = try reader.u8("shard_statement.kind")
+        let kind: ShardStatement.Kind
+        switch StatementTag(rawValue: tag) {
+        case .prepare: kind = .prepare(try decodeTransaction(&reader, limits: limits))
+        case .vote: kind = .vote(try decodeCrossShardID(&reader), try decodeVote(&reader))
+        case .decision: kind = .decision(try decodeCrossShardID(&reader), try decodeVote(&reader))
+        case nil: throw .invalidTag(field: "shard_statement.kind", value: UInt64(tag))
+        }
+        return ShardStatement(source: source, target: target, kind: kind)
+    }
+
+    public static func decodeStatementProof(_ reader: inout ByteReader, limits: WireLimits) throws(WireError) -> ShardStatementProof {
+        let statement = try decodeShardStatement(&reader, limits: limits)
+        let cluster = try decodeClusterID(&reader)
+        let signers = try decodeSigners(&reader, field: "shard_statement.signatures", limit: limits.maxCertificateSignatures)
+        return ShardStatementProof(statement: statement, cluster: cluster, signatures: signers.map {
+            CertificateSignature(replicaIndex: $0.0, signature: $0.1)
+        })
+    }
+
+    /// The smallest encoded statement proof: a vote with no signers.
+    static let minimumStatementProofBytes = 2 + 2 + 1 + 14 + 1 + 4 + 4
 
     static func decodeRemoteViewChange(_ reader: inout ByteReader) throws(WireError) -> RemoteViewChange {
         let raw = try reader.u8("remote_view_change.phase")
@@ -288,12 +386,21 @@ public enum MessageCodec {
     public static func decodeBlock(_ reader: inout ByteReader, limits: WireLimits) throws(WireError) -> Block {
         let cluster = try decodeClusterID(&reader)
         let round = try reader.u64("block.round")
-        let count = try reader.count("block.transactions", minimumElementBytes: minimumTransactionBytes,
-                                     limit: limits.maxTransactionsPerBlock)
+        let raw = try reader.u32("block.transactions")
+        let count = try reader.checked(count: Int(raw & ~blockStatementsFlag), "block.transactions",
+                                       minimumElementBytes: minimumTransactionBytes, limit: limits.maxTransactionsPerBlock)
         var transactions = [ClientTransaction]()
         transactions.reserveCapacity(count)
         for _ in 0..<count { transactions.append(try decodeTransaction(&reader, limits: limits)) }
-        return Block(cluster: cluster, round: round, transactions: transactions)
+        guard raw & blockStatementsFlag != 0 else { return Block(cluster: cluster, round: round, transactions: transactions) }
+        let statementCount = try reader.count("block.statements", minimumElementBytes: minimumStatementProofBytes,
+                                              limit: limits.maxTransactionsPerBlock)
+        // Canonical: an empty list is encoded by leaving the flag off, never as a zero count.
+        guard statementCount > 0 else { throw .invalidValue(field: "block.statements", reason: "an empty statement list must be left out") }
+        var statements: [ShardStatementProof] = []
+        statements.reserveCapacity(statementCount)
+        for _ in 0..<statementCount { statements.append(try decodeStatementProof(&reader, limits: limits)) }
+        return Block(cluster: cluster, round: round, transactions: transactions, statements: statements)
     }
 
     static func decodePrePrepare(_ reader: inout ByteReader, limits: WireLimits) throws(WireError) -> PrePrepare {
@@ -457,6 +564,12 @@ public enum MessageCodec {
             let raw = try reader.u8("result.refusal")
             guard let refusal = Refusal(rawValue: raw) else { throw .invalidTag(field: "result.refusal", value: UInt64(raw)) }
             return .refused(refusal)
+        case .crossShardCommitted:
+            return .crossShardCommitted
+        case .crossShardAborted:
+            let raw = try reader.u8("result.abort_reason")
+            guard let reason = CrossShardAbort(rawValue: raw) else { throw .invalidTag(field: "result.abort_reason", value: UInt64(raw)) }
+            return .crossShardAborted(reason)
         case nil:
             throw .invalidTag(field: "result.tag", value: UInt64(tag))
         }
@@ -479,5 +592,9 @@ enum OperationTag: UInt8 {
 }
 
 enum ResultTag: UInt8 {
-    case stored = 1, value = 2, number = 3, transferred = 4, refused = 5
+    case stored = 1, value = 2, number = 3, transferred = 4, refused = 5, crossShardCommitted = 6, crossShardAborted = 7
+}
+
+enum StatementTag: UInt8 {
+    case prepare = 1, vote = 2, decision = 3
 }

@@ -13,6 +13,7 @@ public enum SigningPayload {
     static let newViewTag = Array("geofabric/new-view/v1".utf8)
     static let remoteViewChangeTag = Array("geofabric/remote-view-change/v1".utf8)
     static let blockTag = Array("geofabric/block/v1".utf8)
+    static let shardStatementTag = Array("geofabric/shard-statement/v1".utf8)
 
     /// What a client signs: its id, the request id and the operation.
     public static func transaction(client: ClientID, requestID: UInt64, operation: Operation) -> [UInt8] {
@@ -54,6 +55,9 @@ public enum SigningPayload {
         case let .remoteViewChange(message):
             writer.raw(remoteViewChangeTag)
             MessageCodec.encode(message, signed: false, into: &writer)
+        case let .shardStatement(statement):
+            writer.raw(shardStatementTag)
+            MessageCodec.encode(statement, into: &writer)
         }
         return writer.bytes
     }

@@ -30,7 +30,33 @@ struct MessageGenerator {
     }
 
     mutating func block() -> Block {
-        Block(cluster: cluster(), round: u64(), transactions: (0..<int(0...4)).map { _ in transaction() })
+        let transactions = (0..<int(0...4)).map { _ in transaction() }
+        // Half the blocks carry cross-shard statements (the other half keep the old encoding).
+        let statements = int(0...1) == 0 ? [] : (0..<int(1...3)).map { _ in statementProof() }
+        return Block(cluster: cluster(), round: u64(), transactions: transactions, statements: statements)
+    }
+
+    mutating func crossShardID() -> CrossShardID {
+        CrossShardID(coordinator: ShardID(UInt16(int(0...3))), client: ClientID(UInt32(int(0...100_000))), requestID: u64())
+    }
+
+    mutating func vote() -> CrossShardVote {
+        int(0...1) == 0 ? .commit : .abort(CrossShardAbort.allCases[int(0...(CrossShardAbort.allCases.count - 1))])
+    }
+
+    mutating func shardStatement() -> ShardStatement {
+        let kind: ShardStatement.Kind
+        switch int(0...2) {
+        case 0: kind = .prepare(transaction())
+        case 1: kind = .vote(crossShardID(), vote())
+        default: kind = .decision(crossShardID(), vote())
+        }
+        return ShardStatement(source: ShardID(UInt16(int(0...3))), target: ShardID(UInt16(int(0...3))), kind: kind)
+    }
+
+    mutating func statementProof() -> ShardStatementProof {
+        ShardStatementProof(statement: shardStatement(), cluster: cluster(),
+                            signatures: indices(max: 4).map { CertificateSignature(replicaIndex: $0, signature: signature()) })
     }
 
     mutating func statement() -> VoteStatement {
@@ -38,12 +64,14 @@ struct MessageGenerator {
     }
 
     mutating func result() -> ExecutionResult {
-        switch int(0...5) {
+        switch int(0...7) {
         case 0: return .stored
         case 1: return .value(nil)
         case 2: return .value(bytes(max: 40))
         case 3: return .number(Int64(bitPattern: u64()))
         case 4: return .transferred(fromBalance: Int64(int(-5...1000)), toBalance: Int64(int(0...1000)))
+        case 5: return .crossShardCommitted
+        case 6: return .crossShardAborted(CrossShardAbort.allCases[int(0...(CrossShardAbort.allCases.count - 1))])
         default: return .refused(Refusal.allCases[int(0...(Refusal.allCases.count - 1))])
         }
     }
@@ -126,6 +154,8 @@ struct MessageGenerator {
         case .remoteViewChange:
             return .remoteViewChange(RemoteViewChange(phase: int(0...1) == 0 ? .detect : .request, target: cluster(),
                                                       round: u64(), attempt: u64(), sender: replica(), signature: signature()))
+        case .shardStatement:
+            return .shardStatement(statementProof())
         }
     }
 

@@ -1,0 +1,132 @@
+import GeoCore
+@testable import GeoSim
+import GeoTopology
+import Testing
+
+let sharded2x2x4: Topology = {
+    try! TopologyLoader.parse(text: """
+        name: sharded-2x2x4
+        regions: [oregon, iowa, montreal, belgium]
+        wan:
+          - {between: [oregon, iowa],       rtt_ms: 38,  mbit_s: 669}
+          - {between: [oregon, montreal],   rtt_ms: 65,  mbit_s: 371}
+          - {between: [oregon, belgium],    rtt_ms: 136, mbit_s: 194}
+          - {between: [iowa, montreal],     rtt_ms: 33,  mbit_s: 752}
+          - {between: [iowa, belgium],      rtt_ms: 98,  mbit_s: 243}
+          - {between: [montreal, belgium],  rtt_ms: 82,  mbit_s: 283}
+        key_buckets: 16
+        shards:
+          - name: s0
+            keys: {hash: [0, 7]}
+            clusters:
+              - {region: oregon, replicas: 4}
+              - {region: iowa,   replicas: 4}
+          - name: s1
+            keys: {hash: [8, 15]}
+            clusters:
+              - {region: montreal, replicas: 4}
+              - {region: belgium,  replicas: 4}
+        protocol: {batch_size: 100, checkpoint_every: 16, window: 64}
+        """, file: "sharded-2x2x4")
+}()
+
+/// Cross-shard transactions (DESIGN 2.4) under the bank workload: transfers between accounts of
+/// two shards, checked for atomicity, conserved balance, released locks and agreement.
+@Suite struct CrossShardScenarios {
+    func bank(seed: UInt64, seconds: Double = 6, fraction: Double = 0.5) -> Scenario {
+        var scenario = Scenario(sharded2x2x4, seed: seed, seconds: seconds)
+        scenario.bank(crossShard: fraction)
+        scenario.clients(perCluster: 3)
+        return scenario
+    }
+
+    func committed(_ report: SimulationReport) -> Int { report.crossShardOutcomes["committed", default: 0] }
+
+    func expectAtomicAndLive(_ report: SimulationReport, minimumCommitted: Int = 10, sourceLocation: SourceLocation = #_sourceLocation) {
+        #expect(report.ok, "\(describe(report)) outcomes \(report.crossShardOutcomes)", sourceLocation: sourceLocation)
+        #expect(committed(report) >= minimumCommitted, "\(describe(report)) outcomes \(report.crossShardOutcomes)", sourceLocation: sourceLocation)
+    }
+
+    func replica(_ name: String) -> ReplicaID { sharded2x2x4.replica(named: name)!.id }
+
+    @Test func transfersAcrossShardsCommitAtomically() {
+        let report = bank(seed: 1, seconds: 5).run()
+        expectAtomicAndLive(report, minimumCommitted: 15)
+        #expect(report.viewChanges == 0)
+        #expect(report.messagesByKind["shardStatement", default: 0] > 0)
+    }
+
+    @Test func byzantinePrimaryAndReplicaInTheCoordinatorShard() {
+        var scenario = bank(seed: 2, seconds: 8)
+        // Oregon's primary equivocates and its replica 1 forges signatures (statements included).
+        scenario.at(0, .byzantine(replica("s0-oregon-0"), .equivocatingPrimary))
+        scenario.at(0, .byzantine(replica("s0-iowa-0"), .forgedSignatures))
+        scenario.healed(at: 0, within: 5)
+        expectAtomicAndLive(scenario.run())
+    }
+
+    @Test func participantPrimaryThatWithholdsItsVoteIsReplaced() {
+        var scenario = bank(seed: 3, seconds: 8)
+        // Montreal is s1's cluster nearest to both of s0's: statements from s0 arrive there.
+        scenario.at(0, .byzantine(replica("s1-montreal-0"), .withholdsVotes))
+        scenario.healed(at: 0, within: 5)
+        let report = scenario.run()
+        expectAtomicAndLive(report)
+        #expect(report.viewChanges >= 1, "montreal must change view: \(describe(report))")
+    }
+
+    @Test func partitionBetweenShardsAbortsOrCompletesAndReleasesLocks() {
+        var scenario = bank(seed: 4, seconds: 10)
+        // s1's regions are cut from s0's for 3.5 s: longer than a coordinator waits for a vote.
+        scenario.at(0.5, .partition(Partition(regions: ["montreal", "belgium"])))
+        scenario.at(4.0, .healPartitions)
+        scenario.healed(at: 4.0, within: 5)
+        let report = scenario.run()
+        expectAtomicAndLive(report)
+        #expect(report.crossShardOutcomes["aborted: timeout", default: 0] > 0, "outcomes \(report.crossShardOutcomes)")
+    }
+
+    @Test func crashesOfCoordinatorAndParticipantReplicas() {
+        var scenario = bank(seed: 5, seconds: 9)
+        scenario.at(0.5, .crash(replica("s0-oregon-0")))
+        scenario.at(0.7, .crash(replica("s1-montreal-2")))
+        scenario.at(1.8, .restart(replica("s0-oregon-0")))
+        scenario.at(2.0, .restart(replica("s1-montreal-2")))
+        scenario.at(2.2, .crash(replica("s1-montreal-0")))
+        scenario.at(3.0, .restart(replica("s1-montreal-0")))
+        scenario.healed(at: 3.0, within: 5)
+        expectAtomicAndLive(scenario.run())
+    }
+
+    @Test func aClientSigningConflictingVersionsOfOneRequest() {
+        var scenario = bank(seed: 6, seconds: 6)
+        scenario.settings.conflictingClients = [0, 3, 6, 9]
+        scenario.healed(at: 0, within: 4)
+        expectAtomicAndLive(scenario.run())
+    }
+
+    @Test func aBrokenCommitRuleIsCaughtByTheBalanceChecker() {
+        var scenario = bank(seed: 7, seconds: 4)
+        scenario.settings.brokenCommitRule = true
+        let report = scenario.run()
+        #expect(report.violations.contains { $0.kind == .conservation }, "\(describe(report)) outcomes \(report.crossShardOutcomes)")
+        #expect(report.violations.contains { $0.kind == .atomicity }, "\(describe(report))")
+    }
+
+    @Test func singleShardTopologiesKeepTheirWorkloadWithoutTheLayer() {
+        // Without --cross-shard nothing of the layer runs: no statement is ever sent.
+        let report = Scenario(sharded2x2x4, seed: 8, seconds: 2).run()
+        #expect(report.ok, "\(describe(report))")
+        #expect(report.messagesByKind["shardStatement", default: 0] == 0)
+    }
+}
+
+@Suite struct CrossShardSeedSweep {
+    /// At least 200 random seeds of faults with 30% cross-shard transfers, every one clean.
+    @Test func twoHundredSeedsOfTheBankWithFaults() {
+        let summary = SeedSweep.run(topology: sharded2x2x4, seeds: 1..<201, crossShard: 0.3)
+        #expect(summary.seedsRun == 200)
+        #expect(summary.failingSeeds.isEmpty, "failing seeds: \(summary.failingSeeds.map { "\($0.seed): \($0.violations.first!)" })")
+        #expect(summary.crossShardOutcomes["committed", default: 0] > 200 * 10, "\(summary.crossShardOutcomes)")
+    }
+}
