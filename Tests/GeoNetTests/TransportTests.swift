@@ -30,7 +30,7 @@ actor Inbox {
 }
 
 /// True once `condition` holds, false if it does not within `timeout`.
-func eventually(_ timeout: Duration = .seconds(10), _ condition: () async -> Bool) async -> Bool {
+func eventually(_ timeout: Duration = .seconds(60), _ condition: () async -> Bool) async -> Bool {
     let deadline = ContinuousClock.now + timeout
     while ContinuousClock.now < deadline {
         if await condition() { return true }
@@ -55,7 +55,9 @@ enum Fixture {
     static func configuration(_ node: NodeID, key: SigningKey? = nil, hash: Digest = topologyHash) -> TransportConfiguration {
         let signing = key ?? (node.client.map { clientKey($0.rawValue) } ?? replicaKey(node.replicaNumber!))
         var configuration = TransportConfiguration(identity: node, signingKey: signing, topologyHash: hash, keyRing: keyRing)
-        configuration.handshakeTimeout = .seconds(3)
+        // Generous: under the full suite the simulator tests hold the cooperative threads, and a
+        // raw test peer can take seconds to answer a Hello (3 s closed connections mid-test).
+        configuration.handshakeTimeout = .seconds(60)
         // Refusals are logged at warning: keep those in the test output, not the connect chatter.
         configuration.logger.logLevel = .warning
         return configuration
