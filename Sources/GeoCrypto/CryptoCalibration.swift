@@ -105,7 +105,7 @@ public enum CryptoCalibration {
             iterations += 1
             elapsed = clock.now - start
         } while elapsed < limit
-        let elapsedSeconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        let elapsedSeconds = elapsed.seconds
         return Double(iterations * unit) / elapsedSeconds
     }
 }

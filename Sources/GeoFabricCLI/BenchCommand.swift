@@ -353,10 +353,6 @@ final class BenchRecorder: Sendable {
     func snapshot() -> State { state.withLock { $0 } }
 }
 
-extension Duration {
-    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
-}
-
 // MARK: Report
 
 struct LatencySummary: Encodable, Sendable {

@@ -154,7 +154,7 @@ enum ClientRun {
         await client.shutdown()
         let shardName = topology.shard(cluster.id.shard)?.name ?? "?"
         let proposer = topology.shard(cluster.id.shard)?.clusters[Int(completion.position.clusterIndex)].region ?? "?"
-        let milliseconds = Double(completion.latency.components.seconds) * 1000 + Double(completion.latency.components.attoseconds) / 1e15
+        let milliseconds = completion.latency.seconds * 1000
         let output = ClientResult(operation: describe(operation), result: describe(completion.result), shard: shardName, cluster: proposer,
                                   round: completion.position.round, height: completion.position.height, latency_ms: milliseconds)
         if options.json {

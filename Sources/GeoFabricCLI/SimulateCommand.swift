@@ -173,7 +173,7 @@ struct SimulateCommand: ParsableCommand {
             }
         }
         let elapsed = clock.now - start
-        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        let seconds = elapsed.seconds
         print("seeds \(summary.seedsRun), violations \(summary.failingSeeds.count), committed \(summary.committed) transactions, \(summary.viewChanges) view changes, \(summary.events) events, \(String(format: "%.1f", seconds)) s")
         if !summary.crossShardOutcomes.isEmpty {
             print("cross-shard: " + summary.crossShardOutcomes.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))

@@ -190,7 +190,7 @@ public actor ReplicaNode {
                 let key = ClientRequest(client: reply.client, requestID: reply.requestID)
                 if let arrived = arrivals.removeValue(forKey: key), latencies.count < Self.latenciesMax {
                     let elapsed = clock.now - arrived
-                    latencies.append(Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+                    latencies.append(elapsed.seconds)
                 }
                 sink.send(.reply(reply), to: .client(reply.client))
             }
@@ -246,7 +246,7 @@ public actor ReplicaNode {
             cluster: Int(info.id.cluster.index), view: core.view, height: core.ledger.height, round: core.ledger.round,
             head: core.ledger.head.hex, status: isChangingView ? .viewChange : .normal, peersConnected: peersConnected,
             peersTotal: peersTotal, committedTransactions: UInt64(committedTransactions),
-            uptimeSeconds: Double(uptime.components.seconds) + Double(uptime.components.attoseconds) / 1e18)
+            uptimeSeconds: uptime.seconds)
     }
 
     /// Brings `metrics` up to date with the core's counters (called before each scrape).
