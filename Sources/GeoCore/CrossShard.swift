@@ -146,18 +146,23 @@ public struct CrossShardLayout: Hashable, Sendable {
     /// For each shard, the index of its cluster this replica's cluster sends statements to (the
     /// nearest by round-trip time; the same cluster of the same region when there is one).
     public var nearestCluster: [UInt16]
-    /// Rounds of the coordinator's ledger a vote may take before the coordinator aborts. About
-    /// 3 s at one round per tick (a waiting coordinator proposes at least that often): more than
-    /// a participant needs to order a Prepare through a local view change (500 ms, doubling) and
-    /// its answer's trip back, so a healthy participant is not aborted; short enough that locks
-    /// on an unreachable participant are released within seconds.
-    public var voteTimeoutRounds: UInt64 = 300
+    /// Rounds of the coordinator's ledger a vote may take before the coordinator aborts. When the
+    /// coordinator is otherwise idle its primary proposes a heartbeat block every `heartbeatTicks`,
+    /// so this is about 3 s (60 x 50 ms). Under load rounds come faster and it is shorter in time:
+    /// at 100 rounds a second (one block per 10 ms tick on one machine) 0.6 s, still several times
+    /// what a healthy participant's answer takes (its consensus on the Prepare, the Vote's trip,
+    /// the coordinator's consensus on it); a participant in a view change may then be aborted,
+    /// which is safe. Short enough that locks on an unreachable participant go within seconds.
+    public var voteTimeoutRounds: UInt64 = 60
     /// Ticks between re-sends of the statements a ledger still waits on: a quarter of the remote
     /// timeout, the same patience GeoBFT gives a block that is late between regions.
     public var retransmitTicks: UInt64 = 50
     /// Ticks between heartbeat blocks of a primary while its shard coordinates a transaction (so
-    /// the rounds that time a vote pass when nothing else is ordered).
-    public var heartbeatTicks: UInt64 = 1
+    /// the rounds that time a vote pass when nothing else is ordered): 50 ms. One per tick (the
+    /// first version) cost a whole block of PBFT signatures every 10 ms on every replica of the
+    /// shard for as long as any vote was outstanding; on a loaded 2-core machine that starved the
+    /// replicas into view changes (`bench --cross-shard` on real processes found it).
+    public var heartbeatTicks: UInt64 = 5
     /// Shards that apply their part even when the decision is abort: for one purpose only,
     /// showing that the simulator's balance and atomicity checkers notice. Never set in a deployment.
     public var brokenCommitRuleForCheckerTests = false
@@ -183,6 +188,7 @@ public struct CrossShardLayout: Hashable, Sendable {
                   nearestCluster: nearest)
         let tick = UInt64(max(1, topology.parameters.tickMilliseconds))
         retransmitTicks = max(2, UInt64(topology.parameters.remoteTimeoutMilliseconds) / tick / 4)
+        heartbeatTicks = max(1, 50 / tick)
     }
 
     public func quorum(of cluster: ClusterID) -> Quorum? {

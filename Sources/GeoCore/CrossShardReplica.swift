@@ -154,7 +154,9 @@ extension PBFTReplica {
     mutating func queueWatchedStatements() {
         proposedStatements = []
         if let newView = lastNewView {
-            for proof in newView.prePrepares.flatMap(\.block.statements) { proposedStatements.insert(proof.statement) }
+            for prePrepare in newView.prePrepares where prePrepare.block.round > lastDelivered {
+                for proof in prePrepare.block.statements { proposedStatements.insert(proof.statement) }
+            }
         }
         let queued = Set(pendingStatements.map(\.statement))
         for (statement, watch) in watchedStatements.sorted(by: { $0.value.since < $1.value.since })

@@ -876,7 +876,13 @@ public struct PBFTReplica: Sendable {
         proposed = []
         if isPrimary {
             nextProposalRound = max(plan.lastRound, lastDelivered, stable.statement.round) + 1
-            for transaction in newView.prePrepares.flatMap(\.block.transactions) { proposed.insert(RequestKey(transaction)) }
+            // Only rounds still to deliver: a key of a round this replica already delivered would
+            // never be removed (delivery removes it), and would keep the progress timer running
+            // on an idle primary until it asked, alone, to leave its own view (seed 1643 of the
+            // cross-shard sweep: the shard's rounds then stopped for a whole remote timeout).
+            for prePrepare in newView.prePrepares where prePrepare.block.round > lastDelivered {
+                for transaction in prePrepare.block.transactions { proposed.insert(RequestKey(transaction)) }
+            }
             for transaction in waiting where !proposed.contains(RequestKey(transaction)) && !pendingKeys.contains(RequestKey(transaction)) {
                 pending.append(transaction)
                 pendingKeys.insert(RequestKey(transaction))
@@ -893,6 +899,27 @@ public struct PBFTReplica: Sendable {
             for key in watched.keys { watched[key]?.since = now }
             for transaction in waiting { effects.append(.send(.clientTransaction(transaction), to: primary)) }
             handOverWatchedStatements(effects: &effects)
+        }
+    }
+}
+
+extension PBFTReplica {
+    /// One line of the internal state that decides timers and proposals, for traces and reports.
+    public var debugSummary: String {
+        let outstanding = slots.filter { $0.key > lastDelivered && ($0.value.prePrepare != nil || $0.value.certified != nil) }.keys.sorted()
+        return "\(status) view \(view) delivered \(lastDelivered) knownCommitted \(knownCommitted) next \(nextProposalRound) "
+            + "stable \(stable.statement.round) watched \(watched.count) pending \(pending.count) proposed \(proposed.count) "
+            + "watchedStatements \(watchedStatements.keys.map { Simulationless.describe($0) }) pendingStatements \(pendingStatements.count) "
+            + "outstandingSlots \(outstanding) progressSince \(progressSince.map(String.init) ?? "-") now \(now)"
+    }
+}
+
+enum Simulationless {
+    static func describe(_ statement: ShardStatement) -> String {
+        switch statement.kind {
+        case .prepare: return "prepare \(statement.id)"
+        case let .vote(id, vote): return "vote \(id) \(vote)"
+        case let .decision(id, vote): return "decision \(id) \(vote)"
         }
     }
 }

@@ -61,7 +61,7 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(name: .customLong("transfer-fraction"), help: "Fraction of transfers between two keys of one shard.")
     var transferFraction: Double = 0.1
 
-    @Option(name: .customLong("cross-shard"), help: "Fraction of cross-shard transactions (not implemented yet: only 0).")
+    @Option(name: .customLong("cross-shard"), help: "Fraction of cross-shard transfers (from a key of the client's shard to a key of another; needs two shards or more).")
     var crossShard: Double = 0
 
     @Option(help: "Seconds a client waits for f + 1 matching replies before counting a timeout.")
@@ -97,9 +97,6 @@ struct BenchCommand: AsyncParsableCommand {
             throw ValidationError("--read-fraction and --transfer-fraction are between 0 and 1")
         }
         guard (0...1).contains(crossShard) else { throw ValidationError("--cross-shard is between 0 and 1") }
-        guard crossShard == 0 else {
-            throw ValidationError("cross-shard transactions are not implemented yet (README: they come after bench); run with --cross-shard 0")
-        }
         guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
     }
 
@@ -128,6 +125,7 @@ struct BenchCommand: AsyncParsableCommand {
         settings.zipfTheta = zipf
         settings.readFraction = readFraction
         settings.transferFraction = transferFraction
+        settings.crossShardFraction = crossShard
         settings.requestTimeoutSeconds = timeout
         settings.seed = seed
 
@@ -227,6 +225,7 @@ struct BenchSettings: Sendable {
     var zipfTheta = 0.99
     var readFraction = 0.5
     var transferFraction = 0.1
+    var crossShardFraction = 0.0
     var requestTimeoutSeconds = 10.0
     var seed: UInt64 = 1
     var readyTimeoutSeconds = 60.0
@@ -309,6 +308,19 @@ final class BenchRecorder: Sendable {
         var refused = 0
         var timeouts = 0
         var errors: [String: Int] = [:]
+        /// Single-shard transactions apart from cross-shard ones, and the latter by outcome.
+        var singleShard = BenchRecorder.histogram()
+        var crossShardCommitted = BenchRecorder.histogram()
+        var crossShardAborted = BenchRecorder.histogram()
+        var abortsByReason: [String: Int] = [:]
+    }
+
+    /// What kind of transaction completed, and how.
+    enum Outcome: Sendable {
+        /// A single-shard transaction; `refused` when the state machine refused it.
+        case singleShard(refused: Bool)
+        case crossShardCommitted
+        case crossShardAborted(reason: String)
     }
 
     let warmupSeconds: Double
@@ -324,7 +336,7 @@ final class BenchRecorder: Sendable {
 
     /// A transaction completed `elapsed` seconds into the run; only those within the run count,
     /// and only those after the warmup count in the totals.
-    func record(elapsed: Double, latency: Duration, plan: BenchClientPlan, shardName: String, refused: Bool) {
+    func record(elapsed: Double, latency: Duration, plan: BenchClientPlan, shardName: String, outcome: Outcome) {
         guard elapsed >= 0, elapsed < durationSeconds else { return }
         let micros = min(Self.latencyMicrosecondsMax, max(1, UInt64(latency.seconds * 1_000_000)))
         state.withLock { state in
@@ -334,7 +346,16 @@ final class BenchRecorder: Sendable {
             state.byRegion[plan.region, default: Self.histogram()].record(micros)
             state.byCluster[plan.clusterLabel, default: Self.histogram()].record(micros)
             state.byShard[shardName, default: Self.histogram()].record(micros)
-            if refused { state.refused += 1 }
+            switch outcome {
+            case let .singleShard(refused):
+                state.singleShard.record(micros)
+                if refused { state.refused += 1 }
+            case .crossShardCommitted:
+                state.crossShardCommitted.record(micros)
+            case let .crossShardAborted(reason):
+                state.crossShardAborted.record(micros)
+                state.abortsByReason[reason, default: 0] += 1
+            }
         }
     }
 
@@ -456,10 +477,37 @@ struct BenchReport: Encodable, Sendable {
     var regions: [BenchGroup]
     var clusters: [BenchClusterLine]
     var shards: [BenchShardLine]
+    /// Single-shard transactions (reads, updates, transfers inside one shard).
+    var single_shard: BenchKindLine
+    /// Cross-shard transfers, when the run had any: committed and aborted apart, aborts by reason.
+    var cross_shard: BenchCrossShardLine?
     var view_changes: UInt64
     var agreement: Bool
     var replicas_exited: [String]
     var timeline: [BenchSecond]
+}
+
+struct BenchKindLine: Encodable, Sendable {
+    var committed: Int
+    var throughput_tps: Double
+    var latency_ms: LatencySummary
+}
+
+struct BenchCrossShardLine: Encodable, Sendable {
+    /// Committed on every shard they touch.
+    var committed: Int
+    /// Aborted on every shard they touch (the client's one answer), counted by reason below.
+    var aborted: Int
+    var aborts_by_reason: [String: Int]
+    /// Committed cross-shard transfers per measured second.
+    var throughput_tps: Double
+    /// Latency of the committed ones (client's submit to its f + 1 matching answers).
+    var latency_ms: LatencySummary
+    var aborted_latency_ms: LatencySummary
+    /// Summed over the replicas' final status: keys still locked and transactions unfinished once
+    /// the run settled (0 and 0 when every transaction ran to its end).
+    var locks_held_at_end: Int
+    var in_progress_at_end: Int
 }
 
 struct BenchComparison: Encodable {
@@ -484,7 +532,8 @@ enum LiveBenchmark {
             throw BenchError.invalid("\(plans.count) clients need \(plans.count) client keys; the topology has \(original.clientCount)")
         }
         let workload = try BenchWorkload.make(topology: original, keyCount: settings.keyCount, zipfTheta: settings.zipfTheta,
-                                              readFraction: settings.readFraction, transferFraction: settings.transferFraction).get()
+                                              readFraction: settings.readFraction, transferFraction: settings.transferFraction,
+                                              crossShardFraction: settings.crossShardFraction).get()
         let keyRing: KeyRing
         var signingKeys: [SigningKey] = []
         do {
@@ -546,10 +595,15 @@ enum LiveBenchmark {
                     while !Task.isCancelled, clock.now < end {
                         do {
                             let completion = try await client.submit(operation, timeout: timeout)
-                            var refused = false
-                            if case .refused = completion.result { refused = true }
+                            let outcome: BenchRecorder.Outcome
+                            switch completion.result {
+                            case .crossShardCommitted: outcome = .crossShardCommitted
+                            case let .crossShardAborted(reason): outcome = .crossShardAborted(reason: "\(reason)")
+                            case .refused: outcome = .singleShard(refused: true)
+                            default: outcome = .singleShard(refused: false)
+                            }
                             recorder.record(elapsed: (clock.now - start).seconds, latency: completion.latency, plan: plan,
-                                            shardName: shardName, refused: refused)
+                                            shardName: shardName, outcome: outcome)
                         } catch ClientError.busy {
                             // After a timeout the client keeps resending until it hears f + 1
                             // replies; only then may the next request go.
@@ -658,10 +712,23 @@ enum LiveBenchmark {
             batch_size: deployed.parameters.batchSize, emulate_wan: settings.emulateWAN, duration_s: settings.durationSeconds,
             warmup_s: settings.warmupSeconds, measured_s: measured, clients: plans.count, clients_per_region: settings.clientsPerRegion,
             workload: BenchWorkloadSummary(keys: settings.keyCount, zipf_theta: settings.zipfTheta, read_fraction: settings.readFraction,
-                                           transfer_fraction: settings.transferFraction, cross_shard_fraction: 0, seed: settings.seed),
+                                           transfer_fraction: settings.transferFraction, cross_shard_fraction: settings.crossShardFraction,
+                                           seed: settings.seed),
             committed: committed, refused: state.refused, timeouts: state.timeouts, errors: state.errors,
             throughput_tps: Double(committed) / measured, latency_ms: LatencySummary(state.total), regions: regions,
-            clusters: clusters, shards: shards, view_changes: clusters.reduce(0) { $0 + $1.view },
+            clusters: clusters, shards: shards,
+            single_shard: BenchKindLine(committed: Int(state.singleShard.totalCount),
+                                        throughput_tps: Double(state.singleShard.totalCount) / measured,
+                                        latency_ms: LatencySummary(state.singleShard)),
+            cross_shard: settings.crossShardFraction > 0 || state.crossShardCommitted.totalCount + state.crossShardAborted.totalCount > 0
+                ? BenchCrossShardLine(committed: Int(state.crossShardCommitted.totalCount), aborted: Int(state.crossShardAborted.totalCount),
+                                      aborts_by_reason: state.abortsByReason,
+                                      throughput_tps: Double(state.crossShardCommitted.totalCount) / measured,
+                                      latency_ms: LatencySummary(state.crossShardCommitted),
+                                      aborted_latency_ms: LatencySummary(state.crossShardAborted),
+                                      locks_held_at_end: finalView.crossShardLocks, in_progress_at_end: finalView.crossShardInProgress)
+                : nil,
+            view_changes: clusters.reduce(0) { $0 + $1.view },
             agreement: shards.allSatisfy(\.agreement), replicas_exited: exited.sorted(), timeline: timeline)
     }
 }
@@ -681,6 +748,10 @@ final class LedgerObserver: Sendable {
         var answered: [String: Int] = [:]
         var settledShards: Set<String> = []
         var unreachable = 0
+        /// Summed over the replicas that answered (0 with one shard).
+        var crossShardLocks = 0
+        var crossShardInProgress = 0
+        /// One height per shard, and no cross-shard transaction left unfinished.
         var settled = false
     }
 
@@ -712,6 +783,8 @@ final class LedgerObserver: Sendable {
                 view.heights[shard] = max(view.heights[shard] ?? 0, status.height)
                 view.answered[shard, default: 0] += 1
                 heightsSeen[shard, default: []].insert(status.height)
+                view.crossShardLocks += status.crossShardLocks ?? 0
+                view.crossShardInProgress += status.crossShardInProgress ?? 0
                 if let known = state.heads[shard]?[status.height] {
                     state.compared[shard, default: 0] += 1
                     if known != status.head { state.conflicts[shard, default: 0] += 1 }
@@ -722,7 +795,7 @@ final class LedgerObserver: Sendable {
             view.views = state.maxView.values.reduce(0, +)
         }
         view.settledShards = Set(topology.shards.map(\.name).filter { heightsSeen[$0]?.count == 1 })
-        view.settled = view.settledShards.count == topology.shards.count
+        view.settled = view.settledShards.count == topology.shards.count && view.crossShardInProgress == 0
         return view
     }
 
@@ -762,6 +835,15 @@ enum BenchText {
         }
         let figures = ["committed", "txn/s", "p50 ms", "p90 ms", "p99 ms", "max ms"]
         var tables: [String] = []
+        if let cross = report.cross_shard {
+            let reasons = cross.aborts_by_reason.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+            lines.append("  cross-shard (\(Int((report.workload.cross_shard_fraction * 100).rounded()))% of operations): committed \(grouped(Double(cross.committed))), aborted \(grouped(Double(cross.aborted)))\(reasons.isEmpty ? "" : " (\(reasons))"); at the end \(cross.locks_held_at_end) locks held, \(cross.in_progress_at_end) unfinished")
+            tables.append(TextTable.render(header: ["transactions"] + figures, rows: [
+                row("single-shard", [], report.single_shard.committed, report.single_shard.throughput_tps, report.single_shard.latency_ms),
+                row("cross-shard committed", [], cross.committed, cross.throughput_tps, cross.latency_ms),
+                row("cross-shard aborted", [], cross.aborted, Double(cross.aborted) / max(report.measured_s, 1e-9), cross.aborted_latency_ms),
+            ]))
+        }
         tables.append(TextTable.render(header: ["region", "clients"] + figures,
                                        rows: report.regions.map { row($0.name, ["\($0.clients)"], $0.committed, $0.throughput_tps, $0.latency_ms) }))
         tables.append(TextTable.render(header: ["cluster", "n", "f", "view", "clients"] + figures,

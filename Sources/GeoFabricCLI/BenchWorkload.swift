@@ -1,5 +1,6 @@
 // The workload of `geofabric bench`: YCSB-style reads and updates over a fixed key space, with
-// uniform or Zipfian key choice, plus transfers between two keys of one shard. Everything is drawn
+// uniform or Zipfian key choice, plus transfers between two keys of one shard and (with several
+// shards) cross-shard transfers from a key of the client's shard to a key of another. Everything is drawn
 // from a seeded generator per client, so two runs with the same options send the same operations.
 
 import Foundation
@@ -61,6 +62,9 @@ struct BenchWorkload: Sendable {
 
     var readFraction: Double
     var transferFraction: Double
+    /// Fraction of all operations that are cross-shard transfers (their coordinator is the
+    /// client's shard, the shard of the first key).
+    var crossShardFraction: Double = 0
     /// The keys of each shard (by shard index), in rank order for the Zipf generator.
     let keysByShard: [[[UInt8]]]
     let generators: [ZipfGenerator]
@@ -68,7 +72,10 @@ struct BenchWorkload: Sendable {
     /// Spreads `keyCount` YCSB-style keys ("user0", "user1", ...) over the shards of `topology`.
     /// Fails when a shard gets fewer than two keys (a transfer needs two).
     static func make(topology: Topology, keyCount: Int, zipfTheta: Double, readFraction: Double,
-                     transferFraction: Double) -> Result<BenchWorkload, BenchError> {
+                     transferFraction: Double, crossShardFraction: Double = 0) -> Result<BenchWorkload, BenchError> {
+        if crossShardFraction > 0, topology.shards.count < 2 {
+            return .failure(.invalid("--cross-shard needs a topology of at least two shards; \(topology.name) has one (try topologies/sharded-2x2x4.yaml)"))
+        }
         var keys = [[[UInt8]]](repeating: [], count: topology.shards.count)
         for index in 0..<keyCount {
             let key = Array("user\(index)".utf8)
@@ -77,16 +84,23 @@ struct BenchWorkload: Sendable {
         if let empty = keys.firstIndex(where: { $0.count < 2 }) {
             return .failure(.invalid("--keys \(keyCount) leaves shard \(topology.shards[empty].name) with \(keys[empty].count) key(s); it needs at least 2"))
         }
-        return .success(BenchWorkload(readFraction: readFraction, transferFraction: transferFraction, keysByShard: keys,
+        return .success(BenchWorkload(readFraction: readFraction, transferFraction: transferFraction,
+                                      crossShardFraction: crossShardFraction, keysByShard: keys,
                                       generators: keys.map { ZipfGenerator(count: $0.count, theta: zipfTheta) }))
     }
 
-    /// The next operation of a client of shard `shard`: a transfer, else a read or an update.
+    /// The next operation of a client of shard `shard`: a cross-shard transfer, a transfer, else a
+    /// read or an update.
     func next(shard: Int, _ random: inout BenchRandom) -> GeoCore.Operation {
         let keys = keysByShard[shard]
         let generator = generators[shard]
         let rank = generator.next(&random)
         let key = keys[rank]
+        if crossShardFraction > 0, random.unit() < crossShardFraction {
+            // Another shard, uniformly; its key by its own skew.
+            let other = (shard + 1 + Int(random.next() % UInt64(keysByShard.count - 1))) % keysByShard.count
+            return .transfer(from: key, to: keysByShard[other][generators[other].next(&random)], amount: Self.transferAmount)
+        }
         if random.unit() < transferFraction {
             var otherRank = generator.next(&random)
             // A transfer to itself is refused; the neighbour keeps the skew of the draw.

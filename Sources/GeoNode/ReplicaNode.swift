@@ -246,7 +246,8 @@ public actor ReplicaNode {
             cluster: Int(info.id.cluster.index), view: core.view, height: core.ledger.height, round: core.ledger.round,
             head: core.ledger.head.hex, status: isChangingView ? .viewChange : .normal, peersConnected: peersConnected,
             peersTotal: peersTotal, committedTransactions: UInt64(committedTransactions),
-            uptimeSeconds: uptime.seconds)
+            uptimeSeconds: uptime.seconds, crossShardLocks: core.ledger.crossShard?.locks.count,
+            crossShardInProgress: core.ledger.crossShard?.transactionsInProgress)
     }
 
     /// Brings `metrics` up to date with the core's counters (called before each scrape).

@@ -32,11 +32,16 @@ public struct ReplicaStatus: Codable, Sendable, Hashable {
     public var peersTotal: Int
     public var committedTransactions: UInt64
     public var uptimeSeconds: Double
+    /// Keys locked by cross-shard transactions in progress; nil in a topology of one shard.
+    public var crossShardLocks: Int?
+    /// Cross-shard transactions this replica's shard coordinates or takes part in and has not
+    /// finished; nil in a topology of one shard. Both return to 0 once the shards are idle.
+    public var crossShardInProgress: Int?
 
     public init(
         replica: String, shard: String, region: String, cluster: Int, view: UInt64, height: UInt64,
         round: UInt64, head: String, status: ReplicaMode, peersConnected: Int, peersTotal: Int,
-        committedTransactions: UInt64, uptimeSeconds: Double
+        committedTransactions: UInt64, uptimeSeconds: Double, crossShardLocks: Int? = nil, crossShardInProgress: Int? = nil
     ) {
         self.replica = replica
         self.shard = shard
@@ -51,6 +56,8 @@ public struct ReplicaStatus: Codable, Sendable, Hashable {
         self.peersTotal = peersTotal
         self.committedTransactions = committedTransactions
         self.uptimeSeconds = uptimeSeconds
+        self.crossShardLocks = crossShardLocks
+        self.crossShardInProgress = crossShardInProgress
     }
 
     enum CodingKeys: String, CodingKey {
@@ -59,5 +66,7 @@ public struct ReplicaStatus: Codable, Sendable, Hashable {
         case peersTotal = "peers_total"
         case committedTransactions = "committed_transactions"
         case uptimeSeconds = "uptime_s"
+        case crossShardLocks = "cross_shard_locks"
+        case crossShardInProgress = "cross_shard_in_progress"
     }
 }

@@ -273,6 +273,11 @@ public final class Simulation {
         }
         now = settings.duration
         finalChecks()
+        if let trace {
+            for (id, node) in replicas.sorted(by: { $0.key < $1.key }) {
+                trace("END \(id): \(node.core?.debugSummary ?? "crashed")")
+            }
+        }
         var heights: [ReplicaID: UInt64] = [:]
         var views: [ReplicaID: UInt64] = [:]
         var viewChanges = 0
@@ -672,13 +677,24 @@ public final class Simulation {
         switch message {
         case let .clientTransaction(t): return "request \(t.client) #\(t.requestID)"
         case let .reply(r): return "reply \(r.client) #\(r.requestID) height \(r.position.height)"
-        case let .prePrepare(p): return "preprepare v\(p.view) r\(p.block.round) \(p.block.transactions.map { "\($0.client)#\($0.requestID)" })"
+        case let .prePrepare(p):
+            let statements = p.block.statements.isEmpty ? "" : " statements \(p.block.statements.map { statementSummary($0.statement) })"
+            return "preprepare v\(p.view) r\(p.block.round) \(p.block.transactions.map { "\($0.client)#\($0.requestID)" })" + statements
         case let .viewChange(v): return "viewChange to \(v.newView) from \(v.replicaIndex) checkpoint \(v.checkpoint.statement.round) prepared \(v.prepared.map(\.round))"
         case let .newView(v): return "newView \(v.view) with \(v.viewChanges.count) view changes"
         case let .blockRequest(r): return "blockRequest \(r.cluster) \(r.fromRound)...\(r.toRound)"
         case let .certifiedBlock(b): return "certifiedBlock \(b.block.cluster) r\(b.block.round) v\(b.certificate.statement.view)"
+        case let .shardStatement(proof): return "shardStatement \(statementSummary(proof.statement)) signers \(proof.signatures.count)"
         case let .remoteViewChange(r): return "remoteViewChange \(r.phase) target \(r.target) round \(r.round) attempt \(r.attempt)"
         default: return String(describing: MessageKind(of: message))
+        }
+    }
+
+    static func statementSummary(_ statement: ShardStatement) -> String {
+        switch statement.kind {
+        case .prepare: return "prepare \(statement.id) \(statement.source)->\(statement.target)"
+        case let .vote(id, vote): return "vote \(id) \(vote) \(statement.source)->\(statement.target)"
+        case let .decision(id, vote): return "decision \(id) \(vote) \(statement.source)->\(statement.target)"
         }
     }
 

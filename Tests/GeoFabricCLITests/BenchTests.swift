@@ -66,8 +66,37 @@ extension BenchTests {
             #expect(geo.allSatisfy { $0.cluster.region == $0.region })
         }
 
-        @Test func crossShardIsRefusedUntilItExists() {
-            #expect(throws: (any Error).self) { try BenchCommand.parse(["--cross-shard", "0.1"]) }
+        @Test func crossShardTransfersStartInTheClientsShardAndEndInAnother() throws {
+            let topology = try TopologyLoader.load(path: "\(repositoryRoot)/topologies/sharded-2x2x4.yaml")
+            let workload = try BenchWorkload.make(topology: topology, keyCount: 1_000, zipfTheta: 0.9, readFraction: 0.5,
+                                                  transferFraction: 0.1, crossShardFraction: 0.3).get()
+            var random = BenchRandom(seed: 5)
+            var crossShard = 0
+            for shard in 0..<2 {
+                for _ in 0..<2_000 {
+                    let operation = workload.next(shard: shard, &random)
+                    let shards = operation.keys.map { topology.shardID(forKey: $0) }
+                    #expect(shards[0] == ShardID(UInt16(shard)), "the coordinator is the client's shard")
+                    if Set(shards).count > 1 {
+                        crossShard += 1
+                        guard case .transfer = operation else { Issue.record("a cross-shard \(operation)"); continue }
+                    }
+                }
+            }
+            // 30% of 4,000 draws: 1,200, give or take a few standard deviations (about 29).
+            #expect((1_080...1_320).contains(crossShard), "\(crossShard) cross-shard operations")
+            let local = try TopologyLoader.load(path: "\(repositoryRoot)/topologies/local-1x4.yaml")
+            guard case let .failure(error) = BenchWorkload.make(topology: local, keyCount: 100, zipfTheta: 0, readFraction: 0.5,
+                                                               transferFraction: 0, crossShardFraction: 0.2) else {
+                Issue.record("cross-shard on one shard was accepted")
+                return
+            }
+            #expect("\(error)".contains("at least two shards"))
+        }
+
+        @Test func optionsAreChecked() {
+            #expect(throws: (any Error).self) { try BenchCommand.parse(["--cross-shard", "1.5"]) }
+            #expect((try? BenchCommand.parse(["--cross-shard", "0.2"])) != nil)
             #expect(throws: (any Error).self) { try BenchCommand.parse(["--zipf", "1"]) }
             #expect(throws: (any Error).self) { try BenchCommand.parse(["--warmup", "5", "--duration", "5"]) }
             #expect((try? BenchCommand.parse(["--cross-shard", "0"])) != nil)
@@ -77,14 +106,15 @@ extension BenchTests {
 
 extension BenchTests {
     @Suite(.serialized) struct Runs {
-        func run(_ yaml: String, protocol kind: ProtocolKind) async throws -> BenchReport {
+        func run(_ yaml: String, protocol kind: ProtocolKind, crossShard: Double = 0, seconds: Double = 2) async throws -> BenchReport {
             #expect(FileManager.default.isExecutableFile(atPath: builtTool), "build the tool first (swift build): \(builtTool)")
             let path = try writeTemporary(yaml, name: "topology.yaml")
             let directory = (path as NSString).deletingLastPathComponent
             defer { try? FileManager.default.removeItem(atPath: directory) }
             var settings = BenchSettings()
-            settings.durationSeconds = 2
+            settings.durationSeconds = seconds
             settings.warmupSeconds = 0.5
+            settings.crossShardFraction = crossShard
             settings.clientsPerRegion = 2
             settings.keyCount = 100
             settings.transferFraction = 0.2
@@ -145,6 +175,41 @@ extension BenchTests {
             #expect(report.clusters.map(\.cluster) == ["s0/east"] && report.clusters[0].n == 8)
             #expect(report.regions.map(\.name) == ["east", "west"] && report.regions.allSatisfy { $0.committed > 0 })
             #expect(report.shards[0].replicas_answered == 8)
+        }
+
+        /// Cross-shard transfers between two shards of one region each, over TCP between 8 replica
+        /// processes: some commit, every one is answered, the shards agree, and once the run settles
+        /// no replica holds a lock.
+        @Test func crossShardTransfersCommitOverRealReplicas() async throws {
+            let report = try await run("""
+                name: bench-xs-2x1x4
+                regions: [east, west]
+                wan:
+                  - {between: [east, west], rtt_ms: 10, mbit_s: 1000}
+                base_port: 17840
+                key_buckets: 16
+                shards:
+                  - name: s0
+                    keys: {hash: [0, 7]}
+                    clusters:
+                      - {region: east, replicas: 4}
+                  - name: s1
+                    keys: {hash: [8, 15]}
+                    clusters:
+                      - {region: west, replicas: 4}
+                keys: dev
+                """, protocol: .geobft, crossShard: 0.4, seconds: 3)
+            let cross = try #require(report.cross_shard)
+            #expect(cross.committed > 0, "\(cross)")
+            #expect(report.agreement && report.replicas_exited.isEmpty)
+            #expect(report.timeouts == 0)
+            #expect(cross.locks_held_at_end == 0 && cross.in_progress_at_end == 0, "\(cross)")
+            #expect(report.single_shard.committed + cross.committed + cross.aborted == report.committed)
+            #expect(cross.latency_ms.p50 > 0)
+            let json = try #require(try JSONSerialization.jsonObject(with: Data(JSONOutput.encode(report).utf8)) as? [String: Any])
+            let crossJSON = try #require(json["cross_shard"] as? [String: Any])
+            #expect(crossJSON["committed"] != nil && crossJSON["aborted"] != nil && crossJSON["aborts_by_reason"] != nil)
+            #expect(BenchText.render(report).contains("cross-shard committed"))
         }
     }
 }

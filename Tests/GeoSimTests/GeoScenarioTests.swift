@@ -3,27 +3,7 @@ import GeoCore
 import GeoTopology
 import Testing
 
-let geo4x4: Topology = {
-    try! TopologyLoader.parse(text: """
-        name: geo-4x4
-        regions: [oregon, iowa, montreal, belgium]
-        wan:
-          - {between: [oregon, iowa],       rtt_ms: 38,  mbit_s: 669}
-          - {between: [oregon, montreal],   rtt_ms: 65,  mbit_s: 371}
-          - {between: [oregon, belgium],    rtt_ms: 136, mbit_s: 194}
-          - {between: [iowa, montreal],     rtt_ms: 33,  mbit_s: 752}
-          - {between: [iowa, belgium],      rtt_ms: 98,  mbit_s: 243}
-          - {between: [montreal, belgium],  rtt_ms: 82,  mbit_s: 283}
-        shards:
-          - name: s0
-            clusters:
-              - {region: oregon,   replicas: 4}
-              - {region: iowa,     replicas: 4}
-              - {region: montreal, replicas: 4}
-              - {region: belgium,  replicas: 4}
-        protocol: {batch_size: 100, checkpoint_every: 16, window: 64, view_timeout_ms: 500, remote_timeout_ms: 2000}
-        """, file: "geo-4x4")
-}()
+let geo4x4 = shippedTopology("geo-4x4")
 
 /// GeoBFT across four regions: sharing, remote view change, the round-robin ledger.
 @Suite struct GeoBFTScenarios {
