@@ -40,8 +40,14 @@ public actor FabricClient {
     var core: ClientCore
     var waiting: CheckedContinuation<Completion, any Error>?
     var submittedAt: ContinuousClock.Instant?
+    /// When the outstanding request gives up (checked on each tick, so no timer per request).
+    var deadline: (instant: ContinuousClock.Instant, timeout: Duration)?
     var tasks: [Task<Void, Never>] = []
     let clock = ContinuousClock()
+    /// The client's clock: only resends on a view-change timeout and the submit timeout need it,
+    /// so a tenth of the view timeout (not the replicas' 10 ms tick: a load generator with hundreds
+    /// of clients woke up 100 times a second per client for nothing).
+    let tickInterval: Duration
 
     /// The home cluster of a client for `key`: the cluster of the key's shard in `region`, or the
     /// shard's first cluster when the shard has none there.
@@ -64,10 +70,12 @@ public actor FabricClient {
         configuration.limits = .init(maxBodyBytes: topology.parameters.maxMessageBytes)
         configuration.wanEmulation = wanEmulation
         transport = Transport(configuration: configuration)
-        let tick = UInt64(max(1, topology.parameters.tickMilliseconds))
+        let viewTimeout = max(1, topology.parameters.viewTimeoutMilliseconds)
+        let tick = max(topology.parameters.tickMilliseconds, viewTimeout / 10, 1)
+        tickInterval = .milliseconds(tick)
         // The client waits a local view-change timeout before resending to every replica.
         core = ClientCore(client: client, cluster: cluster.id, quorum: cluster.quorum, signer: key,
-                          timeoutTicks: UInt64(topology.parameters.viewTimeoutMilliseconds) / tick, firstRequestID: firstRequestID)
+                          timeoutTicks: UInt64(max(1, viewTimeout / tick)), firstRequestID: firstRequestID)
     }
 
     /// Dials the home cluster's replicas and starts the client's clock.
@@ -82,7 +90,7 @@ public actor FabricClient {
                 await self?.onReply(reply)
             }
         })
-        let tick = Duration.milliseconds(max(1, topology.parameters.tickMilliseconds))
+        let tick = tickInterval
         tasks.append(Task { [weak self] in
             while !Task.isCancelled {
                 try? await Task.sleep(for: tick)
@@ -95,12 +103,9 @@ public actor FabricClient {
     public func submit(_ operation: Operation, timeout: Duration = .seconds(30)) async throws -> Completion {
         guard waiting == nil, !core.isBusy else { throw ClientError.busy }
         let effects = core.submit(operation)
-        submittedAt = clock.now
-        let timer = Task { [weak self] in
-            try? await Task.sleep(for: timeout)
-            if !Task.isCancelled { await self?.fail(ClientError.timedOut(after: timeout)) }
-        }
-        defer { timer.cancel() }
+        let now = clock.now
+        submittedAt = now
+        deadline = (now + timeout, timeout)
         return try await withCheckedThrowingContinuation { continuation in
             waiting = continuation
             carryOut(effects)
@@ -110,10 +115,16 @@ public actor FabricClient {
     func fail(_ error: any Error) {
         waiting?.resume(throwing: error)
         waiting = nil
+        deadline = nil
     }
 
     func onReply(_ reply: Reply) { carryOut(core.onReply(reply)) }
-    func onTick() { carryOut(core.tick()) }
+    func onTick() {
+        if let deadline, waiting != nil, clock.now >= deadline.instant {
+            fail(ClientError.timedOut(after: deadline.timeout))
+        }
+        carryOut(core.tick())
+    }
 
     func carryOut(_ effects: [ClientEffect]) {
         for effect in effects {
@@ -125,6 +136,7 @@ public actor FabricClient {
                 let latency = submittedAt.map { clock.now - $0 } ?? .zero
                 waiting?.resume(returning: Completion(requestID: requestID, result: result, position: position, latency: latency))
                 waiting = nil
+                deadline = nil
             }
         }
     }

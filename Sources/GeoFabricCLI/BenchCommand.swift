@@ -229,6 +229,8 @@ struct BenchSettings: Sendable {
     var requestTimeoutSeconds = 10.0
     var seed: UInt64 = 1
     var readyTimeoutSeconds = 60.0
+    /// Seconds of the verify-rate measurement before the replicas start (0: skip, bound unknown).
+    var calibrationSeconds = 0.5
     /// How long the replicas get, once the clients stop, to reach one height per shard.
     var settleSeconds = 5.0
     /// Bounds every status poll, so a silent replica cannot hold up the progress line.
@@ -482,9 +484,24 @@ struct BenchReport: Encodable, Sendable {
     /// Cross-shard transfers, when the run had any: committed and aborted apart, aborts by reason.
     var cross_shard: BenchCrossShardLine?
     var view_changes: UInt64
+    /// The machine's ceiling for this run: every client transaction is verified (Ed25519) by each
+    /// replica of its home cluster, and all replicas share this machine's cores, so at most
+    /// (verify rate of all cores) / (replicas of a home cluster) transactions a second.
+    var bound: BenchBound
     var agreement: Bool
     var replicas_exited: [String]
     var timeline: [BenchSecond]
+}
+
+struct BenchBound: Encodable, Sendable {
+    var cores: Int
+    /// Measured on this machine just before the run, on all its cores together.
+    var verify_per_second_all_cores: Double
+    /// Mean size of the clients' home clusters: the verifications each transaction costs.
+    var verifications_per_transaction: Double
+    var verification_bound_tps: Double
+    /// throughput_tps / verification_bound_tps.
+    var achieved_of_bound: Double
 }
 
 struct BenchKindLine: Encodable, Sendable {
@@ -545,6 +562,9 @@ enum LiveBenchmark {
         } catch {
             throw BenchError.invalid("client keys: \(error)")
         }
+
+        // Before any replica runs, so the measurement has the cores to itself.
+        let verifyRate = settings.calibrationSeconds > 0 ? CryptoCalibration.verifyRateAllCores(seconds: settings.calibrationSeconds) : 0
 
         var deployedLoaded = loaded
         deployedLoaded.topology = deployed
@@ -670,14 +690,19 @@ enum LiveBenchmark {
         if Task.isCancelled { throw CancellationError() }
 
         return report(settings: settings, kind: kind, original: original, deployed: deployed, plans: plans, recorder: recorder,
-                      observer: observer, finalView: finalView, timeline: log.timeline.withLock { $0 }, exited: log.exited.withLock { $0 })
+                      observer: observer, finalView: finalView, timeline: log.timeline.withLock { $0 }, exited: log.exited.withLock { $0 },
+                      verifyRate: verifyRate)
     }
 
     static func report(settings: BenchSettings, kind: ProtocolKind, original: Topology, deployed: Topology, plans: [BenchClientPlan],
                        recorder: BenchRecorder, observer: LedgerObserver, finalView: LedgerObserver.View,
-                       timeline: [BenchSecond], exited: [String]) -> BenchReport {
+                       timeline: [BenchSecond], exited: [String], verifyRate: Double) -> BenchReport {
         let state = recorder.snapshot()
         let measured = settings.durationSeconds - settings.warmupSeconds
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        let verifications = plans.isEmpty ? 1 : Double(plans.reduce(0) { $0 + $1.cluster.n }) / Double(plans.count)
+        let boundTPS = verifyRate / verifications
+        let throughput = Double(state.total.totalCount) / measured
         func group(_ name: String, _ histogram: Histogram<UInt64>?, clients: Int) -> BenchGroup {
             let histogram = histogram ?? BenchRecorder.histogram()
             return BenchGroup(name: name, clients: clients, committed: Int(histogram.totalCount),
@@ -729,6 +754,8 @@ enum LiveBenchmark {
                                       locks_held_at_end: finalView.crossShardLocks, in_progress_at_end: finalView.crossShardInProgress)
                 : nil,
             view_changes: clusters.reduce(0) { $0 + $1.view },
+            bound: BenchBound(cores: cores, verify_per_second_all_cores: verifyRate, verifications_per_transaction: verifications,
+                              verification_bound_tps: boundTPS, achieved_of_bound: boundTPS > 0 ? throughput / boundTPS : 0),
             agreement: shards.allSatisfy(\.agreement), replicas_exited: exited.sorted(), timeline: timeline)
     }
 }
@@ -825,6 +852,10 @@ enum BenchText {
         lines.append("\(report.protocol) on \(report.topology): \(grouped(report.throughput_tps)) txn/s, latency p50 \(ms(latency.p50)) ms, p90 \(ms(latency.p90)) ms, p99 \(ms(latency.p99)) ms, max \(ms(latency.max)) ms; committed \(grouped(Double(report.committed))) in \(String(format: "%.1f", report.measured_s)) s after a \(String(format: "%.1f", report.warmup_s)) s warmup")
         lines.append("  configuration: \(report.replicas) replicas in \(report.cluster_count) cluster(s) of \(report.shard_count) shard(s), batch \(report.batch_size), WAN \(report.emulate_wan ? "emulated" : "not emulated"); \(report.clients) clients (\(report.clients_per_region) per region); \(grouped(Double(report.workload.keys))) keys, zipf \(report.workload.zipf_theta), reads \(Int(report.workload.read_fraction * 100))% of reads and updates, transfers \(Int(report.workload.transfer_fraction * 100))%")
         let errors = report.errors.values.reduce(0, +)
+        if report.bound.verification_bound_tps > 0 {
+            let bound = report.bound
+            lines.append("  bound: \(grouped(bound.verification_bound_tps)) txn/s = \(grouped(bound.verify_per_second_all_cores)) Ed25519 verifications/s on this machine's \(bound.cores) cores / \(String(format: "%.1f", bound.verifications_per_transaction)) replicas verifying each transaction; achieved \(String(format: "%.0f", bound.achieved_of_bound * 100))% of it")
+        }
         lines.append("  timeouts \(report.timeouts), other client errors \(errors), refused \(report.refused) (transfers without balance), view changes \(report.view_changes), replicas exited: \(report.replicas_exited.isEmpty ? "none" : report.replicas_exited.joined(separator: ", "))")
         for (reason, count) in report.errors.sorted(by: { $0.key < $1.key }) { lines.append("    \(count) x \(reason)") }
         lines.append("  agreement: " + (report.agreement ? "yes" : "NO") + " (" + report.shards.map { shard in

@@ -33,6 +33,9 @@ struct StatusCommand: AsyncParsableCommand {
         var height: UInt64?
         var head: String?
         var status: String?
+        /// With several shards: keys locked and cross-shard transactions unfinished at this replica.
+        var cross_shard_locks: Int?
+        var cross_shard_in_progress: Int?
         var reachable: Bool
         var error: String?
     }
@@ -60,7 +63,8 @@ struct StatusCommand: AsyncParsableCommand {
             case let .success(status):
                 lines[info.name] = ReplicaLine(replica: info.name, region: info.region, cluster: Int(info.id.cluster.index),
                                                view: status.view, height: status.height, head: status.head,
-                                               status: status.status.rawValue, reachable: true, error: nil)
+                                               status: status.status.rawValue, cross_shard_locks: status.crossShardLocks,
+                                               cross_shard_in_progress: status.crossShardInProgress, reachable: true, error: nil)
             case let .failure(error):
                 lines[info.name] = ReplicaLine(replica: info.name, region: info.region, cluster: Int(info.id.cluster.index),
                                                reachable: false, error: "\(error)")
@@ -81,12 +85,17 @@ struct StatusCommand: AsyncParsableCommand {
                 let reachable = shard.replicas.filter(\.reachable).count
                 print("shard \(shard.shard): height \(shard.height) (\(reachable)/\(shard.replicas.count) replicas answered"
                       + (shard.agreement ? ")" : "; HEADS DIFFER at this height)"))
+                let sharded = model.shards.count > 1
                 let rows = shard.replicas.map { line -> [String] in
-                    guard line.reachable else { return [line.replica, line.region, "\(line.cluster)", "-", "-", "-", "unreachable"] }
+                    guard line.reachable else {
+                        return [line.replica, line.region, "\(line.cluster)", "-", "-", "-", "unreachable"] + (sharded ? ["-"] : [])
+                    }
                     return [line.replica, line.region, "\(line.cluster)", "\(line.view ?? 0)", "\(line.height ?? 0)",
                             String((line.head ?? "").prefix(12)), line.status ?? ""]
+                        + (sharded ? ["\(line.cross_shard_locks ?? 0)/\(line.cross_shard_in_progress ?? 0)"] : [])
                 }
-                let table = TextTable.render(header: ["replica", "region", "cluster", "view", "height", "head", "state"], rows: rows)
+                let header = ["replica", "region", "cluster", "view", "height", "head", "state"] + (sharded ? ["locks/xs"] : [])
+                let table = TextTable.render(header: header, rows: rows)
                 print(table.split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
             }
         }

@@ -115,6 +115,7 @@ extension BenchTests {
             settings.durationSeconds = seconds
             settings.warmupSeconds = 0.5
             settings.crossShardFraction = crossShard
+            settings.calibrationSeconds = 0.2
             settings.clientsPerRegion = 2
             settings.keyCount = 100
             settings.transferFraction = 0.2
@@ -140,6 +141,10 @@ extension BenchTests {
             #expect(report.regions.map(\.name) == ["local"] && report.regions[0].committed == report.committed)
             #expect(report.latency_ms.p50 > 0 && report.latency_ms.p50 <= report.latency_ms.p99 && report.latency_ms.p99 <= report.latency_ms.max)
             #expect(report.timeline.count == 2)
+            // Four replicas verify each transaction; the bound is the cores' verify rate over four.
+            #expect(report.bound.verifications_per_transaction == 4 && report.bound.verify_per_second_all_cores > 100)
+            #expect(abs(report.bound.verification_bound_tps - report.bound.verify_per_second_all_cores / 4) < 1e-6)
+            #expect(BenchText.render(report).contains("bound: "))
 
             let json = try #require(try JSONSerialization.jsonObject(with: Data(JSONOutput.encode(report).utf8)) as? [String: Any])
             for key in ["protocol", "topology", "duration_s", "clients", "committed", "throughput_tps", "latency_ms", "regions", "shards", "agreement"] {
