@@ -294,7 +294,9 @@ public struct PBFTReplica: Sendable {
             // shard's rounds never wait for us.
             let needed = remoteHighestRound >= nextProposalRound || heartbeat
             heartbeat = false
-            guard pending.count >= configuration.batchSize || (partial && !(pending.isEmpty && pendingStatements.isEmpty)) || needed
+            let inFlight = nextProposalRound > lastDelivered + 1 ? nextProposalRound - 1 - lastDelivered : 0
+            let partialAllowed = partial && inFlight < configuration.partialBatchesInFlight
+            guard pending.count >= configuration.batchSize || (partialAllowed && !(pending.isEmpty && pendingStatements.isEmpty)) || needed
             else { break }
             let count = min(configuration.batchSize, pending.count)
             let transactions = Array(pending.prefix(count))
@@ -487,7 +489,9 @@ public struct PBFTReplica: Sendable {
             fetched[round] = nil
             deliver(block, effects: &effects)
         }
-        propose(partial: false, effects: &effects)
+        // A block of ours committed: a partial batch held back by the blocks in flight may go now.
+        let batchDelayPassed = oldestPendingTick.map { now - $0 >= configuration.batchDelayTicks } ?? false
+        propose(partial: batchDelayPassed, effects: &effects)
     }
 
     mutating func recordDelivery(_ block: CertifiedBlock, digest: Digest) {

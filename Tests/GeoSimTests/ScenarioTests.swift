@@ -204,3 +204,25 @@ func describe(_ report: SimulationReport) -> String {
         #expect(report.heights[loner]! + 4 >= report.heights.values.max()!, "the loner is back in step: \(describe(report))")
     }
 }
+
+/// A primary holds a partial batch while `partialBatchesInFlight` of its blocks are uncommitted,
+/// so when its consensus takes longer than a tick (here one PBFT cluster across four regions, the
+/// baseline) fewer, fuller blocks carry the load; a lone request still goes out at once.
+@Suite struct BatchingScenarios {
+    @Test func slowConsensusGetsFullerBlocksAndALoneRequestIsNotHeld() {
+        let baseline = geo4x4.pbftBaseline()
+        var loaded = Scenario(baseline, seed: 3, seconds: 3)
+        loaded.clients(perCluster: 100)
+        let report = loaded.run()
+        #expect(report.ok, "\(describe(report))")
+        let height = report.heights.values.max() ?? 0
+        #expect(height > 0 && report.committed / Int(height) >= 20,
+                "\(report.committed) transactions in \(height) blocks: \(describe(report))")
+
+        var lone = Scenario(baseline, seed: 3, seconds: 3)
+        lone.clients(perCluster: 1)
+        let alone = lone.run()
+        #expect(alone.ok, "\(describe(alone))")
+        #expect(alone.committed >= 5, "\(alone.committed) transactions in \(alone.heights.values.max() ?? 0) blocks: \(describe(alone))")
+    }
+}
