@@ -40,7 +40,7 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "Seconds at the start that are not measured.")
     var warmup: Double = 2
 
-    @Option(help: "Closed-loop clients per region (default 16, fewer if the topology has too few client keys).")
+    @Option(help: "Closed-loop clients per region (default: 256 in all, at least 16 per region; fewer if the topology has too few client keys).")
     var clients: Int?
 
     @Option(name: .customLong("protocol"), help: "geobft, pbft (one PBFT cluster per shard: the baseline) or both.")
@@ -85,7 +85,11 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "Draw throughput and p99 latency over time as an SVG file.")
     var plot: String?
 
-    static let defaultClientsPerRegion = 16
+    /// Enough closed-loop clients to load this machine: with one request outstanding each,
+    /// fewer leave the replicas waiting for requests rather than for the CPU (throughput is then
+    /// clients / latency, not what the fabric can do).
+    static let defaultClientsInAll = 256
+    static let minimumClientsPerRegion = 16
 
     func validate() throws {
         guard ["geobft", "pbft", "both"].contains(protocolName) else { throw ValidationError("--protocol is geobft, pbft or both") }
@@ -104,11 +108,11 @@ struct BenchCommand: AsyncParsableCommand {
         let loaded = try LoadedTopology.load(topology)
         let model = loaded.topology
         let regions = BenchPlan.clientRegions(of: model)
-        var perRegion = clients ?? Self.defaultClientsPerRegion
+        var perRegion = clients ?? max(Self.minimumClientsPerRegion, Self.defaultClientsInAll / max(1, regions.count))
         let needed = perRegion * regions.count
         if needed > model.clientCount {
             let fits = model.clientCount / regions.count
-            let explanation = "\(perRegion) clients in each of \(regions.count) region(s) need \(needed) client keys; \(loaded.displayName) has \(model.clientCount) (`clients:` in the topology file, default 64)"
+            let explanation = "\(perRegion) clients in each of \(regions.count) region(s) need \(needed) client keys; \(loaded.displayName) has \(model.clientCount) (`clients:` in the topology file, default 256)"
             guard clients == nil, fits >= 1 else {
                 fail("\(explanation); use --clients \(max(1, fits)) or raise `clients:`")
                 throw ExitCode(1)
@@ -308,6 +312,7 @@ final class BenchRecorder: Sendable {
         /// One per second of the run, warmup included; two digits are plenty for a time series.
         var seconds: [Histogram<UInt64>]
         var refused = 0
+        var refusedByReason: [String: Int] = [:]
         var timeouts = 0
         var errors: [String: Int] = [:]
         /// Single-shard transactions apart from cross-shard ones, and the latter by outcome.
@@ -319,8 +324,8 @@ final class BenchRecorder: Sendable {
 
     /// What kind of transaction completed, and how.
     enum Outcome: Sendable {
-        /// A single-shard transaction; `refused` when the state machine refused it.
-        case singleShard(refused: Bool)
+        /// A single-shard transaction; with the reason when the state machine refused it.
+        case singleShard(refusal: String?)
         case crossShardCommitted
         case crossShardAborted(reason: String)
     }
@@ -349,9 +354,12 @@ final class BenchRecorder: Sendable {
             state.byCluster[plan.clusterLabel, default: Self.histogram()].record(micros)
             state.byShard[shardName, default: Self.histogram()].record(micros)
             switch outcome {
-            case let .singleShard(refused):
+            case let .singleShard(refusal):
                 state.singleShard.record(micros)
-                if refused { state.refused += 1 }
+                if let refusal {
+                    state.refused += 1
+                    state.refusedByReason[refusal, default: 0] += 1
+                }
             case .crossShardCommitted:
                 state.crossShardCommitted.record(micros)
             case let .crossShardAborted(reason):
@@ -470,8 +478,10 @@ struct BenchReport: Encodable, Sendable {
     var clients_per_region: Int
     var workload: BenchWorkloadSummary
     var committed: Int
-    /// Ordered and executed, but refused by the state machine (a transfer without enough balance).
+    /// Ordered and executed, but refused by the state machine (a transfer without enough balance,
+    /// a key locked by a cross-shard transaction in progress), in all and by reason.
     var refused: Int
+    var refused_by_reason: [String: Int]
     var timeouts: Int
     var errors: [String: Int]
     var throughput_tps: Double
@@ -619,8 +629,8 @@ enum LiveBenchmark {
                             switch completion.result {
                             case .crossShardCommitted: outcome = .crossShardCommitted
                             case let .crossShardAborted(reason): outcome = .crossShardAborted(reason: "\(reason)")
-                            case .refused: outcome = .singleShard(refused: true)
-                            default: outcome = .singleShard(refused: false)
+                            case let .refused(refusal): outcome = .singleShard(refusal: "\(refusal)")
+                            default: outcome = .singleShard(refusal: nil)
                             }
                             recorder.record(elapsed: (clock.now - start).seconds, latency: completion.latency, plan: plan,
                                             shardName: shardName, outcome: outcome)
@@ -739,7 +749,7 @@ enum LiveBenchmark {
             workload: BenchWorkloadSummary(keys: settings.keyCount, zipf_theta: settings.zipfTheta, read_fraction: settings.readFraction,
                                            transfer_fraction: settings.transferFraction, cross_shard_fraction: settings.crossShardFraction,
                                            seed: settings.seed),
-            committed: committed, refused: state.refused, timeouts: state.timeouts, errors: state.errors,
+            committed: committed, refused: state.refused, refused_by_reason: state.refusedByReason, timeouts: state.timeouts, errors: state.errors,
             throughput_tps: Double(committed) / measured, latency_ms: LatencySummary(state.total), regions: regions,
             clusters: clusters, shards: shards,
             single_shard: BenchKindLine(committed: Int(state.singleShard.totalCount),
@@ -856,7 +866,7 @@ enum BenchText {
             let bound = report.bound
             lines.append("  bound: \(grouped(bound.verification_bound_tps)) txn/s = \(grouped(bound.verify_per_second_all_cores)) Ed25519 verifications/s on this machine's \(bound.cores) cores / \(String(format: "%.1f", bound.verifications_per_transaction)) replicas verifying each transaction; achieved \(String(format: "%.0f", bound.achieved_of_bound * 100))% of it")
         }
-        lines.append("  timeouts \(report.timeouts), other client errors \(errors), refused \(report.refused) (transfers without balance), view changes \(report.view_changes), replicas exited: \(report.replicas_exited.isEmpty ? "none" : report.replicas_exited.joined(separator: ", "))")
+        lines.append("  timeouts \(report.timeouts), other client errors \(errors), refused \(report.refused)\(report.refused_by_reason.isEmpty ? "" : " (" + report.refused_by_reason.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ") + ")"), view changes \(report.view_changes), replicas exited: \(report.replicas_exited.isEmpty ? "none" : report.replicas_exited.joined(separator: ", "))")
         for (reason, count) in report.errors.sorted(by: { $0.key < $1.key }) { lines.append("    \(count) x \(reason)") }
         lines.append("  agreement: " + (report.agreement ? "yes" : "NO") + " (" + report.shards.map { shard in
             "\(shard.shard) height \(shard.height) on \(shard.replicas_answered)/\(shard.replicas) replicas\(shard.settled ? "" : ", not settled")\(shard.agreement ? "" : ", HEADS DIFFER")"

@@ -30,7 +30,7 @@ public enum TopologyLoader {
     public static let maxShards = 1_024
     public static let maxClustersPerShard = 64
     public static let maxReplicasPerCluster = 1_024
-    public static let defaultClients = 64
+    public static let defaultClients = 256
     public static let defaultBasePort = 7000
     public static let defaultStatusPortOffset = 1000
     /// Inside one region: RTT under 1 ms, 8-10 Gbit/s (ResilientDB paper, figure 1).
