@@ -82,8 +82,12 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "Write the per-second time series as CSV to this file.")
     var csv: String?
 
-    @Option(help: "Draw throughput and p99 latency over time as an SVG file.")
+    @Option(help: "Draw throughput and p99 latency over time as an SVG file (with --sweep-clients: throughput against latency).")
     var plot: String?
+
+    @Option(name: .customLong("sweep-clients"), parsing: .unconditional,
+            help: "Run once per client count (per region), e.g. 16,64,256, and report throughput against latency.")
+    var sweepClients: String?
 
     /// Enough closed-loop clients to load this machine: with one request outstanding each,
     /// fewer leave the replicas waiting for requests rather than for the CPU (throughput is then
@@ -102,18 +106,36 @@ struct BenchCommand: AsyncParsableCommand {
         }
         guard (0...1).contains(crossShard) else { throw ValidationError("--cross-shard is between 0 and 1") }
         guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
+        if sweepClients != nil {
+            guard Self.clientCounts(sweepClients)?.isEmpty == false else {
+                throw ValidationError("--sweep-clients is a comma-separated list of client counts per region, each at least 1 (e.g. 16,64,256)")
+            }
+            guard clients == nil else { throw ValidationError("give either --clients or --sweep-clients") }
+        }
+    }
+
+    /// "16,64,256" -> [16, 64, 256]; nil when any entry is not a positive integer.
+    static func clientCounts(_ text: String?) -> [Int]? {
+        guard let text else { return nil }
+        var counts: [Int] = []
+        for part in text.split(separator: ",", omittingEmptySubsequences: false) {
+            guard let count = Int(part.trimmingCharacters(in: .whitespaces)), count >= 1 else { return nil }
+            counts.append(count)
+        }
+        return counts
     }
 
     func run() async throws {
         let loaded = try LoadedTopology.load(topology)
         let model = loaded.topology
         let regions = BenchPlan.clientRegions(of: model)
-        var perRegion = clients ?? max(Self.minimumClientsPerRegion, Self.defaultClientsInAll / max(1, regions.count))
+        let sweep = Self.clientCounts(sweepClients) ?? []
+        var perRegion = clients ?? sweep.max() ?? max(Self.minimumClientsPerRegion, Self.defaultClientsInAll / max(1, regions.count))
         let needed = perRegion * regions.count
         if needed > model.clientCount {
             let fits = model.clientCount / regions.count
             let explanation = "\(perRegion) clients in each of \(regions.count) region(s) need \(needed) client keys; \(loaded.displayName) has \(model.clientCount) (`clients:` in the topology file, default 256)"
-            guard clients == nil, fits >= 1 else {
+            guard clients == nil, sweep.isEmpty, fits >= 1 else {
                 fail("\(explanation); use --clients \(max(1, fits)) or raise `clients:`")
                 throw ExitCode(1)
             }
@@ -137,8 +159,14 @@ struct BenchCommand: AsyncParsableCommand {
         let createdBase = dataDirectory == nil
         let base = dataDirectory.map { loaded.dataDirectory($0) }
             ?? NSTemporaryDirectory() + "geofabric-bench-\(model.name)-\(UInt32.random(in: 0...UInt32.max))"
-        for kind in kinds {
-            let directory = (base as NSString).appendingPathComponent(kind.rawValue)
+        // One run per protocol, and per client count when sweeping, each on its own fresh ledgers.
+        let runs: [(kind: ProtocolKind, perRegion: Int, directory: String)] = kinds.flatMap { kind in
+            (sweep.isEmpty ? [perRegion] : sweep).map { count in
+                (kind, count, (base as NSString).appendingPathComponent(sweep.isEmpty ? kind.rawValue : "\(kind.rawValue)-c\(count)"))
+            }
+        }
+        for run in runs {
+            let directory = run.directory
             if FileManager.default.fileExists(atPath: directory) {
                 fail("\(directory) already exists: the benchmark starts from empty ledgers; remove it or give another --data-dir")
                 throw ExitCode(1)
@@ -150,11 +178,14 @@ struct BenchCommand: AsyncParsableCommand {
         let keepData = keepData, emulateWAN = emulateWAN
         let work = Task { () throws -> [BenchReport] in
             var reports: [BenchReport] = []
-            for kind in kinds {
-                let directory = (base as NSString).appendingPathComponent(kind.rawValue)
+            for (index, run) in runs.enumerated() {
+                let directory = run.directory
                 defer { if !keepData { try? FileManager.default.removeItem(atPath: directory) } }
-                progress("bench \(model.name): \(kind.rawValue), \(settingsToRun.durationSeconds) s (warmup \(settingsToRun.warmupSeconds) s), \(perRegion) clients per region in \(regions.joined(separator: ", "))\(emulateWAN ? ", WAN emulated" : ""); data: \(directory)")
-                reports.append(try await LiveBenchmark.run(settingsToRun, topology: loaded, protocol: kind, dataDirectory: directory,
+                var settings = settingsToRun
+                settings.clientsPerRegion = run.perRegion
+                let step = runs.count > 1 ? " [run \(index + 1) of \(runs.count)]" : ""
+                progress("bench \(model.name)\(step): \(run.kind.rawValue), \(settings.durationSeconds) s (warmup \(settings.warmupSeconds) s), \(run.perRegion) clients per region in \(regions.joined(separator: ", "))\(emulateWAN ? ", WAN emulated" : ""); data: \(directory)")
+                reports.append(try await LiveBenchmark.run(settings, topology: loaded, protocol: run.kind, dataDirectory: directory,
                                                            executable: Executable.path, progress: progress))
             }
             return reports
@@ -180,6 +211,15 @@ struct BenchCommand: AsyncParsableCommand {
 
         // With `--json -` standard output is the JSON alone, so it can be piped; the text goes to standard error.
         let show: (String) -> Void = json == "-" ? { progress($0) } : { say($0) }
+        if !sweep.isEmpty {
+            let points = reports.map(BenchSweepPoint.init)
+            show(BenchText.sweepTable(points))
+            if let json { try write(JSONOutput.encode(BenchSweep(topology: model.name, points: points, results: reports)), to: json) }
+            if let csv { try write(BenchText.sweepCSV(points), to: csv) }
+            if let plot { try write(BenchPlot.sweepSVG(points, topology: model.name), to: plot) }
+            if reports.contains(where: { !$0.agreement }) { throw ExitCode(1) }
+            return
+        }
         for report in reports { show(BenchText.render(report)) }
         var ratio: Double?
         if reports.count == 2, reports[1].throughput_tps > 0 {
@@ -535,6 +575,48 @@ struct BenchCrossShardLine: Encodable, Sendable {
     /// the run settled (0 and 0 when every transaction ran to its end).
     var locks_held_at_end: Int
     var in_progress_at_end: Int
+}
+
+/// One run of a client sweep: what a throughput-against-latency curve needs.
+struct BenchSweepPoint: Encodable, Sendable {
+    var `protocol`: String
+    var clients_per_region: Int
+    var clients: Int
+    var throughput_tps: Double
+    var latency_ms: LatencySummary
+    var achieved_of_bound: Double
+    var view_changes: UInt64
+    var agreement: Bool
+
+    init(protocol: String, clients_per_region: Int, clients: Int, throughput_tps: Double, latency_ms: LatencySummary,
+         achieved_of_bound: Double, view_changes: UInt64, agreement: Bool) {
+        self.protocol = `protocol`
+        self.clients_per_region = clients_per_region
+        self.clients = clients
+        self.throughput_tps = throughput_tps
+        self.latency_ms = latency_ms
+        self.achieved_of_bound = achieved_of_bound
+        self.view_changes = view_changes
+        self.agreement = agreement
+    }
+
+    init(_ report: BenchReport) {
+        self.protocol = report.protocol
+        clients_per_region = report.clients_per_region
+        clients = report.clients
+        throughput_tps = report.throughput_tps
+        latency_ms = report.latency_ms
+        achieved_of_bound = report.bound.achieved_of_bound
+        view_changes = report.view_changes
+        agreement = report.agreement
+    }
+}
+
+struct BenchSweep: Encodable {
+    var topology: String
+    var points: [BenchSweepPoint]
+    /// Every run's full report, in the order of `points`.
+    var results: [BenchReport]
 }
 
 struct BenchComparison: Encodable {
@@ -900,6 +982,27 @@ enum BenchText {
         return lines.joined(separator: "\n") + "\n"
     }
 
+    static func sweepTable(_ points: [BenchSweepPoint]) -> String {
+        let rows = points.map { point -> [String] in
+            [point.protocol, "\(point.clients_per_region)", "\(point.clients)", grouped(point.throughput_tps),
+             String(format: "%.1f", point.latency_ms.p50), String(format: "%.1f", point.latency_ms.p99),
+             String(format: "%.0f%%", point.achieved_of_bound * 100), "\(point.view_changes)", point.agreement ? "yes" : "NO"]
+        }
+        return TextTable.render(header: ["protocol", "per region", "clients", "txn/s", "p50 ms", "p99 ms", "of bound", "view changes", "agreement"],
+                                rows: rows)
+    }
+
+    static func sweepCSV(_ points: [BenchSweepPoint]) -> String {
+        var lines = ["protocol,clients_per_region,clients,throughput_tps,p50_ms,p90_ms,p99_ms,achieved_of_bound,agreement"]
+        for point in points {
+            lines.append([point.protocol, "\(point.clients_per_region)", "\(point.clients)", String(format: "%.1f", point.throughput_tps),
+                          String(format: "%.2f", point.latency_ms.p50), String(format: "%.2f", point.latency_ms.p90),
+                          String(format: "%.2f", point.latency_ms.p99), String(format: "%.3f", point.achieved_of_bound),
+                          point.agreement ? "1" : "0"].joined(separator: ","))
+        }
+        return lines.joined(separator: "\n")
+    }
+
     static func csv(_ reports: [BenchReport]) -> String {
         var lines = ["protocol,second,committed,throughput_tps,p50_ms,p99_ms,views,warmup"]
         for report in reports {
@@ -962,6 +1065,50 @@ enum BenchPlot {
             parts.append("<text x=\"\(f(lx + 30))\" y=\"\(f(legendY))\">\(escape("\(report.protocol): \(grouped(report.throughput_tps)) txn/s"))</text>")
         }
         parts.append("<text x=\"\(f(left + plotWidth))\" y=\"\(f(legendY))\" text-anchor=\"end\">seconds</text>")
+        parts.append("</svg>")
+        return parts.joined(separator: "\n")
+    }
+
+    /// Throughput (x) against p50 and p99 latency (y), one line per protocol through its client
+    /// counts: where the curve turns up is where the fabric saturates.
+    static func sweepSVG(_ points: [BenchSweepPoint], topology: String) -> String {
+        let width = 760.0, height = 460.0, left = 70.0, right = 20.0, top = 40.0, bottom = 70.0
+        let plotWidth = width - left - right, plotHeight = height - top - bottom
+        let maxX = max(1, points.map(\.throughput_tps).max() ?? 1) * 1.1
+        let maxY = max(1, points.map(\.latency_ms.p99).max() ?? 1) * 1.1
+        func x(_ v: Double) -> Double { left + plotWidth * v / maxX }
+        func y(_ v: Double) -> Double { top + plotHeight - plotHeight * v / maxY }
+        var parts = ["<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(height))\" font-family=\"sans-serif\" font-size=\"12\">",
+                     "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>",
+                     "<text x=\"\(left)\" y=\"20\" font-size=\"14\">\(escape("geofabric bench \(topology): throughput against latency, by clients per region"))</text>",
+                     "<rect x=\"\(f(left))\" y=\"\(f(top))\" width=\"\(f(plotWidth))\" height=\"\(f(plotHeight))\" fill=\"none\" stroke=\"#444444\"/>"]
+        for step in 0...4 {
+            let vx = maxX * Double(step) / 4, vy = maxY * Double(step) / 4
+            parts.append("<line x1=\"\(f(left))\" y1=\"\(f(y(vy)))\" x2=\"\(f(left + plotWidth))\" y2=\"\(f(y(vy)))\" stroke=\"#dddddd\"/>")
+            parts.append("<text x=\"\(f(left - 6))\" y=\"\(f(y(vy) + 4))\" text-anchor=\"end\">\(escape(String(format: "%.0f", vy)))</text>")
+            parts.append("<text x=\"\(f(x(vx)))\" y=\"\(f(top + plotHeight + 16))\" text-anchor=\"middle\">\(escape(grouped(vx)))</text>")
+        }
+        parts.append("<text x=\"\(f(left + plotWidth / 2))\" y=\"\(f(top + plotHeight + 36))\" text-anchor=\"middle\">throughput (txn/s)</text>")
+        parts.append("<text x=\"\(f(left))\" y=\"\(f(top - 8))\">latency (ms): p50 solid, p99 dashed</text>")
+        for name in ["geobft", "pbft"] {
+            let line = points.filter { $0.protocol == name }.sorted { $0.clients < $1.clients }
+            guard !line.isEmpty else { continue }
+            let color = colors[name] ?? "#333333"
+            for (value, dash) in [(\BenchSweepPoint.latency_ms.p50, ""), (\BenchSweepPoint.latency_ms.p99, " stroke-dasharray=\"6 4\"")] {
+                let coordinates = line.map { "\(f(x($0.throughput_tps))),\(f(y($0[keyPath: value])))" }.joined(separator: " ")
+                parts.append("<polyline fill=\"none\" stroke=\"\(color)\" stroke-width=\"2\"\(dash) points=\"\(coordinates)\"/>")
+            }
+            for point in line {
+                parts.append("<circle cx=\"\(f(x(point.throughput_tps)))\" cy=\"\(f(y(point.latency_ms.p50)))\" r=\"3\" fill=\"\(color)\"/>")
+                parts.append("<text x=\"\(f(x(point.throughput_tps) + 5))\" y=\"\(f(y(point.latency_ms.p50) - 5))\" fill=\"\(color)\">\(point.clients_per_region)</text>")
+            }
+        }
+        let legendY = height - 14
+        for (index, name) in ["geobft", "pbft"].enumerated() where points.contains(where: { $0.protocol == name }) {
+            let lx = left + Double(index) * 200
+            parts.append("<line x1=\"\(f(lx))\" y1=\"\(f(legendY - 4))\" x2=\"\(f(lx + 24))\" y2=\"\(f(legendY - 4))\" stroke=\"\(colors[name] ?? "#333333")\" stroke-width=\"3\"/>")
+            parts.append("<text x=\"\(f(lx + 30))\" y=\"\(f(legendY))\">\(name) (labels: clients per region)</text>")
+        }
         parts.append("</svg>")
         return parts.joined(separator: "\n")
     }

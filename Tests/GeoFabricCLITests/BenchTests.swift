@@ -8,6 +8,19 @@ import GeoSim
 import GeoTopology
 import Testing
 
+/// A latency summary from its JSON form (LatencySummary is built from a histogram).
+struct LatencyFixture: Decodable {
+    var p50: Double, p90: Double, p99: Double, max: Double
+    var summary: LatencySummary {
+        var summary = LatencySummary(BenchRecorder.histogram())
+        summary.p50 = p50
+        summary.p90 = p90
+        summary.p99 = p99
+        summary.max = max
+        return summary
+    }
+}
+
 /// One suite, so `swift test --filter BenchTests` selects every bench test.
 @Suite struct BenchTests {}
 
@@ -92,6 +105,26 @@ extension BenchTests {
                 return
             }
             #expect("\(error)".contains("at least two shards"))
+        }
+
+        @Test func clientSweepsAreParsedAndPlotted() throws {
+            #expect(BenchCommand.clientCounts("16, 64,256") == [16, 64, 256])
+            #expect(BenchCommand.clientCounts("16,,64") == nil && BenchCommand.clientCounts("0") == nil && BenchCommand.clientCounts("x") == nil)
+            #expect(throws: (any Error).self) { try BenchCommand.parse(["--sweep-clients", "16,0"]) }
+            #expect(throws: (any Error).self) { try BenchCommand.parse(["--sweep-clients", "16", "--clients", "4"]) }
+            #expect((try? BenchCommand.parse(["--sweep-clients", "8,16"])) != nil)
+            let latency = try JSONDecoder().decode(LatencyFixture.self, from: Data(#"{"p50":10,"p90":20,"p99":30,"max":40}"#.utf8))
+            func point(_ clients: Int, _ tps: Double) -> BenchSweepPoint {
+                var point = BenchSweepPoint(protocol: "geobft", clients_per_region: clients, clients: clients, throughput_tps: tps,
+                                            latency_ms: latency.summary, achieved_of_bound: 0.5, view_changes: 0, agreement: true)
+                point.latency_ms.p50 = Double(clients)
+                return point
+            }
+            let points = [point(16, 100), point(64, 300)]
+            let svg = BenchPlot.sweepSVG(points, topology: "t")
+            #expect(svg.hasPrefix("<svg") && svg.components(separatedBy: "<polyline").count == 3 && svg.contains(">64<"))
+            #expect(BenchText.sweepCSV(points).split(separator: "\n").count == 3)
+            #expect(BenchText.sweepTable(points).contains("300"))
         }
 
         @Test func optionsAreChecked() {
