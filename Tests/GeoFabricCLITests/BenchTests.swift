@@ -139,7 +139,8 @@ extension BenchTests {
 
 extension BenchTests {
     @Suite(.serialized) struct Runs {
-        func run(_ yaml: String, protocol kind: ProtocolKind, crossShard: Double = 0, seconds: Double = 2) async throws -> BenchReport {
+        func run(_ yaml: String, protocol kind: ProtocolKind, crossShard: Double = 0, seconds: Double = 2,
+                 readFraction: Double = 0.5) async throws -> BenchReport {
             #expect(FileManager.default.isExecutableFile(atPath: builtTool), "build the tool first (swift build): \(builtTool)")
             let path = try writeTemporary(yaml, name: "topology.yaml")
             let directory = (path as NSString).deletingLastPathComponent
@@ -148,6 +149,7 @@ extension BenchTests {
             settings.durationSeconds = seconds
             settings.warmupSeconds = 0.5
             settings.crossShardFraction = crossShard
+            settings.readFraction = readFraction
             settings.calibrationSeconds = 0.2
             settings.clientsPerRegion = 2
             settings.keyCount = 100
@@ -236,7 +238,7 @@ extension BenchTests {
                     clusters:
                       - {region: west, replicas: 4}
                 keys: dev
-                """, protocol: .geobft, crossShard: 0.4, seconds: 3)
+                """, protocol: .geobft, crossShard: 0.4, seconds: 6, readFraction: 0.1)
             let cross = try #require(report.cross_shard)
             #expect(cross.committed > 0, "\(cross)")
             #expect(report.agreement && report.replicas_exited.isEmpty)

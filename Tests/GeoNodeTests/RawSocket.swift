@@ -30,7 +30,10 @@ enum RawSocket {
 
     /// Sends `request` to 127.0.0.1:`port` and returns everything read until the server closes
     /// (or `readTimeoutSeconds` passes, or the connection is reset).
-    static func exchange(port: Int, request: [UInt8], readTimeoutSeconds: Int = 5) async throws -> String {
+    /// `readTimeoutSeconds` only bounds a wait for an answer that never comes: generous, since
+    /// under the whole suite on two cores the server's event loop can take seconds to be scheduled
+    /// (a CI run saw an empty answer at 5 s).
+    static func exchange(port: Int, request: [UInt8], readTimeoutSeconds: Int = 30) async throws -> String {
         // On a thread of its own: blocking in recv on one of the few cooperative threads (two on a
         // two-core machine) would starve the very server task that is to answer.
         try await withCheckedThrowingContinuation { continuation in
