@@ -109,8 +109,8 @@ let sharded2x2x4 = shippedTopology("sharded-2x2x4")
     }
 
     /// At least 200 random seeds of faults with 30% cross-shard transfers, every one clean.
-    @Test func twoHundredSeedsOfTheBankWithFaults() {
-        let summary = SeedSweep.run(topology: sharded2x2x4, seeds: 1..<201, crossShard: 0.3)
+    @Test func twoHundredSeedsOfTheBankWithFaults() async {
+        let summary = await offTheCooperativePool { SeedSweep.run(topology: sharded2x2x4, seeds: 1..<201, crossShard: 0.3) }
         #expect(summary.seedsRun == 200)
         #expect(summary.failingSeeds.isEmpty, "failing seeds: \(summary.failingSeeds.map { "\($0.seed): \($0.violations.first!)" })")
         #expect(summary.crossShardOutcomes["committed", default: 0] > 200 * 10, "\(summary.crossShardOutcomes)")

@@ -94,8 +94,8 @@ let geo4x4 = shippedTopology("geo-4x4")
     }
 
     /// At least 200 multi-cluster seeds with faults, every one clean.
-    @Test func twoHundredGeoSeedsWithFaults() {
-        let summary = SeedSweep.run(topology: geo4x4, seeds: 1..<201)
+    @Test func twoHundredGeoSeedsWithFaults() async {
+        let summary = await offTheCooperativePool { SeedSweep.run(topology: geo4x4, seeds: 1..<201) }
         #expect(summary.failingSeeds.isEmpty, "failing seeds: \(summary.failingSeeds.map { "\($0.seed): \($0.violations.first!)" })")
         #expect(summary.committed > 200 * 100)
     }

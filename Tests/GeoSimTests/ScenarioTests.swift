@@ -175,8 +175,8 @@ func describe(_ report: SimulationReport) -> String {
     }
 
     /// At least 200 random seeds with faults, every one clean.
-    @Test func twoHundredSeedsWithFaults() {
-        let summary = SeedSweep.run(topology: local1x4, seeds: 1..<201)
+    @Test func twoHundredSeedsWithFaults() async {
+        let summary = await offTheCooperativePool { SeedSweep.run(topology: local1x4, seeds: 1..<201) }
         #expect(summary.seedsRun == 200)
         #expect(summary.failingSeeds.isEmpty, "failing seeds: \(summary.failingSeeds.map { "\($0.seed): \($0.violations.first!)" })")
         #expect(summary.committed > 200 * 100)
