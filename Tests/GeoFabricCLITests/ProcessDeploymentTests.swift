@@ -41,7 +41,13 @@ final class LoadCounters: Sendable {
         let directory = (path as NSString).deletingLastPathComponent
         let loaded = try LoadedTopology.load(path)
         let deployment = try LocalDeployment.start(loaded, dataDirectory: directory + "/data", emulateWAN: false, executable: builtTool)
-        try await deployment.waitUntilReady(timeout: .seconds(60))
+        do {
+            try await deployment.waitUntilReady(timeout: .seconds(60))
+        } catch {
+            // Never leave replica processes behind: they would hold this test's ports for the next run.
+            await deployment.stop()
+            throw error
+        }
         return (deployment, loaded.topology, directory)
     }
 
