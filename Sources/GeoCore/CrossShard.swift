@@ -105,6 +105,17 @@ public struct ShardStatement: Hashable, Sendable {
     }
 }
 
+extension ShardStatement: CustomStringConvertible {
+    /// "vote xs(1:2#20) commit shard#0->shard#1": for traces and debug summaries.
+    public var description: String {
+        switch kind {
+        case .prepare: return "prepare \(id) \(source)->\(target)"
+        case let .vote(id, vote): return "vote \(id) \(vote) \(source)->\(target)"
+        case let .decision(id, vote): return "decision \(id) \(vote) \(source)->\(target)"
+        }
+    }
+}
+
 /// A statement with signatures of replicas of one cluster of its source shard: one signature as
 /// a replica sends it, f + 1 (that cluster's weak quorum) as a proof. Signers strictly increasing.
 public struct ShardStatementProof: Hashable, Sendable {

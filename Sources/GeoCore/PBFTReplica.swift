@@ -490,9 +490,11 @@ public struct PBFTReplica: Sendable {
             deliver(block, effects: &effects)
         }
         // A block of ours committed: a partial batch held back by the blocks in flight may go now.
-        let batchDelayPassed = oldestPendingTick.map { now - $0 >= configuration.batchDelayTicks } ?? false
         propose(partial: batchDelayPassed, effects: &effects)
     }
+
+    /// The oldest pending transaction or statement has waited the batch delay: a partial batch may go.
+    var batchDelayPassed: Bool { oldestPendingTick.map { now - $0 >= configuration.batchDelayTicks } ?? false }
 
     mutating func recordDelivery(_ block: CertifiedBlock, digest: Digest) {
         lastDelivered = block.block.round
@@ -689,7 +691,7 @@ public struct PBFTReplica: Sendable {
 
     mutating func onTick(effects: inout [Effect]) {
         now += 1
-        if let oldest = oldestPendingTick, now - oldest >= configuration.batchDelayTicks { propose(partial: true, effects: &effects) }
+        if batchDelayPassed { propose(partial: true, effects: &effects) }
         let fetchDue = lastFetchTick.map { now - $0 >= configuration.fetchIntervalTicks } ?? true
         // Remote blocks are awaited whatever our own view is doing.
         checkRemoteClusters(effects: &effects)
@@ -913,17 +915,8 @@ extension PBFTReplica {
         let outstanding = slots.filter { $0.key > lastDelivered && ($0.value.prePrepare != nil || $0.value.certified != nil) }.keys.sorted()
         return "\(status) view \(view) delivered \(lastDelivered) knownCommitted \(knownCommitted) next \(nextProposalRound) "
             + "stable \(stable.statement.round) watched \(watched.count) pending \(pending.count) proposed \(proposed.count) "
-            + "watchedStatements \(watchedStatements.keys.map { Simulationless.describe($0) }) pendingStatements \(pendingStatements.count) "
+            + "watchedStatements \(watchedStatements.keys.map(\.description)) pendingStatements \(pendingStatements.count) "
             + "outstandingSlots \(outstanding) progressSince \(progressSince.map(String.init) ?? "-") now \(now)"
     }
 }
 
-enum Simulationless {
-    static func describe(_ statement: ShardStatement) -> String {
-        switch statement.kind {
-        case .prepare: return "prepare \(statement.id)"
-        case let .vote(id, vote): return "vote \(id) \(vote)"
-        case let .decision(id, vote): return "decision \(id) \(vote)"
-        }
-    }
-}

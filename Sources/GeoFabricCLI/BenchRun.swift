@@ -384,7 +384,7 @@ enum LiveBenchmark {
                                            transfer_fraction: settings.transferFraction, cross_shard_fraction: settings.crossShardFraction,
                                            seed: settings.seed),
             committed: committed, refused: state.refused, refused_by_reason: state.refusedByReason, timeouts: state.timeouts, errors: state.errors,
-            throughput_tps: Double(committed) / measured, latency_ms: LatencySummary(state.total), regions: regions,
+            throughput_tps: throughput, latency_ms: LatencySummary(state.total), regions: regions,
             clusters: clusters, shards: shards,
             single_shard: BenchKindLine(committed: Int(state.singleShard.totalCount),
                                         throughput_tps: Double(state.singleShard.totalCount) / measured,

@@ -678,23 +678,15 @@ public final class Simulation {
         case let .clientTransaction(t): return "request \(t.client) #\(t.requestID)"
         case let .reply(r): return "reply \(r.client) #\(r.requestID) height \(r.position.height)"
         case let .prePrepare(p):
-            let statements = p.block.statements.isEmpty ? "" : " statements \(p.block.statements.map { statementSummary($0.statement) })"
+            let statements = p.block.statements.isEmpty ? "" : " statements \(p.block.statements.map(\.statement.description))"
             return "preprepare v\(p.view) r\(p.block.round) \(p.block.transactions.map { "\($0.client)#\($0.requestID)" })" + statements
         case let .viewChange(v): return "viewChange to \(v.newView) from \(v.replicaIndex) checkpoint \(v.checkpoint.statement.round) prepared \(v.prepared.map(\.round))"
         case let .newView(v): return "newView \(v.view) with \(v.viewChanges.count) view changes"
         case let .blockRequest(r): return "blockRequest \(r.cluster) \(r.fromRound)...\(r.toRound)"
         case let .certifiedBlock(b): return "certifiedBlock \(b.block.cluster) r\(b.block.round) v\(b.certificate.statement.view)"
-        case let .shardStatement(proof): return "shardStatement \(statementSummary(proof.statement)) signers \(proof.signatures.count)"
+        case let .shardStatement(proof): return "shardStatement \(proof.statement) signers \(proof.signatures.count)"
         case let .remoteViewChange(r): return "remoteViewChange \(r.phase) target \(r.target) round \(r.round) attempt \(r.attempt)"
         default: return String(describing: MessageKind(of: message))
-        }
-    }
-
-    static func statementSummary(_ statement: ShardStatement) -> String {
-        switch statement.kind {
-        case .prepare: return "prepare \(statement.id) \(statement.source)->\(statement.target)"
-        case let .vote(id, vote): return "vote \(id) \(vote) \(statement.source)->\(statement.target)"
-        case let .decision(id, vote): return "decision \(id) \(vote) \(statement.source)->\(statement.target)"
         }
     }
 
