@@ -266,6 +266,23 @@ public struct CrossShardState: Hashable, Sendable {
     public var transactionsInProgress: Int { coordinating.count + participating.count }
     public var hasPendingCoordination: Bool { !coordinating.isEmpty }
 
+    /// The transactions in progress, described for an operator (at most `limit`, oldest first by
+    /// id): "coordinator of xs(0:3#7) since round 41, waiting for shard#1" or "participant in
+    /// xs(1:2#5), voted commit, waiting for the decision". What `/status` shows when a run does
+    /// not settle.
+    public func unfinished(limit: Int) -> [String] {
+        var lines: [String] = []
+        for (id, coordination) in coordinating.sorted(by: { $0.key < $1.key }).prefix(limit) {
+            let missing = coordination.participants.filter { coordination.votes[$0] == nil }
+            lines.append("coordinator of \(id) since round \(coordination.startedRound), waiting for "
+                         + missing.map(\.description).joined(separator: ", "))
+        }
+        for (id, participation) in participating.sorted(by: { $0.key < $1.key }).prefix(max(0, limit - lines.count)) {
+            lines.append("participant in \(id), voted \(participation.vote), waiting for the decision")
+        }
+        return lines
+    }
+
     func decision(of id: CrossShardID) -> CrossShardVote? { decisions[id] }
 
     func isCoordinating(client: ClientID, requestID: UInt64, shard: ShardID) -> Bool {

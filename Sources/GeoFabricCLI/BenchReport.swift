@@ -121,6 +121,8 @@ struct BenchReport: Encodable, Sendable {
     var bound: BenchBound
     var agreement: Bool
     var replicas_exited: [String]
+    /// Seconds from the clients' stop until the replicas settled (or were given up on).
+    var settle_s: Double
     var timeline: [BenchSecond]
 }
 
@@ -156,6 +158,9 @@ struct BenchCrossShardLine: Encodable, Sendable {
     /// the run settled (0 and 0 when every transaction ran to its end).
     var locks_held_at_end: Int
     var in_progress_at_end: Int
+    /// What the replicas said of those ("s0-east-1: coordinator of xs(0:3#7) since round 41,
+    /// waiting for shard#1"), the oldest few per replica; empty when the run settled.
+    var unfinished_at_end: [String]
 }
 
 /// One run of a client sweep: what a throughput-against-latency curve needs.
@@ -224,7 +229,7 @@ enum BenchText {
         for (reason, count) in report.errors.sorted(by: { $0.key < $1.key }) { lines.append("    \(count) x \(reason)") }
         lines.append("  agreement: " + (report.agreement ? "yes" : "NO") + " (" + report.shards.map { shard in
             "\(shard.shard) height \(shard.height) on \(shard.replicas_answered)/\(shard.replicas) replicas\(shard.settled ? "" : ", not settled")\(shard.agreement ? "" : ", HEADS DIFFER")"
-        }.joined(separator: "; ") + ")")
+        }.joined(separator: "; ") + ")" + String(format: ", %.1f s after the clients stopped", report.settle_s))
         func row(_ name: String, _ extra: [String], _ committed: Int, _ tps: Double, _ latency: LatencySummary) -> [String] {
             [name] + extra + [grouped(Double(committed)), grouped(tps), ms(latency.p50), ms(latency.p90), ms(latency.p99), ms(latency.max)]
         }
@@ -233,6 +238,7 @@ enum BenchText {
         if let cross = report.cross_shard {
             let reasons = cross.aborts_by_reason.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
             lines.append("  cross-shard (\(Int((report.workload.cross_shard_fraction * 100).rounded()))% of operations): committed \(grouped(Double(cross.committed))), aborted \(grouped(Double(cross.aborted)))\(reasons.isEmpty ? "" : " (\(reasons))"); at the end \(cross.locks_held_at_end) locks held, \(cross.in_progress_at_end) unfinished")
+            for line in cross.unfinished_at_end { lines.append("    unfinished: \(line)") }
             tables.append(TextTable.render(header: ["transactions"] + figures, rows: [
                 row("single-shard", [], report.single_shard.committed, report.single_shard.throughput_tps, report.single_shard.latency_ms),
                 row("cross-shard committed", [], cross.committed, cross.throughput_tps, cross.latency_ms),

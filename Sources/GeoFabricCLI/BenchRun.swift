@@ -28,8 +28,10 @@ struct BenchSettings: Sendable {
     var readyTimeoutSeconds = 60.0
     /// Seconds of the verify-rate measurement before the replicas start (0: skip, bound unknown).
     var calibrationSeconds = 0.5
-    /// How long the replicas get, once the clients stop, to reach one height per shard.
+    /// How long the replicas get without progress, once the clients stop, to reach one height
+    /// per shard and finish every cross-shard transaction; and how long they get in all.
     var settleSeconds = 5.0
+    var settleLimitSeconds = 30.0
     /// Bounds every status poll, so a silent replica cannot hold up the progress line.
     var statusTimeoutSeconds = 0.7
 }
@@ -318,15 +320,25 @@ enum LiveBenchmark {
             throw CancellationError()
         }
 
-        // The replicas get a few seconds to finish what was in flight and reach one height per shard.
-        let settleEnd = clock.now + .milliseconds(Int64(settings.settleSeconds * 1000))
-        var final = await StatusClient.fetchAll(deployed.allReplicas.map { StatusTarget($0) }, timeout: statusTimeout)
-        var finalView = observer.observe(final)
-        while !finalView.settled, clock.now < settleEnd, !Task.isCancelled {
+        // The replicas finish what was in flight and reach one height per shard. They get
+        // `settleSeconds` without progress (no shard growing, no cross-shard transaction ending)
+        // and `settleLimitSeconds` in all: a cross-shard transaction waiting for a vote ends
+        // within the coordinator's vote timeout (60 of its rounds, a heartbeat block each 50 ms
+        // when idle), which on a machine crowded with other processes takes longer than 5 s.
+        let settleStart = clock.now
+        let settleLimit = settleStart + .milliseconds(Int64(settings.settleLimitSeconds * 1000))
+        var lastProgress = settleStart
+        var finalView = observer.observe(await StatusClient.fetchAll(deployed.allReplicas.map { StatusTarget($0) }, timeout: statusTimeout))
+        while !finalView.settled, clock.now < settleLimit,
+              clock.now - lastProgress < .milliseconds(Int64(settings.settleSeconds * 1000)), !Task.isCancelled {
             try? await Task.sleep(for: .milliseconds(250))
-            final = await StatusClient.fetchAll(deployed.allReplicas.map { StatusTarget($0) }, timeout: statusTimeout)
-            finalView = observer.observe(final)
+            let next = observer.observe(await StatusClient.fetchAll(deployed.allReplicas.map { StatusTarget($0) }, timeout: statusTimeout))
+            if next.heights.contains(where: { $0.value > finalView.heights[$0.key] ?? 0 }) || next.crossShardInProgress < finalView.crossShardInProgress {
+                lastProgress = clock.now
+            }
+            finalView = next
         }
+        let settleTime = (clock.now - settleStart).seconds
         for entry in deployment.processes where !entry.process.isRunning && !log.exited.withLock({ $0.contains(entry.info.name) }) {
             log.exited.withLock { $0.append(entry.info.name) }
         }
@@ -335,12 +347,12 @@ enum LiveBenchmark {
 
         return report(settings: settings, kind: kind, original: original, deployed: deployed, plans: plans, recorder: recorder,
                       observer: observer, finalView: finalView, timeline: log.timeline.withLock { $0 }, exited: log.exited.withLock { $0 },
-                      verifyRate: verifyRate)
+                      verifyRate: verifyRate, settleTime: settleTime)
     }
 
     static func report(settings: BenchSettings, kind: ProtocolKind, original: Topology, deployed: Topology, plans: [BenchClientPlan],
                        recorder: BenchRecorder, observer: LedgerObserver, finalView: LedgerObserver.View,
-                       timeline: [BenchSecond], exited: [String], verifyRate: Double) -> BenchReport {
+                       timeline: [BenchSecond], exited: [String], verifyRate: Double, settleTime: Double) -> BenchReport {
         let state = recorder.snapshot()
         let measured = settings.durationSeconds - settings.warmupSeconds
         let cores = ProcessInfo.processInfo.activeProcessorCount
@@ -395,12 +407,13 @@ enum LiveBenchmark {
                                       throughput_tps: Double(state.crossShardCommitted.totalCount) / measured,
                                       latency_ms: LatencySummary(state.crossShardCommitted),
                                       aborted_latency_ms: LatencySummary(state.crossShardAborted),
-                                      locks_held_at_end: finalView.crossShardLocks, in_progress_at_end: finalView.crossShardInProgress)
+                                      locks_held_at_end: finalView.crossShardLocks, in_progress_at_end: finalView.crossShardInProgress,
+                                      unfinished_at_end: finalView.crossShardUnfinished)
                 : nil,
             view_changes: clusters.reduce(0) { $0 + $1.view },
             bound: BenchBound(cores: cores, verify_per_second_all_cores: verifyRate, verifications_per_transaction: verifications,
                               verification_bound_tps: boundTPS, achieved_of_bound: boundTPS > 0 ? throughput / boundTPS : 0),
-            agreement: shards.allSatisfy(\.agreement), replicas_exited: exited.sorted(), timeline: timeline)
+            agreement: shards.allSatisfy(\.agreement), replicas_exited: exited.sorted(), settle_s: settleTime, timeline: timeline)
     }
 }
 
@@ -422,6 +435,8 @@ final class LedgerObserver: Sendable {
         /// Summed over the replicas that answered (0 with one shard).
         var crossShardLocks = 0
         var crossShardInProgress = 0
+        /// "replica: what it waits for", from every replica that has something unfinished.
+        var crossShardUnfinished: [String] = []
         /// One height per shard, and no cross-shard transaction left unfinished.
         var settled = false
     }
@@ -456,6 +471,7 @@ final class LedgerObserver: Sendable {
                 heightsSeen[shard, default: []].insert(status.height)
                 view.crossShardLocks += status.crossShardLocks ?? 0
                 view.crossShardInProgress += status.crossShardInProgress ?? 0
+                view.crossShardUnfinished += (status.crossShardUnfinished ?? []).map { "\(target.name): \($0)" }
                 if let known = state.heads[shard]?[status.height] {
                     state.compared[shard, default: 0] += 1
                     if known != status.head { state.conflicts[shard, default: 0] += 1 }

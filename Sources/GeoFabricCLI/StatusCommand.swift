@@ -36,6 +36,8 @@ struct StatusCommand: AsyncParsableCommand {
         /// With several shards: keys locked and cross-shard transactions unfinished at this replica.
         var cross_shard_locks: Int?
         var cross_shard_in_progress: Int?
+        /// The oldest of those, described by the replica.
+        var cross_shard_unfinished: [String]?
         var reachable: Bool
         var error: String?
     }
@@ -64,7 +66,8 @@ struct StatusCommand: AsyncParsableCommand {
                 lines[info.name] = ReplicaLine(replica: info.name, region: info.region, cluster: Int(info.id.cluster.index),
                                                view: status.view, height: status.height, head: status.head,
                                                status: status.status.rawValue, cross_shard_locks: status.crossShardLocks,
-                                               cross_shard_in_progress: status.crossShardInProgress, reachable: true, error: nil)
+                                               cross_shard_in_progress: status.crossShardInProgress,
+                                               cross_shard_unfinished: status.crossShardUnfinished, reachable: true, error: nil)
             case let .failure(error):
                 lines[info.name] = ReplicaLine(replica: info.name, region: info.region, cluster: Int(info.id.cluster.index),
                                                reachable: false, error: "\(error)")
@@ -97,6 +100,9 @@ struct StatusCommand: AsyncParsableCommand {
                 let header = ["replica", "region", "cluster", "view", "height", "head", "state"] + (sharded ? ["locks/xs"] : [])
                 let table = TextTable.render(header: header, rows: rows)
                 print(table.split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
+                for line in shard.replicas {
+                    for unfinished in line.cross_shard_unfinished ?? [] { print("  \(line.replica): \(unfinished)") }
+                }
             }
         }
         if report.shards.contains(where: { !$0.replicas.contains(where: \.reachable) }) { throw ExitCode(1) }

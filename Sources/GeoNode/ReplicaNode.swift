@@ -247,7 +247,8 @@ public actor ReplicaNode {
             head: core.ledger.head.hex, status: isChangingView ? .viewChange : .normal, peersConnected: peersConnected,
             peersTotal: peersTotal, committedTransactions: UInt64(committedTransactions),
             uptimeSeconds: uptime.seconds, crossShardLocks: core.ledger.crossShard?.locks.count,
-            crossShardInProgress: core.ledger.crossShard?.transactionsInProgress)
+            crossShardInProgress: core.ledger.crossShard?.transactionsInProgress,
+            crossShardUnfinished: core.ledger.crossShard?.unfinished(limit: ReplicaStatus.unfinishedShown))
     }
 
     /// Brings `metrics` up to date with the core's counters (called before each scrape).

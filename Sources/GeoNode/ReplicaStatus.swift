@@ -37,11 +37,15 @@ public struct ReplicaStatus: Codable, Sendable, Hashable {
     /// Cross-shard transactions this replica's shard coordinates or takes part in and has not
     /// finished; nil in a topology of one shard. Both return to 0 once the shards are idle.
     public var crossShardInProgress: Int?
+    /// The oldest of those, described (at most `unfinishedShown`); nil in a topology of one shard.
+    public var crossShardUnfinished: [String]?
+    public static let unfinishedShown = 4
 
     public init(
         replica: String, shard: String, region: String, cluster: Int, view: UInt64, height: UInt64,
         round: UInt64, head: String, status: ReplicaMode, peersConnected: Int, peersTotal: Int,
-        committedTransactions: UInt64, uptimeSeconds: Double, crossShardLocks: Int? = nil, crossShardInProgress: Int? = nil
+        committedTransactions: UInt64, uptimeSeconds: Double, crossShardLocks: Int? = nil, crossShardInProgress: Int? = nil,
+        crossShardUnfinished: [String]? = nil
     ) {
         self.replica = replica
         self.shard = shard
@@ -58,6 +62,7 @@ public struct ReplicaStatus: Codable, Sendable, Hashable {
         self.uptimeSeconds = uptimeSeconds
         self.crossShardLocks = crossShardLocks
         self.crossShardInProgress = crossShardInProgress
+        self.crossShardUnfinished = crossShardUnfinished
     }
 
     enum CodingKeys: String, CodingKey {
@@ -68,5 +73,6 @@ public struct ReplicaStatus: Codable, Sendable, Hashable {
         case uptimeSeconds = "uptime_s"
         case crossShardLocks = "cross_shard_locks"
         case crossShardInProgress = "cross_shard_in_progress"
+        case crossShardUnfinished = "cross_shard_unfinished"
     }
 }

@@ -44,6 +44,11 @@ import Testing
         // The participant orders the Prepare: it locks bob and votes commit.
         let voted = run(&s1, block(1, round: 1, [], ordered.outgoing))
         #expect(voted.outgoing.map(\.kind) == [.vote(ordered.outgoing[0].id, .commit)])
+        // Both sides say what they wait for (what `/status` shows of a run that does not settle).
+        let id = ordered.outgoing[0].id
+        #expect(s0.crossShard!.unfinished(limit: 4) == ["coordinator of \(id) since round 1, waiting for shard#1"])
+        #expect(s1.crossShard!.unfinished(limit: 4) == ["participant in \(id), voted commit, waiting for the decision"])
+        #expect(s1.crossShard!.unfinished(limit: 0).isEmpty)
         // Ordering the same Prepare again changes nothing.
         let again = run(&s1, block(1, round: 2, [], ordered.outgoing))
         #expect(again.outgoing.isEmpty)
@@ -57,6 +62,7 @@ import Testing
         _ = run(&s1, block(1, round: 4, [], decided.outgoing))
         #expect(s1.state.number(bob) == 30)
         #expect(s0.crossShard!.isIdle && s1.crossShard!.isIdle)
+        #expect(s0.crossShard!.unfinished(limit: 4).isEmpty && s1.crossShard!.unfinished(limit: 4).isEmpty)
         #expect(s0.lastExecution[ClientID(1)]?.result == .crossShardCommitted)
     }
 
