@@ -68,7 +68,8 @@ let package = Package(
         // Deterministic discrete-event simulator running GeoCore replicas under seeded faults.
         .target(
             name: "GeoSim",
-            dependencies: ["GeoCore", "GeoWire", .product(name: "HeapModule", package: "swift-collections")],
+            dependencies: ["GeoCore", "GeoWire", .product(name: "HeapModule", package: "swift-collections"),
+                           .product(name: "DequeModule", package: "swift-collections")],
             swiftSettings: optimisedInDebug),
         // The replica daemon: owns a core, verifies client signatures in parallel, persists, sends.
         .target(

@@ -58,9 +58,11 @@ public actor FabricClient {
     }
 
     /// A client of `cluster` that signs with `key`; `keys` authenticate the replicas at the handshake.
-    /// `wanEmulation` delays what the client sends (replicas do not emulate links to clients, which
-    /// have no region in the topology).
-    public init(topology: Topology, keys: KeyRing, client: ClientID, key: SigningKey, cluster: Cluster,
+    /// `region`: where the client is (default: its cluster's region), which sets how long it
+    /// waits before resending (`Topology.clientResendTimeoutMilliseconds`). `wanEmulation` delays
+    /// what the client sends (replicas do not emulate links to clients, which have no region in
+    /// the topology).
+    public init(topology: Topology, keys: KeyRing, client: ClientID, key: SigningKey, cluster: Cluster, region: String? = nil,
                 firstRequestID: UInt64 = 1, wanEmulation: WANEmulation? = nil, logger: Logger = Logger(label: "geofabric.client")) {
         self.topology = topology
         self.client = client
@@ -73,9 +75,9 @@ public actor FabricClient {
         let viewTimeout = max(1, topology.parameters.viewTimeoutMilliseconds)
         let tick = max(topology.parameters.tickMilliseconds, viewTimeout / 10, 1)
         tickInterval = .milliseconds(tick)
-        // The client waits a local view-change timeout before resending to every replica.
+        let resend = topology.clientResendTimeoutMilliseconds(region: region ?? cluster.region)
         core = ClientCore(client: client, cluster: cluster.id, quorum: cluster.quorum, signer: key,
-                          timeoutTicks: UInt64(max(1, viewTimeout / tick)), firstRequestID: firstRequestID)
+                          timeoutTicks: UInt64(max(1, resend / tick)), firstRequestID: firstRequestID)
     }
 
     /// Dials the home cluster's replicas and starts the client's clock.

@@ -225,6 +225,6 @@ extension PBFTReplica {
             if isPrimary { reshare(effects: &effects) }
             return
         }
-        startViewChange(to: view + 1, effects: &effects)
+        startViewChange(to: view + 1, reason: .remoteRequest, effects: &effects)
     }
 }

@@ -98,6 +98,25 @@ public struct DurableState: Hashable, Sendable {
     }
 }
 
+/// Why a replica started a view change: what the simulator and the metrics count, so that a run
+/// with view changes says which timer fired.
+public enum ViewChangeReason: String, Hashable, Sendable, CaseIterable {
+    /// A request (or statement) waited a timeout while the primary ordered nothing (`censorship`).
+    case requestTimeout = "request-timeout"
+    /// A request waited past the allowance of a busy primary (`censorship`).
+    case censoredRequest = "censored-request"
+    /// Outstanding work and no block delivered for a timeout.
+    case noProgress = "no-progress"
+    /// In a view change whose new primary did not deliver a NewView in time: the next view.
+    case newViewLate = "new-view-late"
+    /// f + 1 peers asked for a later view.
+    case joined
+    /// f + 1 peers vote in a later view this replica missed.
+    case peersInLaterView = "peers-in-later-view"
+    /// Another cluster of the shard asked (remote view change).
+    case remoteRequest = "remote-request"
+}
+
 /// Why a replica ignored an input (counted by the shell; never fatal).
 public enum Rejection: String, Hashable, Sendable, CaseIterable {
     case badClientSignature = "bad_client_signature"

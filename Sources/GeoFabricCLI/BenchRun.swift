@@ -235,7 +235,7 @@ enum LiveBenchmark {
         logger.logLevel = .critical
         var clients: [FabricClient] = []
         for (plan, key) in zip(plans, signingKeys) {
-            let client = FabricClient(topology: deployed, keys: keyRing, client: plan.client, key: key, cluster: plan.cluster,
+            let client = FabricClient(topology: deployed, keys: keyRing, client: plan.client, key: key, cluster: plan.cluster, region: plan.region,
                                       wanEmulation: settings.emulateWAN ? BenchPlan.emulation(for: plan.region, in: deployed) : nil,
                                       logger: logger)
             await client.start()

@@ -83,6 +83,10 @@ struct SimulateCommand: ParsableCommand {
     @Option(name: .customLong("cost-model"), help: "Benchmark: a cost model JSON file instead of the measured defaults.")
     var costModelFile: String?
 
+    @Option(name: .customLong("client-timeout-ms"),
+            help: "Benchmark: milliseconds a client waits before resending to every replica (default: the real client's rule, 2 view timeouts + 4 of the longest round trips from its region).")
+    var clientTimeoutMilliseconds: Int?
+
     func validate() throws {
         if let seeds, seeds < 1 { throw ValidationError("--seeds must be at least 1") }
         if let crossShard {
@@ -95,6 +99,7 @@ struct SimulateCommand: ParsableCommand {
         }
         guard clientsPerRegion >= 1, cores >= 1 else { throw ValidationError("--clients and --cores must be at least 1") }
         if let batchSize, batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
+        if let clientTimeoutMilliseconds, clientTimeoutMilliseconds < 1 { throw ValidationError("--client-timeout-ms must be at least 1") }
         if let sweep, !["clusters", "batch"].contains(sweep) { throw ValidationError("--sweep is clusters or batch") }
     }
 
@@ -196,6 +201,7 @@ struct SimulateCommand: ParsableCommand {
         settings.clientsPerRegion = clientsPerRegion
         settings.cores = cores
         settings.batchSize = batchSize
+        settings.clientTimeoutMilliseconds = clientTimeoutMilliseconds
         if let costModelFile {
             guard let data = FileManager.default.contents(atPath: costModelFile),
                   let model = try? JSONDecoder().decode(CostModel.self, from: data) else {
@@ -239,7 +245,7 @@ struct SimulateCommand: ParsableCommand {
     func printResult(_ result: ProtocolResult) {
         func number(_ value: Double) -> String { String(format: "%.0f", value) }
         func milliseconds(_ value: Double) -> String { String(format: "%.1f", value) }
-        print("\(result.protocol): \(number(result.throughput_tps)) txn/s, latency p50 \(milliseconds(result.latency_ms.p50)) ms, p90 \(milliseconds(result.latency_ms.p90)) ms, p99 \(milliseconds(result.latency_ms.p99)) ms; \(result.clusters) cluster(s) of \(result.replicas_per_cluster.map(String.init).joined(separator: "/")) replicas; committed \(result.committed); busiest replica CPU \(String(format: "%.0f", result.busiest_replica_cpu * 100))%; window bound \(number(result.window_bound_tps)) txn/s; \(result.view_changes) view changes; invariants \(result.invariants_ok ? "ok" : "VIOLATED")")
+        print("\(result.protocol): \(number(result.throughput_tps)) txn/s, latency p50 \(milliseconds(result.latency_ms.p50)) ms, p90 \(milliseconds(result.latency_ms.p90)) ms, p99 \(milliseconds(result.latency_ms.p99)) ms; \(result.clusters) cluster(s) of \(result.replicas_per_cluster.map(String.init).joined(separator: "/")) replicas; committed \(result.committed); busiest replica CPU \(String(format: "%.0f", result.busiest_replica_cpu * 100))%; window bound \(number(result.window_bound_tps)) txn/s; \(result.view_changes) view changes\(result.view_change_reasons.isEmpty ? "" : " (" + result.view_change_reasons.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ") + ")"); \(result.client_retransmissions) client resends; invariants \(result.invariants_ok ? "ok" : "VIOLATED")")
         for region in result.regions {
             print("  \(region.region.padding(toLength: 10, withPad: " ", startingAt: 0)) \(number(region.throughput_tps).leftPad(8)) txn/s  p50 \(milliseconds(region.latency_ms.p50).leftPad(7)) ms  p99 \(milliseconds(region.latency_ms.p99).leftPad(7)) ms")
         }

@@ -14,6 +14,8 @@ public struct BenchmarkSettings: Sendable {
     public var cores = 4
     public var batchSize: Int?
     public var costModel = CostModel.measured
+    /// Override the clients' resend timeout (nil: the real client's rule).
+    public var clientTimeoutMilliseconds: Int?
 
     public init(topology: Topology) { self.topology = topology }
 }
@@ -55,6 +57,9 @@ public struct ProtocolResult: Hashable, Sendable, Codable {
     /// window x batch / p50 latency: what the pipeline allows, before CPU or bandwidth.
     public var window_bound_tps: Double
     public var view_changes: Int
+    public var view_change_reasons: [String: Int]
+    /// Requests clients resent to every replica of their cluster after a timeout.
+    public var client_retransmissions: Int
     public var invariants_ok: Bool
     public var violations: [String]
 }
@@ -70,6 +75,7 @@ public enum SimulatedBenchmark {
         simulation.clientsPerCluster = settings.clientsPerRegion
         simulation.costModel = settings.costModel
         simulation.cores = settings.cores
+        simulation.clientTimeoutMilliseconds = settings.clientTimeoutMilliseconds
         simulation.warmup = UInt64(settings.warmupSeconds * 1_000_000)
         // No faults: liveness is not judged, but every safety checker runs.
         simulation.healTime = simulation.duration
@@ -93,7 +99,7 @@ public enum SimulatedBenchmark {
             replicas_per_cluster: shown.shards.flatMap { $0.clusters.map(\.n) },
             busiest_replica_cpu: report.busiestReplicaUtilisation,
             window_bound_tps: latency.p50 > 0 ? window * Double(shown.shards.reduce(0) { $0 + $1.clusters.count }) / (latency.p50 / 1000) : 0,
-            view_changes: report.viewChanges, invariants_ok: report.ok, violations: report.violations.map(\.description))
+            view_changes: report.viewChanges, view_change_reasons: report.viewChangeReasons, client_retransmissions: report.clientRetransmissions, invariants_ok: report.ok, violations: report.violations.map(\.description))
     }
 
     /// The paper's experiment: `total` replicas of one shard split into 1...`maxClusters` clusters

@@ -4,6 +4,7 @@
 
 import GeoCore
 import GeoWire
+import DequeModule
 import HeapModule
 
 /// What to simulate.
@@ -42,6 +43,9 @@ public struct SimulationSettings: Sendable {
     /// Bank workload: clients (by index) that sign a second and third version of each cross-shard
     /// request, with the same request id (one with another amount, one with another coordinator).
     public var conflictingClients: Set<Int> = []
+    /// Milliseconds a client waits before resending to every replica of its home cluster (nil:
+    /// `Topology.clientResendTimeoutMilliseconds`, the real client's rule).
+    public var clientTimeoutMilliseconds: Int?
     /// Shards apply their part of a cross-shard transaction even on abort (to show that the
     /// balance and atomicity checkers notice).
     public var brokenCommitRule = false
@@ -70,6 +74,8 @@ public struct SimulationReport: Sendable {
     /// The view each running replica ended in.
     public var views: [ReplicaID: UInt64]
     public var viewChanges: Int
+    /// View changes started, by `ViewChangeReason` (its raw value).
+    public var viewChangeReasons: [String: Int] = [:]
     public var messagesSent: Int
     public var messagesDropped: Int
     public var bytesSent: Int
@@ -103,6 +109,8 @@ public final class Simulation {
         case toReplica(ReplicaID, Message, from: Endpoint)
         case toClient(Int, Reply)
         case replicaTick(ReplicaID)
+        /// A replica's machine is free: it takes the next input waiting in its inboxes.
+        case replicaFree(ReplicaID)
         case clientTick(Int)
         case action(SimulationAction)
         case livenessMark
@@ -118,6 +126,11 @@ public final class Simulation {
         var durable = DurableState()
         let meter = CostMeter()
         var cpuFreeAt: UInt64 = 0
+        /// Inputs that arrived while the machine was busy, as the daemon queues them: messages of
+        /// replicas are taken before client requests (`InputPriority`), each queue in arrival order.
+        var replicaInbox = Deque<Payload>()
+        var clientInbox = Deque<Payload>()
+        var wakeScheduled = false
         var busyMicroseconds: Double = 0
         var byzantine: ByzantineBehaviour?
         var history: [Message] = []
@@ -251,10 +264,9 @@ public final class Simulation {
         }
     }
 
-    /// A client waits for about twice the slowest round trip of its region plus a view-change timeout.
+    /// A client's resend timeout: the real client's rule, unless the settings override it.
     func clientTimeoutTicks(for region: String) -> UInt64 {
-        let rtt = topology.regions.compactMap { topology.link(from: region, to: $0.name)?.rttMilliseconds }.max() ?? 1
-        let milliseconds = UInt64(topology.parameters.viewTimeoutMilliseconds) * 2 + UInt64(rtt * 4)
+        let milliseconds = UInt64(settings.clientTimeoutMilliseconds ?? topology.clientResendTimeoutMilliseconds(region: region))
         return max(2, milliseconds * 1000 / tickMicroseconds)
     }
 
@@ -281,14 +293,16 @@ public final class Simulation {
         var heights: [ReplicaID: UInt64] = [:]
         var views: [ReplicaID: UInt64] = [:]
         var viewChanges = 0
+        var viewChangeReasons: [String: Int] = [:]
         var rejections: [String: Int] = [:]
         for (id, node) in replicas {
             heights[id] = node.core?.ledger.height ?? 0
             if let core = node.core { views[id] = core.view }
             viewChanges += node.core?.viewChangesStarted ?? 0
+            for (reason, count) in node.core?.viewChangeReasons ?? [:] { viewChangeReasons[reason.rawValue, default: 0] += count }
             for (reason, count) in node.core?.rejections ?? [:] { rejections[reason.rawValue, default: 0] += count }
         }
-        return SimulationReport(seed: settings.seed, violations: checker.violations, committed: committed,
+        var report = SimulationReport(seed: settings.seed, violations: checker.violations, committed: committed,
                                 committedAfterHeal: committedAfterHeal, heights: heights, views: views, viewChanges: viewChanges,
                                 messagesSent: messagesSent, messagesDropped: messagesDropped, bytesSent: bytesSent, events: events,
                                 rejections: rejections, clientRetransmissions: clients.reduce(0) { $0 + $1.core.retransmissions },
@@ -299,32 +313,39 @@ public final class Simulation {
                                 regionLatencies: Dictionary(grouping: clients, by: \.region).mapValues { $0.flatMap(\.latencies) },
                                 busiestReplicaUtilisation: (replicas.values.map(\.busyMicroseconds).max() ?? 0) / Double(max(1, settings.duration)),
                                 crossShardOutcomes: checker.crossShardOutcomes())
+        report.viewChangeReasons = viewChangeReasons
+        return report
     }
 
     func handle(_ payload: Payload) {
         switch payload {
-        case let .toReplica(id, message, from):
+        case let .toReplica(id, _, from):
             guard let node = replicas[id], node.core != nil else { return }
-            if node.cpuFreeAt > now {
+            if node.cpuFreeAt > now || !node.replicaInbox.isEmpty || !node.clientInbox.isEmpty {
                 // The machine is busy: the message waits in its queue.
-                schedule(at: node.cpuFreeAt, payload)
+                if case .client = from { node.clientInbox.append(payload) } else { node.replicaInbox.append(payload) }
+                if !node.wakeScheduled {
+                    node.wakeScheduled = true
+                    schedule(at: max(now, node.cpuFreeAt), .replicaFree(id))
+                }
                 return
             }
-            let input: Input
-            switch (message, from) {
-            case let (.clientTransaction(transaction), .client): input = .client(transaction)
-            case let (_, .replica(sender)): input = .message(message, from: sender)
-            default: return
-            }
-            if node.byzantine == .votesForEverything, case let .prePrepare(prePrepare) = message {
-                voteForEverything(node, prePrepare)
-            }
-            if node.byzantine == .censoring, case let .clientTransaction(transaction) = message, transaction.client == ClientID(0) {
+            process(payload, at: node)
+        case let .replicaFree(id):
+            guard let node = replicas[id] else { return }
+            node.wakeScheduled = false
+            guard node.core != nil else {
+                node.replicaInbox.removeAll()
+                node.clientInbox.removeAll()
                 return
             }
-            if node.byzantine == .withholdsVotes, case .shardStatement = message { return }
-            let effects = node.core!.step(input)
-            carryOut(effects, of: node, delay: charge(node, effects))
+            if node.cpuFreeAt <= now, let next = node.replicaInbox.popFirst() ?? node.clientInbox.popFirst() {
+                process(next, at: node)
+            }
+            if !node.replicaInbox.isEmpty || !node.clientInbox.isEmpty {
+                node.wakeScheduled = true
+                schedule(at: max(now, node.cpuFreeAt), .replicaFree(id))
+            }
         case let .toClient(index, reply):
             let effects = clients[index].core.onReply(reply)
             carryOut(effects, ofClient: index)
@@ -360,6 +381,26 @@ public final class Simulation {
                 clients[index].core.isBusy ? (index, clients[index].core.nextRequestID - 1) : nil
             }
         }
+    }
+
+    /// A message reaches the replica's core: what the machine does once it takes the input.
+    func process(_ payload: Payload, at node: ReplicaNode) {
+        guard case let .toReplica(_, message, from) = payload else { return }
+        let input: Input
+        switch (message, from) {
+        case let (.clientTransaction(transaction), .client): input = .client(transaction)
+        case let (_, .replica(sender)): input = .message(message, from: sender)
+        default: return
+        }
+        if node.byzantine == .votesForEverything, case let .prePrepare(prePrepare) = message {
+            voteForEverything(node, prePrepare)
+        }
+        if node.byzantine == .censoring, case let .clientTransaction(transaction) = message, transaction.client == ClientID(0) {
+            return
+        }
+        if node.byzantine == .withholdsVotes, case .shardStatement = message { return }
+        let effects = node.core!.step(input)
+        carryOut(effects, of: node, delay: charge(node, effects))
     }
 
     func nextOperation() -> Operation {
@@ -704,6 +745,9 @@ public final class Simulation {
         switch action {
         case let .crash(id):
             replicas[id]?.core = nil
+            // What waited in its inboxes is lost with the process.
+            replicas[id]?.replicaInbox.removeAll()
+            replicas[id]?.clientInbox.removeAll()
         case let .restart(id):
             guard let node = replicas[id], node.core == nil else { return }
             node.core = PBFTReplica(configuration: node.configuration, suite: node.coreSuite(metered: settings.costModel != nil),
