@@ -83,6 +83,10 @@ struct SimulateCommand: ParsableCommand {
     @Option(name: .customLong("cost-model"), help: "Benchmark: a cost model JSON file instead of the measured defaults.")
     var costModelFile: String?
 
+    @Option(name: .customLong("cpu-slowdown"),
+            help: "Benchmark: make every replica's machine this many times slower than the cost model (8: 16 replica processes sharing 2 cores, as `bench` runs them here).")
+    var cpuSlowdown: Double = 1
+
     @Option(name: .customLong("client-timeout-ms"),
             help: "Benchmark: milliseconds a client waits before resending to every replica (default: the real client's rule, 2 view timeouts + 4 of the longest round trips from its region).")
     var clientTimeoutMilliseconds: Int?
@@ -99,6 +103,7 @@ struct SimulateCommand: ParsableCommand {
         }
         guard clientsPerRegion >= 1, cores >= 1 else { throw ValidationError("--clients and --cores must be at least 1") }
         if let batchSize, batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
+        guard cpuSlowdown >= 1, cpuSlowdown <= 1000 else { throw ValidationError("--cpu-slowdown is between 1 and 1000") }
         if let clientTimeoutMilliseconds, clientTimeoutMilliseconds < 1 { throw ValidationError("--client-timeout-ms must be at least 1") }
         if let sweep, !["clusters", "batch"].contains(sweep) { throw ValidationError("--sweep is clusters or batch") }
     }
@@ -210,6 +215,7 @@ struct SimulateCommand: ParsableCommand {
             }
             settings.costModel = model
         }
+        settings.costModel = settings.costModel.slowed(by: cpuSlowdown)
         return settings
     }
 

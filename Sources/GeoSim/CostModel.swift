@@ -41,6 +41,15 @@ public struct CostModel: Hashable, Sendable, Codable {
         messageMicroseconds: 1.35, messageNanosecondsPerByte: 8.72,
         source: "geofabric calibrate --seconds 2 on the 2-core development machine, 2026-11-25")
 
+    /// The same work on a machine `factor` times slower: a replica that gets only a share of a
+    /// core, as when `geofabric bench` runs 16 replica processes on this 2-core machine (factor 8).
+    public func slowed(by factor: Double) -> CostModel {
+        CostModel(signMicroseconds: signMicroseconds * factor, verifyMicroseconds: verifyMicroseconds * factor,
+                  hashNanosecondsPerByte: hashNanosecondsPerByte * factor, messageMicroseconds: messageMicroseconds * factor,
+                  messageNanosecondsPerByte: messageNanosecondsPerByte * factor,
+                  source: factor == 1 ? source : "\(source), slowed \(factor == factor.rounded() ? "\(Int(factor))" : "\(factor)")x")
+    }
+
     /// Microseconds of work for what a step did, on a machine with `cores` cores.
     public func cost(of work: CostMeter.Counts, cores: Int) -> Double {
         Double(work.signs) * signMicroseconds
