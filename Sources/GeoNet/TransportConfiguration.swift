@@ -133,6 +133,10 @@ public struct TransportConfiguration: Sendable {
 public struct InboundMessage: Hashable, Sendable {
     public var from: NodeID
     public var message: Message
+    public init(from: NodeID, message: Message) {
+        self.from = from
+        self.message = message
+    }
 }
 
 public enum TransportEvent: Hashable, Sendable {

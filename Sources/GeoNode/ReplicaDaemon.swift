@@ -3,7 +3,8 @@
 //
 // Inbound path (two stages, so that checking the next message's client signatures on all cores
 // overlaps with the core stepping through the current one):
-//   transport.messages -> preverify (ParallelVerifier) -> ordered queue -> ReplicaNode.receive
+//   transport.messages -> preverify (ParallelVerifier) -> InboundQueue (replicas' messages before
+//   clients' requests) -> ReplicaNode.receive
 // Outbound: ReplicaNode's effects -> (fsync) -> Transport.send. Ticks: every tickMilliseconds.
 
 import Foundation
@@ -115,16 +116,16 @@ public final class ReplicaDaemon: Sendable {
         transport.connect(peers: PeerAddress.replicas(of: topology).filter { $0.node != .replica(number: info.number) })
 
         let preverifier = ClientSignaturePreverifier(keys: keys, verified: verified)
-        let (checked, checkedQueue) = AsyncStream<InboundMessage>.makeStream(bufferingPolicy: .bufferingOldest(65_536))
+        let checked = InboundQueue()
         let verify = Task {
             for await inbound in transport.messages {
                 preverifier.preverify(inbound.message)
-                checkedQueue.yield(inbound)
+                checked.push(inbound)
             }
-            checkedQueue.finish()
+            checked.finish()
         }
         let deliver = Task {
-            for await inbound in checked { await node.receive(inbound.message, from: inbound.from) }
+            while let inbound = await checked.next() { await node.receive(inbound.message, from: inbound.from) }
         }
         let tick = Duration.milliseconds(max(1, topology.parameters.tickMilliseconds))
         let clock = Task {

@@ -13,13 +13,11 @@ import GeoCrypto
 import GeoWire
 import Synchronization
 
-/// Signatures already found valid: (client, request, signature). Bounded, oldest dropped first.
+/// Client transactions already found validly signed: the whole transaction, operation included
+/// (an entry of client, request and signature alone once let a replayed signature vouch for
+/// another operation under the same request id). Bounded, oldest dropped first.
 public final class VerifiedSignatures: Sendable {
-    struct Entry: Hashable {
-        var client: ClientID
-        var requestID: UInt64
-        var signature: Signature
-    }
+    typealias Entry = ClientTransaction
 
     /// Enough for a window of blocks in flight (64 rounds of 100 transactions) several times over.
     public static let capacityDefault = 65_536
@@ -35,9 +33,7 @@ public final class VerifiedSignatures: Sendable {
 
     public init(capacity: Int = VerifiedSignatures.capacityDefault) { self.capacity = max(1, capacity) }
 
-    static func entry(_ transaction: ClientTransaction) -> Entry {
-        Entry(client: transaction.client, requestID: transaction.requestID, signature: transaction.signature)
-    }
+    static func entry(_ transaction: ClientTransaction) -> Entry { transaction }
 
     public func contains(_ transaction: ClientTransaction) -> Bool {
         let entry = Self.entry(transaction)

@@ -1,0 +1,84 @@
+// The daemon's inbound path: what waits for the core (replicas' messages first) and what the
+// signature cache lets through (only what was checked, byte for byte).
+
+import GeoCore
+import GeoCrypto
+import GeoNet
+@testable import GeoNode
+import GeoTopology
+import Testing
+
+@Suite struct InboundQueueTests {
+    func inbound(_ from: NodeID, _ tag: UInt64) -> InboundMessage {
+        InboundMessage(from: from, message: .clientTransaction(ClientTransaction(
+            client: ClientID(0), requestID: tag, operation: .get(key: []), signature: Signature(bytes: Array(repeating: 0, count: 64))!)))
+    }
+
+    @Test func replicasMessagesGoBeforeClientsEachInArrivalOrder() async {
+        let queue = InboundQueue()
+        queue.push(inbound(.client(ClientID(1)), 1))
+        queue.push(inbound(.replica(number: 2), 2))
+        queue.push(inbound(.client(ClientID(3)), 3))
+        queue.push(inbound(.replica(number: 4), 4))
+        var order: [NodeID] = []
+        for _ in 0..<4 { if let next = await queue.next() { order.append(next.from) } }
+        #expect(order == [.replica(number: 2), .replica(number: 4), .client(ClientID(1)), .client(ClientID(3))])
+        queue.finish()
+        #expect(await queue.next() == nil)
+    }
+
+    @Test func aWaitingConsumerGetsTheNextMessageAndFinishEndsIt() async {
+        let queue = InboundQueue()
+        let consumer = Task { () -> [NodeID] in
+            var seen: [NodeID] = []
+            while let next = await queue.next() { seen.append(next.from) }
+            return seen
+        }
+        try? await Task.sleep(for: .milliseconds(20))
+        queue.push(inbound(.client(ClientID(7)), 1))
+        try? await Task.sleep(for: .milliseconds(20))
+        queue.push(inbound(.replica(number: 1), 2))
+        queue.finish()
+        #expect(await consumer.value == [.client(ClientID(7)), .replica(number: 1)])
+    }
+
+    @Test func aFullKindDropsNewMessagesAndCountsThem() async {
+        let queue = InboundQueue(capacity: 2)
+        for tag in 0..<3 { queue.push(inbound(.client(ClientID(1)), UInt64(tag))) }
+        queue.push(inbound(.replica(number: 0), 9))
+        #expect(queue.counts.waiting == 3 && queue.counts.dropped == 1, "a full client queue leaves room for replicas")
+    }
+}
+
+@Suite struct VerifiedSignatureCacheTests {
+    static let topology = try! TopologyLoader.parse(text: """
+        name: cache-1x4
+        regions: [local]
+        shards: [{name: s0, clusters: [{region: local, replicas: 4}]}]
+        keys: dev
+        """, file: "cache-1x4")
+
+    /// A valid signature replayed over another operation under the same request id: the cache
+    /// must not vouch for it (it once keyed on client, request and signature alone).
+    @Test func aCheckedSignatureDoesNotVouchForAnotherOperation() {
+        let topology = Self.topology
+        let keys = KeyRing.development(for: topology)
+        let client = ClientID(0)
+        let key = SigningKey.development(topology: topology.name, identity: Topology.clientName(client))
+        let genuine = key.signTransaction(client: client, requestID: 5, operation: .add(key: Array("a".utf8), delta: 1))
+        var forged = genuine
+        forged.operation = .add(key: Array("a".utf8), delta: 1_000_000)
+
+        let verified = VerifiedSignatures()
+        let preverifier = ClientSignaturePreverifier(keys: keys, verified: verified)
+        #expect(preverifier.preverify(.clientTransaction(genuine)) == 0)
+        #expect(verified.contains(genuine))
+        #expect(!verified.contains(forged))
+        #expect(preverifier.preverify(.clientTransaction(forged)) == 1, "the forged copy is checked, and fails")
+        let suite = PreverifiedSuite(base: Ed25519Suite(topology: topology, keys: keys,
+                                                        signingKey: SigningKey.development(topology: topology.name, identity: "s0-local-0")),
+                                     verified: verified)
+        #expect(suite.isValid(genuine))
+        #expect(!suite.isValid(forged))
+    }
+}
