@@ -21,10 +21,9 @@ extension Topology {
     /// three phases (a PBFT cluster may span regions) and, with GeoBFT, the other clusters'
     /// blocks of the round; resending sooner than that asks every replica to verify, forward
     /// and watch a request that is merely on its way. The real client and the simulator's clients
-    /// use this one rule. (The real client once waited one view timeout, 500 ms: below the PBFT
-    /// baseline's own latency across four regions, so on a slow machine half its requests were
-    /// resent to all 16 replicas, which then blamed a primary that was only busy. The scenario
-    /// `BaselineUnderLoadScenarios` shows the difference.)
+    /// use this one rule. (The real client once waited one view timeout, 500 ms, below the PBFT
+    /// baseline's own latency across four regions: on a slow machine half its requests went to
+    /// all 16 replicas. `LoadedGeoScenarios` shows what that costs GeoBFT itself.)
     public func clientResendTimeoutMilliseconds(region: String) -> Int {
         let rtt = regions.compactMap { link(from: region, to: $0.name)?.rttMilliseconds }.max() ?? 1
         return parameters.viewTimeoutMilliseconds * 2 + Int((rtt * 4).rounded(.up))

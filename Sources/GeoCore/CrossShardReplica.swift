@@ -92,7 +92,7 @@ extension PBFTReplica {
     mutating func proven(_ proof: ShardStatementProof, effects: inout [Effect]) {
         let statement = proof.statement
         guard watchedStatements[statement] == nil, watchedStatements.count < configuration.pendingLimit else { return }
-        watchedStatements[statement] = (proof, now, itemsOrdered)
+        watchedStatements[statement] = (proof, now)
         armProgressTimer()
         guard status == .normal else { return }
         if isPrimary {
@@ -170,8 +170,7 @@ extension PBFTReplica {
         pendingStatements = []
         proposedStatements = []
         let current = now
-        let ordered = itemsOrdered
-        watchedStatements = watchedStatements.mapValues { ($0.proof, current, ordered) }
+        watchedStatements = watchedStatements.mapValues { ($0.proof, current) }
         for (_, watch) in watchedStatements.sorted(by: { $0.value.since < $1.value.since }) {
             effects.append(.send(.shardStatement(watch.proof), to: primary))
         }

@@ -19,9 +19,6 @@ public struct PBFTConfiguration: Hashable, Sendable {
     /// close to 2; in the simulator (latency-bound there, not CPU-bound) 1 cost GeoBFT 8% while 2
     /// left it unchanged.
     public var partialBatchesInFlight: UInt64 = 2
-    /// Timeouts a request may wait at most while the primary keeps ordering other requests
-    /// (`PBFTReplica.censorship`): 2 s at the default 500 ms.
-    public static let censorshipTimeouts: UInt64 = 4
     /// Rounds that may be in flight above the stable checkpoint (the watermark window).
     public var window: UInt64
     public var checkpointEvery: UInt64

@@ -49,6 +49,7 @@ public struct PBFTReplica: Sendable {
     public private(set) var viewChangesStarted = 0
     /// Why this replica started each of those (joining others counts as `.joined`).
     public private(set) var viewChangeReasons: [ViewChangeReason: Int] = [:]
+    public private(set) var lastViewChangeReason: ViewChangeReason?
 
     var slots: [UInt64: Slot] = [:]
     /// This cluster's certified blocks, by round: what the replica serves to laggards.
@@ -73,14 +74,9 @@ public struct PBFTReplica: Sendable {
     /// Requests our cluster ordered that the shard ledger has not executed yet (it may be waiting
     /// for other clusters' blocks of their round). Bounded by the window times the batch size.
     var orderedRequests: Set<RequestKey> = []
-    /// Requests this replica knows of and waits to see executed, with the tick it started waiting
-    /// and `itemsOrdered` then: PBFT's request timers. One that waits too long means the primary
-    /// censors it (`censorship` says how long is too long).
-    var watched: [RequestKey: (transaction: ClientTransaction, since: UInt64, ordered: UInt64)] = [:]
-    /// Client transactions and statements this cluster ordered so far (in this replica's life),
-    /// and the tick it last ordered any: how a request timer tells a busy primary from a censor.
-    var itemsOrdered: UInt64 = 0
-    var lastOrderedTick: UInt64?
+    /// Requests this replica knows of and waits to see executed, with the tick it started waiting:
+    /// PBFT's request timers. One that waits too long means the primary censors it.
+    var watched: [RequestKey: (transaction: ClientTransaction, since: UInt64)] = [:]
     /// The highest view each peer votes in: one entry per replica, so a Byzantine peer cannot grow
     /// it. f + 1 claims include a correct one.
     var claimedViews: [UInt16: UInt64] = [:]
@@ -114,7 +110,7 @@ public struct PBFTReplica: Sendable {
     /// Signatures collected for statements addressed to our shard, until f + 1 of one cluster agree.
     var statementInbox: [ShardStatement: StatementSignatures] = [:]
     /// Proven statements this replica waits to see ordered (request timers, like `watched`).
-    var watchedStatements: [ShardStatement: (proof: ShardStatementProof, since: UInt64, ordered: UInt64)] = [:]
+    var watchedStatements: [ShardStatement: (proof: ShardStatementProof, since: UInt64)] = [:]
     /// Primary only: proven statements waiting for a block, and those proposed and not delivered.
     var pendingStatements: [ShardStatementProof] = []
     var proposedStatements: Set<ShardStatement> = []
@@ -251,9 +247,8 @@ public struct PBFTReplica: Sendable {
         let key = RequestKey(transaction)
         // Copies of a request this replica holds already (a client's resend to every replica and
         // the backups' forwards of it: up to n copies at the primary) are dropped before their
-        // signature is checked: whatever a copy carries, the replica keeps the version it has.
-        // Checking each one cost a loaded primary n verifications per resend, which is what
-        // collapsed the 16-replica PBFT baseline once its clients began to resend.
+        // signature is checked: whatever a copy carries, the replica keeps the version it has,
+        // so checking each cost a primary already behind n verifications per resend for nothing.
         // (A backup acts on no forward, and on a client's copy only once.)
         let held = status == .normal && isPrimary
             ? pendingKeys.contains(key) || proposed.contains(key) || orderedRequests.contains(key)
@@ -288,7 +283,7 @@ public struct PBFTReplica: Sendable {
                 reject(.queueFull)
                 return
             }
-            watched[key] = (transaction, now, itemsOrdered)
+            watched[key] = (transaction, now)
             if status == .normal { effects.append(.send(.clientTransaction(transaction), to: primary)) }
             armProgressTimer()
         }
@@ -526,9 +521,6 @@ public struct PBFTReplica: Sendable {
         effects.append(.persist(.delivered(block)))
         // Ordered by this cluster: the request timers of its transactions stop here, not at
         // execution, which may wait for other clusters (their lateness is the remote timers' job).
-        let items = block.block.transactions.count + block.block.statements.count
-        itemsOrdered += UInt64(items)
-        if items > 0 { lastOrderedTick = now }
         for transaction in block.block.transactions {
             let key = RequestKey(transaction)
             proposed.remove(key)
@@ -697,40 +689,6 @@ public struct PBFTReplica: Sendable {
         return slots.contains { $0.key > lastDelivered && ($0.value.prePrepare != nil || $0.value.certified != nil) }
     }
 
-    /// The request (or statement) this replica has watched the longest: when, and `itemsOrdered` then.
-    func oldestWatched() -> (since: UInt64, ordered: UInt64)? {
-        var oldest: (since: UInt64, ordered: UInt64)?
-        for entry in watched.values where oldest == nil || entry.since < oldest!.since { oldest = (entry.since, entry.ordered) }
-        for entry in watchedStatements.values where oldest == nil || entry.since < oldest!.since { oldest = (entry.since, entry.ordered) }
-        return oldest
-    }
-
-    /// Whether the primary censors a request watched since `oldest` (PBFT's request timer), and
-    /// on which ground.
-    ///
-    /// A request that waits a timeout while the primary orders nothing is censored: the primary
-    /// is replaced. A primary that keeps ordering other requests may be busy rather than
-    /// censoring: a request joins the back of its queue (its inbox, then its pending batch),
-    /// which under load holds more than a timeout's worth of work, and the backups' timers start
-    /// only when clients resend, i.e. when the queue is already long. So a primary that ordered
-    /// something within the last timeout gets longer, up to `censorshipTimeouts` timeouts, for
-    /// as long as it has not ordered more than its whole queue could have held ahead of the
-    /// request (`pendingLimit`, plus the window's batches already proposed): a FIFO primary
-    /// orders the request before that. The price: a primary that censors one client while
-    /// ordering others is caught after `censorshipTimeouts` timeouts instead of one. (The classic
-    /// PBFT rule restarts the timer at each execution, which never catches it.) Blaming after one
-    /// timeout whatever the primary did sent the PBFT baseline across four regions into view
-    /// changes whenever it was loaded past a timeout of queueing (`BaselineUnderLoadScenarios`).
-    func censorship(_ oldest: (since: UInt64, ordered: UInt64)?) -> ViewChangeReason? {
-        guard let oldest else { return nil }
-        let waited = now - oldest.since
-        guard waited >= currentTimeout else { return nil }
-        guard let ordered = lastOrderedTick, now - ordered < currentTimeout else { return .requestTimeout }
-        let overtaken = itemsOrdered - min(itemsOrdered, oldest.ordered)
-        let queueBound = UInt64(configuration.pendingLimit) + configuration.window * UInt64(configuration.batchSize)
-        return overtaken > queueBound || waited >= currentTimeout * PBFTConfiguration.censorshipTimeouts ? .censoredRequest : nil
-    }
-
     mutating func armProgressTimer() {
         if progressSince == nil { progressSince = now }
     }
@@ -758,8 +716,11 @@ public struct PBFTReplica: Sendable {
             watched = watched.filter { key, _ in
                 !orderedRequests.contains(key) && key.requestID > (ledger.lastExecution[key.client]?.requestID ?? 0)
             }
-            if let reason = censorship(oldestWatched()) {
-                startViewChange(to: view + 1, reason: reason, effects: &effects)
+            let oldestStatement = watchedStatements.values.map(\.since).min()
+            if let oldest = watched.values.map(\.since).min().map({ min($0, oldestStatement ?? $0) }) ?? oldestStatement,
+               now - oldest >= currentTimeout {
+                // A request waited a whole timeout while others committed: the primary censors it.
+                startViewChange(to: view + 1, reason: .requestTimeout, effects: &effects)
                 return
             }
             guard let since = progressSince else { return }
@@ -818,6 +779,7 @@ public struct PBFTReplica: Sendable {
         lastViewChange = now
         viewChangesStarted += 1
         viewChangeReasons[reason, default: 0] += 1
+        lastViewChangeReason = reason
         consecutiveViewChanges += 1
         viewChangeDeadline = now + currentTimeout
         effects.append(.persist(.view(newView, normal: false)))
@@ -954,10 +916,7 @@ public struct PBFTReplica: Sendable {
             pending = []
             pendingKeys = []
             // The new primary gets a full timeout for each request it inherits.
-            for key in watched.keys {
-                watched[key]?.since = now
-                watched[key]?.ordered = itemsOrdered
-            }
+            for key in watched.keys { watched[key]?.since = now }
             for transaction in waiting { effects.append(.send(.clientTransaction(transaction), to: primary)) }
             handOverWatchedStatements(effects: &effects)
         }

@@ -101,10 +101,8 @@ public struct DurableState: Hashable, Sendable {
 /// Why a replica started a view change: what the simulator and the metrics count, so that a run
 /// with view changes says which timer fired.
 public enum ViewChangeReason: String, Hashable, Sendable, CaseIterable {
-    /// A request (or statement) waited a timeout while the primary ordered nothing (`censorship`).
+    /// A request (or statement) this replica watched waited a whole timeout: the primary censors it.
     case requestTimeout = "request-timeout"
-    /// A request waited past the allowance of a busy primary (`censorship`).
-    case censoredRequest = "censored-request"
     /// Outstanding work and no block delivered for a timeout.
     case noProgress = "no-progress"
     /// In a view change whose new primary did not deliver a NewView in time: the next view.

@@ -264,8 +264,20 @@ extension Topology {
     /// The PBFT baseline of this deployment: each shard's replicas, all of them, as one PBFT
     /// cluster (in cluster order, so the primary sits in the shard's first region). Replicas keep
     /// their regions, so the WAN between them is the same; only the protocol changes.
+    ///
+    /// `view_timeout_ms` is the patience of a cluster inside one region; the baseline's cluster
+    /// spans the WAN, where its normal case alone (a request's trip to the primary, three phases)
+    /// takes several round trips. So its view timeout adds 4 of the longest round trips between
+    /// its regions, the same allowance the clients' resend timeout makes
+    /// (`clientResendTimeoutMilliseconds`): without it the baseline's first block on real
+    /// processes outlasted 500 ms and its backups replaced a primary that was only starting up.
     public func pbftBaseline() -> Topology {
         var baseline = self
+        let spans = shards.map { shard in
+            let regions = shard.clusters.map(\.region)
+            return regions.flatMap { a in regions.compactMap { b in link(from: a, to: b)?.rttMilliseconds } }.max() ?? 0
+        }
+        baseline.parameters.viewTimeoutMilliseconds += Int(((spans.max() ?? 0) * 4).rounded(.up))
         var number: UInt32 = 0
         baseline.shards = shards.map { shard in
             let id = ClusterID(shard: shard.id, index: 0)

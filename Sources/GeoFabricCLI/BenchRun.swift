@@ -26,6 +26,8 @@ struct BenchSettings: Sendable {
     var requestTimeoutSeconds = 10.0
     var seed: UInt64 = 1
     var readyTimeoutSeconds = 60.0
+    /// How long the replicas get to connect to each other before the load starts regardless.
+    var meshTimeoutSeconds = 20.0
     /// Seconds of the verify-rate measurement before the replicas start (0: skip, bound unknown).
     var calibrationSeconds = 0.5
     /// How long the replicas get without progress, once the clients stop, to reach one height
@@ -229,6 +231,27 @@ enum LiveBenchmark {
             await stopDeployment()
             if Task.isCancelled { throw CancellationError() }
             throw BenchError.deployment("\(error)")
+        }
+        // Load starts once every replica has a link to every other: a request sent earlier waits
+        // for the mesh (a PrePrepare to a backup not yet connected is retransmitted only after a
+        // timeout), and that start-up stall would be measured as latency.
+        let meshEnd = ContinuousClock.now + .milliseconds(Int64(settings.meshTimeoutSeconds * 1000))
+        while !Task.isCancelled {
+            let statuses = await StatusClient.fetchAll(deployed.allReplicas.map { StatusTarget($0) }, timeout: .milliseconds(Int64(settings.statusTimeoutSeconds * 1000)))
+            let links = statuses.reduce(into: (connected: 0, total: 0)) { sum, entry in
+                if case let .success(status) = entry.result {
+                    sum.connected += status.peersConnected
+                    sum.total += status.peersTotal
+                } else {
+                    sum.total += deployed.allReplicas.count - 1
+                }
+            }
+            if links.connected >= links.total { break }
+            if ContinuousClock.now >= meshEnd {
+                progress("warning: starting the load with \(links.connected) of \(links.total) replica links up after \(settings.meshTimeoutSeconds) s")
+                break
+            }
+            try? await Task.sleep(for: .milliseconds(200))
         }
 
         var logger = Logger(label: "geofabric.bench")

@@ -1,13 +1,16 @@
-// The queue between the daemon's signature check and its core: messages of replicas are taken
-// before requests of clients, each kind in arrival order.
+// The queue between the daemon's signature check and its core: replicas' messages and clients'
+// requests wait apart, each kind in arrival order, and are taken in turns while both wait.
 //
 // A replica's core handles one input at a time. With one queue in arrival order, a loaded
-// replica's Prepares and Commits waited behind client requests (and behind every client's resend
-// to every replica), so blocks committed late, backups blamed a primary that was only busy, and
-// the 16-replica PBFT baseline fell into view changes (BaselineUnderLoadScenarios; the simulator
-// queues a machine's inputs the same way). Clients are the ones to wait: their requests are only
-// worth taking once the cluster keeps up with what it already ordered. Written here because
-// AsyncStream has no priorities and merging two streams would still take whichever is ready.
+// primary's Prepares and Commits waited behind every client request that arrived before them, so
+// blocks committed late and the backups blamed a primary that was only busy: the simulated
+// 16-replica PBFT baseline, queued for two seconds, fell to 0 txn/s with 17 view changes
+// (LoadedGeoScenarios; the simulator queues a machine's inputs the same way). Taking replicas'
+// messages strictly first kept that baseline alive but starved request intake, so blocks
+// shrank: simulated GeoBFT on geo-4x4 lost half its throughput at 128 clients per region, and
+// local-1x4 5%. Turns (Aardvark's answer: neither kind can starve the other) kept the baseline
+// alive and cost nothing measurable elsewhere (BENCHMARKS.md). Written here because AsyncStream
+// has no notion of two sources taken in turns.
 
 import DequeModule
 import GeoCore
@@ -23,6 +26,7 @@ public final class InboundQueue: Sendable {
         var replicas = Deque<InboundMessage>()
         var clients = Deque<InboundMessage>()
         var waiter: CheckedContinuation<InboundMessage?, Never>?
+        var clientTurn = false
         var finished = false
         var dropped = 0
     }
@@ -59,12 +63,17 @@ public final class InboundQueue: Sendable {
         waiter?.resume(returning: nil)
     }
 
-    /// The next message: a replica's if any waits, else a client's; nil once finished and empty.
-    /// One consumer at a time.
+    /// The next message, the kinds in turns while both wait; nil once finished and empty. One
+    /// consumer at a time.
     public func next() async -> InboundMessage? {
         await withCheckedContinuation { (continuation: CheckedContinuation<InboundMessage?, Never>) in
             let ready: InboundMessage?? = state.withLock { state in
-                if let message = state.replicas.popFirst() ?? state.clients.popFirst() { return .some(message) }
+                let next = state.clientTurn ? state.clients.popFirst() ?? state.replicas.popFirst()
+                                            : state.replicas.popFirst() ?? state.clients.popFirst()
+                if let next {
+                    state.clientTurn.toggle()
+                    return .some(next)
+                }
                 if state.finished { return .some(nil) }
                 state.waiter = continuation
                 return .none

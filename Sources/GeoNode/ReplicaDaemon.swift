@@ -3,8 +3,8 @@
 //
 // Inbound path (two stages, so that checking the next message's client signatures on all cores
 // overlaps with the core stepping through the current one):
-//   transport.messages -> preverify (ParallelVerifier) -> InboundQueue (replicas' messages before
-//   clients' requests) -> ReplicaNode.receive
+//   transport.messages -> preverify (ParallelVerifier) -> InboundQueue (replicas' messages and
+//   clients' requests in turns) -> ReplicaNode.receive
 // Outbound: ReplicaNode's effects -> (fsync) -> Transport.send. Ticks: every tickMilliseconds.
 
 import Foundation

@@ -130,8 +130,13 @@ public actor ReplicaNode {
     func step(_ input: Input) {
         guard failure == nil else { return }
         let view = core.view
+        let started = core.viewChangesStarted
         let effects = core.step(input)
         hold(effects)
+        if core.viewChangesStarted != started {
+            logger.notice("view change started", metadata: ["from": "\(view)", "reason": "\(core.lastViewChangeReason?.rawValue ?? "?")",
+                                                            "round": "\(core.ledger.round)"])
+        }
         if core.view != view {
             logger.info("entered view", metadata: ["view": "\(core.view)", "round": "\(core.ledger.round)"])
         }

@@ -126,11 +126,12 @@ public final class Simulation {
         var durable = DurableState()
         let meter = CostMeter()
         var cpuFreeAt: UInt64 = 0
-        /// Inputs that arrived while the machine was busy, as the daemon queues them: messages of
-        /// replicas are taken before client requests (`InputPriority`), each queue in arrival order.
+        /// Inputs that arrived while the machine was busy, as the daemon's InboundQueue holds them:
+        /// replicas' messages and clients' requests apart, each in arrival order, taken in turns.
         var replicaInbox = Deque<Payload>()
         var clientInbox = Deque<Payload>()
         var wakeScheduled = false
+        var clientTurn = false
         var busyMicroseconds: Double = 0
         var byzantine: ByzantineBehaviour?
         var history: [Message] = []
@@ -339,8 +340,14 @@ public final class Simulation {
                 node.clientInbox.removeAll()
                 return
             }
-            if node.cpuFreeAt <= now, let next = node.replicaInbox.popFirst() ?? node.clientInbox.popFirst() {
-                process(next, at: node)
+            if node.cpuFreeAt <= now {
+                // Turns while both kinds wait (InboundQueue): a replica's message, then a client's request.
+                let next = node.clientTurn ? node.clientInbox.popFirst() ?? node.replicaInbox.popFirst()
+                                           : node.replicaInbox.popFirst() ?? node.clientInbox.popFirst()
+                if let next {
+                    node.clientTurn.toggle()
+                    process(next, at: node)
+                }
             }
             if !node.replicaInbox.isEmpty || !node.clientInbox.isEmpty {
                 node.wakeScheduled = true

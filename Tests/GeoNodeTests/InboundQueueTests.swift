@@ -14,15 +14,16 @@ import Testing
             client: ClientID(0), requestID: tag, operation: .get(key: []), signature: Signature(bytes: Array(repeating: 0, count: 64))!)))
     }
 
-    @Test func replicasMessagesGoBeforeClientsEachInArrivalOrder() async {
+    @Test func theKindsTakeTurnsEachInArrivalOrder() async {
         let queue = InboundQueue()
-        queue.push(inbound(.client(ClientID(1)), 1))
-        queue.push(inbound(.replica(number: 2), 2))
-        queue.push(inbound(.client(ClientID(3)), 3))
-        queue.push(inbound(.replica(number: 4), 4))
+        for client in 1...3 { queue.push(inbound(.client(ClientID(UInt32(client))), 0)) }
+        for replica in 4...6 { queue.push(inbound(.replica(number: UInt32(replica)), 0)) }
+        queue.push(inbound(.replica(number: 7), 0))
         var order: [NodeID] = []
-        for _ in 0..<4 { if let next = await queue.next() { order.append(next.from) } }
-        #expect(order == [.replica(number: 2), .replica(number: 4), .client(ClientID(1)), .client(ClientID(3))])
+        for _ in 0..<7 { if let next = await queue.next() { order.append(next.from) } }
+        // Clients arrived first, yet a replica's message waits behind one request at most.
+        #expect(order == [.replica(number: 4), .client(ClientID(1)), .replica(number: 5), .client(ClientID(2)),
+                          .replica(number: 6), .client(ClientID(3)), .replica(number: 7)])
         queue.finish()
         #expect(await queue.next() == nil)
     }
