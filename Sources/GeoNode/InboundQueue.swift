@@ -29,6 +29,13 @@ public final class InboundQueue: Sendable {
         var clientTurn = false
         var finished = false
         var dropped = 0
+
+        /// The next message, the kinds in turns while both wait.
+        mutating func take() -> InboundMessage? {
+            let next = clientTurn ? clients.popFirst() ?? replicas.popFirst() : replicas.popFirst() ?? clients.popFirst()
+            if next != nil { clientTurn.toggle() }
+            return next
+        }
     }
 
     let state = Mutex(State())
@@ -66,14 +73,15 @@ public final class InboundQueue: Sendable {
     /// The next message, the kinds in turns while both wait; nil once finished and empty. One
     /// consumer at a time.
     public func next() async -> InboundMessage? {
-        await withCheckedContinuation { (continuation: CheckedContinuation<InboundMessage?, Never>) in
+        // The usual case under load, without a continuation: something is waiting already.
+        let ready: InboundMessage?? = state.withLock { state in
+            if let next = state.take() { return .some(next) }
+            return state.finished ? .some(nil) : .none
+        }
+        if let ready { return ready }
+        return await withCheckedContinuation { (continuation: CheckedContinuation<InboundMessage?, Never>) in
             let ready: InboundMessage?? = state.withLock { state in
-                let next = state.clientTurn ? state.clients.popFirst() ?? state.replicas.popFirst()
-                                            : state.replicas.popFirst() ?? state.clients.popFirst()
-                if let next {
-                    state.clientTurn.toggle()
-                    return .some(next)
-                }
+                if let next = state.take() { return .some(next) }
                 if state.finished { return .some(nil) }
                 state.waiter = continuation
                 return .none
