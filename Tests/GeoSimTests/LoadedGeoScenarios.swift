@@ -6,23 +6,24 @@ import Testing
 /// so each replica's machine is about 8 times slower than the cost model's core. Both protocols
 /// are CPU-bound (near 600-700 txn/s each at these loads), so closed-loop clients queue. On real processes the baseline fell to 11-38 txn/s with 4 to 6 view changes.
 @Suite struct LoadedGeoScenarios {
-    func run(_ kind: ProtocolKind, clientsPerRegion: Int, clientTimeoutMilliseconds: Int? = nil) -> ProtocolResult {
+    /// Off the cooperative pool, like the seed sweeps: these runs take seconds of CPU each.
+    func run(_ kind: ProtocolKind, clientsPerRegion: Int) async -> ProtocolResult {
         var settings = BenchmarkSettings(topology: shippedTopology("geo-4x4"))
         settings.durationSeconds = 6
         settings.warmupSeconds = 2
         settings.clientsPerRegion = clientsPerRegion
         settings.cores = 1
         settings.costModel = CostModel.measured.slowed(by: 8)
-        settings.clientTimeoutMilliseconds = clientTimeoutMilliseconds
-        return SimulatedBenchmark.run(settings, protocol: kind)
+        let fixed = settings
+        return await offTheCooperativePool { SimulatedBenchmark.run(fixed, protocol: kind) }
     }
 
     /// Latency above a view timeout is load, not a fault: clients wait the topology's resend
     /// timeout (2 view timeouts + 4 of the longest round trips) before asking every replica.
     /// With the real client's former rule, one view timeout (500 ms), this run made 1,335
     /// resends, each one a copy of a request to every replica of its cluster.
-    @Test func geoBFTLoadedPastAViewTimeoutMakesNoClientResend() {
-        let result = run(.geobft, clientsPerRegion: 64)
+    @Test func geoBFTLoadedPastAViewTimeoutMakesNoClientResend() async {
+        let result = await run(.geobft, clientsPerRegion: 64)
         #expect(result.invariants_ok, "\(result.violations)")
         #expect(result.latency_ms.p90 > 500, "the load queues past a view timeout: p90 \(result.latency_ms.p90) ms")
         #expect(result.client_retransmissions == 0, "\(result.client_retransmissions) resends")
@@ -34,8 +35,8 @@ import Testing
     /// messages in one queue per machine, Prepares and Commits waited behind requests, blocks
     /// came late and the backups blamed the primary: 0 txn/s and 17 view changes. Replicas now
     /// take the two kinds in turns (the daemon's InboundQueue, the simulator's inboxes).
-    @Test func theBaselineQueuedForSecondsKeepsItsPrimary() {
-        let result = run(.pbft, clientsPerRegion: 384)
+    @Test func theBaselineQueuedForSecondsKeepsItsPrimary() async {
+        let result = await run(.pbft, clientsPerRegion: 384)
         #expect(result.invariants_ok, "\(result.violations)")
         #expect(result.latency_ms.p50 > 1500, "the load queues: p50 \(result.latency_ms.p50) ms")
         #expect(result.view_changes == 0, "\(result.view_change_reasons)")
