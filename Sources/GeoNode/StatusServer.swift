@@ -26,8 +26,9 @@ public final class StatusServer: Sendable {
     /// Bytes a client may send on one connection. A status request is a GET with a few headers,
     /// well under a kilobyte; anything near this is not one of ours and is refused with 431.
     public static let requestBytesMax = 8 * 1024
-    /// How long one connection may stay open: a client that trickles bytes must not hold a slot.
-    public static let connectionDeadline: TimeAmount = .seconds(5)
+    /// How long one connection may stay open by default: a client that trickles bytes must not
+    /// hold a slot.
+    public static let connectionDeadlineDefault: Duration = .seconds(5)
     /// Connections served at once; further ones are closed at once and counted.
     public static let connectionsMax = 64
 
@@ -38,6 +39,7 @@ public final class StatusServer: Sendable {
     private let counters: NodeMetrics?
     private let logger: Logger
     private let group: any EventLoopGroup
+    private let connectionDeadline: TimeAmount
     private let state = Mutex<State>(.idle)
     private let openConnections = Atomic<Int>(0)
 
@@ -54,14 +56,19 @@ public final class StatusServer: Sendable {
     ///   - status: called for each `GET /status`.
     ///   - metrics: called for each `GET /metrics`; usually `NodeMetrics.render`.
     ///   - counters: where refused requests are counted (`geofabric_status_requests_refused_total`).
+    ///   - connectionDeadline: how long one connection may stay open (it runs on the event loop,
+    ///     whatever the tasks that answer are doing).
     public init(
         host: String, port: Int,
         status: @escaping @Sendable () async -> ReplicaStatus,
         metrics: @escaping @Sendable () async -> String,
         counters: NodeMetrics? = nil,
         logger: Logger = Logger(label: "geofabric.status"),
-        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        connectionDeadline: Duration = StatusServer.connectionDeadlineDefault
     ) {
+        let (seconds, attoseconds) = connectionDeadline.components
+        self.connectionDeadline = .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
         self.host = host
         self.requestedPort = port
         self.statusProvider = status
@@ -84,13 +91,14 @@ public final class StatusServer: Sendable {
         guard state.withLock({ if case .idle = $0 { true } else { false } }) else {
             throw StatusServerError.alreadyStarted
         }
+        let deadline = connectionDeadline
         let server = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: Int32(Self.connectionsMax))
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .bind(host: host, port: requestedPort) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     // Ahead of the decoder, so that it counts raw bytes and can refuse before parsing.
-                    try channel.pipeline.syncOperations.addHandler(RequestGuard())
+                    try channel.pipeline.syncOperations.addHandler(RequestGuard(deadline: deadline))
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                     return try Connection(wrappingChannelSynchronously: channel)
                 }
@@ -255,10 +263,13 @@ private final class RequestGuard: ChannelDuplexHandler, RemovableChannelHandler 
     private var refused = false
     private var responseStarted = false
     private var deadline: Scheduled<Void>?
+    private let allowed: TimeAmount
+
+    init(deadline: TimeAmount) { allowed = deadline }
 
     func handlerAdded(context: ChannelHandlerContext) {
         let channel = context.channel
-        deadline = context.eventLoop.scheduleTask(in: StatusServer.connectionDeadline) {
+        deadline = context.eventLoop.scheduleTask(in: allowed) {
             channel.pipeline.fireErrorCaught(RequestRefusal.deadline)
             channel.close(promise: nil)
         }

@@ -2,10 +2,15 @@ import Foundation
 import GeoNode
 import Testing
 
-/// A server on a free loopback port, serving `sample` and `metrics`.
-private func startServer(metrics: NodeMetrics = NodeMetrics()) async throws -> (StatusServer, Int) {
+/// A server on a free loopback port, serving `sample` and `metrics`. Its connection deadline is
+/// long: it runs on the event loop, while the tasks that answer share the test process's two
+/// cooperative threads with the synchronous simulator tests, which held them for 20 s and more at
+/// the start of CI runs; with the default 5 s the server closed connections it had not yet
+/// answered. The deadline itself is tested on its own below.
+private func startServer(metrics: NodeMetrics = NodeMetrics(), deadline: Duration = .seconds(120)) async throws -> (StatusServer, Int) {
     let server = StatusServer(
-        host: "127.0.0.1", port: 0, status: { sample }, metrics: { metrics.render() }, counters: metrics)
+        host: "127.0.0.1", port: 0, status: { sample }, metrics: { metrics.render() }, counters: metrics,
+        connectionDeadline: deadline)
     try await server.start()
     return (server, try #require(server.boundPort))
 }
@@ -82,6 +87,19 @@ private func eventually(_ condition: () -> Bool) async throws -> Bool {
             _ = try await RawSocket.exchange(port: port, request: payload, readTimeoutSeconds: 1)
         }
         #expect(await StatusClient.fetch(host: "127.0.0.1", port: port, timeout: answerBound) == .success(sample))
+        try await server.shutdown()
+    }
+}
+
+@Suite struct StatusDeadlineTests {
+    /// A client that sends half a request and waits is cut off at the deadline, unanswered.
+    @Test func aTricklingClientIsClosedAtTheDeadline() async throws {
+        let (server, port) = try await startServer(deadline: .milliseconds(300))
+        let clock = ContinuousClock()
+        let start = clock.now
+        let answer = try await RawSocket.exchange(port: port, request: Array("GET /status HTTP/1.1\r\nHost:".utf8), readTimeoutSeconds: 20)
+        #expect(answer.isEmpty, "half a request got an answer: \(answer)")
+        #expect(clock.now - start < .seconds(15), "closed by the deadline, not by the read timeout")
         try await server.shutdown()
     }
 }
