@@ -34,6 +34,12 @@ enum RawSocket {
     /// under the whole suite on two cores the server's event loop can take seconds to be scheduled
     /// (a CI run saw an empty answer at 5 s).
     static func exchange(port: Int, request: [UInt8], readTimeoutSeconds: Int = 30) async throws -> String {
+        try await exchangeEnding(port: port, request: request, readTimeoutSeconds: readTimeoutSeconds).answer
+    }
+
+    /// `exchange`, and whether the server ended it (closed or reset the connection) rather than
+    /// the read timeout: what a test of a server-side deadline needs, without timing anything.
+    static func exchangeEnding(port: Int, request: [UInt8], readTimeoutSeconds: Int = 30) async throws -> (answer: String, closedByServer: Bool) {
         // On a thread of its own: blocking in recv on one of the few cooperative threads (two on a
         // two-core machine) would starve the very server task that is to answer.
         try await withCheckedThrowingContinuation { continuation in
@@ -43,7 +49,7 @@ enum RawSocket {
         }
     }
 
-    private static func blockingExchange(port: Int, request: [UInt8], readTimeoutSeconds: Int) throws -> String {
+    private static func blockingExchange(port: Int, request: [UInt8], readTimeoutSeconds: Int) throws -> (answer: String, closedByServer: Bool) {
         let fd = socket(AF_INET, streamType, 0)
         guard fd >= 0 else { throw Failure(call: "socket", code: errno) }
         defer { close(fd) }
@@ -67,12 +73,14 @@ enum RawSocket {
         }
         var response: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 4096)
+        var closedByServer = false
         while true {
             let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if count == 0 || (count < 0 && errno == ECONNRESET) { closedByServer = true }
             if count <= 0 { break }
             response += buffer[..<count]
         }
-        return String(decoding: response, as: UTF8.self)
+        return (String(decoding: response, as: UTF8.self), closedByServer)
     }
 
     /// A socket listening on a free loopback port that never accepts: connections complete in

@@ -95,11 +95,12 @@ private func eventually(_ condition: () -> Bool) async throws -> Bool {
     /// A client that sends half a request and waits is cut off at the deadline, unanswered.
     @Test func aTricklingClientIsClosedAtTheDeadline() async throws {
         let (server, port) = try await startServer(deadline: .milliseconds(300))
-        let clock = ContinuousClock()
-        let start = clock.now
-        let answer = try await RawSocket.exchange(port: port, request: Array("GET /status HTTP/1.1\r\nHost:".utf8), readTimeoutSeconds: 20)
-        #expect(answer.isEmpty, "half a request got an answer: \(answer)")
-        #expect(clock.now - start < .seconds(15), "closed by the deadline, not by the read timeout")
+        // The read timeout is far beyond the deadline, so a closed connection is the deadline's
+        // doing. (Not timed: resuming this task can take seconds under the whole suite.)
+        let ending = try await RawSocket.exchangeEnding(port: port, request: Array("GET /status HTTP/1.1\r\nHost:".utf8),
+                                                        readTimeoutSeconds: 90)
+        #expect(ending.answer.isEmpty, "half a request got an answer: \(ending.answer)")
+        #expect(ending.closedByServer, "the read timed out: the server kept the connection open")
         try await server.shutdown()
     }
 }
