@@ -17,14 +17,12 @@ import Synchronization
 /// (an entry of client, request and signature alone once let a replayed signature vouch for
 /// another operation under the same request id). Bounded, oldest dropped first.
 public final class VerifiedSignatures: Sendable {
-    typealias Entry = ClientTransaction
-
     /// Enough for a window of blocks in flight (64 rounds of 100 transactions) several times over.
     public static let capacityDefault = 65_536
 
     struct State {
-        var entries: Set<Entry> = []
-        var order: [Entry] = []
+        var entries: Set<ClientTransaction> = []
+        var order: [ClientTransaction] = []
         var oldest = 0
     }
 
@@ -33,11 +31,8 @@ public final class VerifiedSignatures: Sendable {
 
     public init(capacity: Int = VerifiedSignatures.capacityDefault) { self.capacity = max(1, capacity) }
 
-    static func entry(_ transaction: ClientTransaction) -> Entry { transaction }
-
     public func contains(_ transaction: ClientTransaction) -> Bool {
-        let entry = Self.entry(transaction)
-        return state.withLock { $0.entries.contains(entry) }
+        state.withLock { $0.entries.contains(transaction) }
     }
 
     public var count: Int { state.withLock { $0.entries.count } }
@@ -45,14 +40,13 @@ public final class VerifiedSignatures: Sendable {
     func insert(_ transactions: [ClientTransaction]) {
         state.withLock { state in
             for transaction in transactions {
-                let entry = Self.entry(transaction)
-                guard state.entries.insert(entry).inserted else { continue }
+                guard state.entries.insert(transaction).inserted else { continue }
                 if state.order.count < capacity {
-                    state.order.append(entry)
+                    state.order.append(transaction)
                 } else {
                     // A ring over `order`: overwrite the oldest entry and forget it.
                     state.entries.remove(state.order[state.oldest])
-                    state.order[state.oldest] = entry
+                    state.order[state.oldest] = transaction
                     state.oldest = (state.oldest + 1) % capacity
                 }
             }
