@@ -68,8 +68,7 @@ let package = Package(
         // Deterministic discrete-event simulator running GeoCore replicas under seeded faults.
         .target(
             name: "GeoSim",
-            dependencies: ["GeoCore", "GeoWire", .product(name: "HeapModule", package: "swift-collections"),
-                           .product(name: "DequeModule", package: "swift-collections")],
+            dependencies: ["GeoCore", "GeoWire", .product(name: "HeapModule", package: "swift-collections")],
             swiftSettings: optimisedInDebug),
         // The replica daemon: owns a core, verifies client signatures in parallel, persists, sends.
         .target(
@@ -79,7 +78,6 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
-                .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Logging", package: "swift-log"),
             ],

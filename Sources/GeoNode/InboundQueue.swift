@@ -12,7 +12,6 @@
 // alive and cost nothing measurable elsewhere (BENCHMARKS.md). Written here because AsyncStream
 // has no notion of two sources taken in turns.
 
-import DequeModule
 import GeoCore
 import GeoNet
 import Synchronization
@@ -23,19 +22,10 @@ public final class InboundQueue: Sendable {
     public let capacity: Int
 
     struct State {
-        var replicas = Deque<InboundMessage>()
-        var clients = Deque<InboundMessage>()
+        var waiting = InputTurns<InboundMessage>()
         var waiter: CheckedContinuation<InboundMessage?, Never>?
-        var clientTurn = false
         var finished = false
         var dropped = 0
-
-        /// The next message, the kinds in turns while both wait.
-        mutating func take() -> InboundMessage? {
-            let next = clientTurn ? clients.popFirst() ?? replicas.popFirst() : replicas.popFirst() ?? clients.popFirst()
-            if next != nil { clientTurn.toggle() }
-            return next
-        }
     }
 
     let state = Mutex(State())
@@ -50,10 +40,11 @@ public final class InboundQueue: Sendable {
                 state.waiter = nil
                 return waiter
             }
-            if inbound.from.isClient {
-                if state.clients.count < capacity { state.clients.append(inbound) } else { state.dropped += 1 }
+            let fromClient = inbound.from.isClient
+            if (fromClient ? state.waiting.clientCount : state.waiting.replicaCount) < capacity {
+                state.waiting.append(inbound, fromClient: fromClient)
             } else {
-                if state.replicas.count < capacity { state.replicas.append(inbound) } else { state.dropped += 1 }
+                state.dropped += 1
             }
             return nil
         }
@@ -75,13 +66,13 @@ public final class InboundQueue: Sendable {
     public func next() async -> InboundMessage? {
         // The usual case under load, without a continuation: something is waiting already.
         let ready: InboundMessage?? = state.withLock { state in
-            if let next = state.take() { return .some(next) }
+            if let next = state.waiting.next() { return .some(next) }
             return state.finished ? .some(nil) : .none
         }
         if let ready { return ready }
         return await withCheckedContinuation { (continuation: CheckedContinuation<InboundMessage?, Never>) in
             let ready: InboundMessage?? = state.withLock { state in
-                if let next = state.take() { return .some(next) }
+                if let next = state.waiting.next() { return .some(next) }
                 if state.finished { return .some(nil) }
                 state.waiter = continuation
                 return .none
@@ -92,6 +83,6 @@ public final class InboundQueue: Sendable {
 
     /// Messages waiting, and messages dropped because their kind's queue was full.
     public var counts: (waiting: Int, dropped: Int) {
-        state.withLock { ($0.replicas.count + $0.clients.count, $0.dropped) }
+        state.withLock { ($0.waiting.replicaCount + $0.waiting.clientCount, $0.dropped) }
     }
 }

@@ -4,7 +4,6 @@
 
 import GeoCore
 import GeoWire
-import DequeModule
 import HeapModule
 
 /// What to simulate.
@@ -126,12 +125,9 @@ public final class Simulation {
         var durable = DurableState()
         let meter = CostMeter()
         var cpuFreeAt: UInt64 = 0
-        /// Inputs that arrived while the machine was busy, as the daemon's InboundQueue holds them:
-        /// replicas' messages and clients' requests apart, each in arrival order, taken in turns.
-        var replicaInbox = Deque<Payload>()
-        var clientInbox = Deque<Payload>()
+        /// Inputs that arrived while the machine was busy, in the daemon's order (`InputTurns`).
+        var inbox = InputTurns<Payload>()
         var wakeScheduled = false
-        var clientTurn = false
         var busyMicroseconds: Double = 0
         var byzantine: ByzantineBehaviour?
         var history: [Message] = []
@@ -322,9 +318,11 @@ public final class Simulation {
         switch payload {
         case let .toReplica(id, _, from):
             guard let node = replicas[id], node.core != nil else { return }
-            if node.cpuFreeAt > now || !node.replicaInbox.isEmpty || !node.clientInbox.isEmpty {
+            if node.cpuFreeAt > now || !node.inbox.isEmpty {
                 // The machine is busy: the message waits in its queue.
-                if case .client = from { node.clientInbox.append(payload) } else { node.replicaInbox.append(payload) }
+                let fromClient: Bool
+                if case .client = from { fromClient = true } else { fromClient = false }
+                node.inbox.append(payload, fromClient: fromClient)
                 if !node.wakeScheduled {
                     node.wakeScheduled = true
                     schedule(at: max(now, node.cpuFreeAt), .replicaFree(id))
@@ -336,20 +334,11 @@ public final class Simulation {
             guard let node = replicas[id] else { return }
             node.wakeScheduled = false
             guard node.core != nil else {
-                node.replicaInbox.removeAll()
-                node.clientInbox.removeAll()
+                node.inbox.removeAll()
                 return
             }
-            if node.cpuFreeAt <= now {
-                // Turns while both kinds wait (InboundQueue): a replica's message, then a client's request.
-                let next = node.clientTurn ? node.clientInbox.popFirst() ?? node.replicaInbox.popFirst()
-                                           : node.replicaInbox.popFirst() ?? node.clientInbox.popFirst()
-                if let next {
-                    node.clientTurn.toggle()
-                    process(next, at: node)
-                }
-            }
-            if !node.replicaInbox.isEmpty || !node.clientInbox.isEmpty {
+            if node.cpuFreeAt <= now, let next = node.inbox.next() { process(next, at: node) }
+            if !node.inbox.isEmpty {
                 node.wakeScheduled = true
                 schedule(at: max(now, node.cpuFreeAt), .replicaFree(id))
             }
@@ -753,8 +742,7 @@ public final class Simulation {
         case let .crash(id):
             replicas[id]?.core = nil
             // What waited in its inboxes is lost with the process.
-            replicas[id]?.replicaInbox.removeAll()
-            replicas[id]?.clientInbox.removeAll()
+            replicas[id]?.inbox.removeAll()
         case let .restart(id):
             guard let node = replicas[id], node.core == nil else { return }
             node.core = PBFTReplica(configuration: node.configuration, suite: node.coreSuite(metered: settings.costModel != nil),
