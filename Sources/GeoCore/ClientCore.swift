@@ -25,7 +25,7 @@ extension Topology {
     /// baseline's own latency across four regions: on a slow machine half its requests went to
     /// all 16 replicas. `LoadedGeoScenarios` shows what that costs GeoBFT itself.)
     public func clientResendTimeoutMilliseconds(region: String) -> Int {
-        let rtt = regions.compactMap { link(from: region, to: $0.name)?.rttMilliseconds }.max() ?? 1
+        let rtt = longestRoundTripMilliseconds(from: region, to: regions.map(\.name)) ?? 1
         return parameters.viewTimeoutMilliseconds * 2 + Int((rtt * 4).rounded(.up))
     }
 }

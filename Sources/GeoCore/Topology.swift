@@ -190,6 +190,11 @@ public struct Topology: Hashable, Sendable {
         return nil
     }
 
+    /// The longest round trip from `region` to any of `regions` (nil when none is linked).
+    public func longestRoundTripMilliseconds(from region: String, to regions: [String]) -> Double? {
+        regions.compactMap { link(from: region, to: $0)?.rttMilliseconds }.max()
+    }
+
     /// The link between two regions: the LAN inside one region, the WAN entry between two.
     public func link(from regionA: String, to regionB: String) -> Link? {
         if regionA == regionB { return lan }
@@ -275,7 +280,7 @@ extension Topology {
         var baseline = self
         let spans = shards.map { shard in
             let regions = shard.clusters.map(\.region)
-            return regions.flatMap { a in regions.compactMap { b in link(from: a, to: b)?.rttMilliseconds } }.max() ?? 0
+            return regions.compactMap { longestRoundTripMilliseconds(from: $0, to: regions) }.max() ?? 0
         }
         baseline.parameters.viewTimeoutMilliseconds += Int(((spans.max() ?? 0) * 4).rounded(.up))
         var number: UInt32 = 0
