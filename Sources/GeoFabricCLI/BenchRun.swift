@@ -235,9 +235,12 @@ enum LiveBenchmark {
         // Load starts once every replica has a link to every other: a request sent earlier waits
         // for the mesh (a PrePrepare to a backup not yet connected is retransmitted only after a
         // timeout), and that start-up stall would be measured as latency.
-        let meshEnd = ContinuousClock.now + .milliseconds(Int64(settings.meshTimeoutSeconds * 1000))
+        let clock = ContinuousClock()
+        let statusTargets = deployed.allReplicas.map { StatusTarget($0) }
+        let statusTimeout = Duration.milliseconds(Int64(settings.statusTimeoutSeconds * 1000))
+        let meshEnd = clock.now + .milliseconds(Int64(settings.meshTimeoutSeconds * 1000))
         while !Task.isCancelled {
-            let statuses = await StatusClient.fetchAll(deployed.allReplicas.map { StatusTarget($0) }, timeout: .milliseconds(Int64(settings.statusTimeoutSeconds * 1000)))
+            let statuses = await StatusClient.fetchAll(statusTargets, timeout: statusTimeout)
             let links = statuses.reduce(into: (connected: 0, total: 0)) { sum, entry in
                 if case let .success(status) = entry.result {
                     sum.connected += status.peersConnected
@@ -247,7 +250,7 @@ enum LiveBenchmark {
                 }
             }
             if links.connected >= links.total { break }
-            if ContinuousClock.now >= meshEnd {
+            if clock.now >= meshEnd {
                 progress("warning: starting the load with \(links.connected) of \(links.total) replica links up after \(settings.meshTimeoutSeconds) s")
                 break
             }
@@ -267,13 +270,11 @@ enum LiveBenchmark {
 
         let recorder = BenchRecorder(warmupSeconds: settings.warmupSeconds, durationSeconds: settings.durationSeconds)
         let observer = LedgerObserver(topology: deployed)
-        let clock = ContinuousClock()
         let start = clock.now
         let end = start + .milliseconds(Int64(settings.durationSeconds * 1000))
         let log = BenchRunLog()
         let startedClients = clients
         let timeout = Duration.milliseconds(Int64(settings.requestTimeoutSeconds * 1000))
-        let statusTimeout = Duration.milliseconds(Int64(settings.statusTimeoutSeconds * 1000))
 
         await withDiscardingTaskGroup { group in
             for (index, (plan, client)) in zip(plans, clients).enumerated() {
@@ -316,7 +317,7 @@ enum LiveBenchmark {
                     let due = min(end, start + .seconds(second))
                     try? await Task.sleep(until: due, clock: clock)
                     if Task.isCancelled { break }
-                    let statuses = await StatusClient.fetchAll(deployed.allReplicas.map { StatusTarget($0) }, timeout: statusTimeout)
+                    let statuses = await StatusClient.fetchAll(statusTargets, timeout: statusTimeout)
                     let view = observer.observe(statuses)
                     let figures = recorder.second(second - 1)
                     let length = min(1, settings.durationSeconds - Double(second - 1))
@@ -351,11 +352,11 @@ enum LiveBenchmark {
         let settleStart = clock.now
         let settleLimit = settleStart + .milliseconds(Int64(settings.settleLimitSeconds * 1000))
         var lastProgress = settleStart
-        var finalView = observer.observe(await StatusClient.fetchAll(deployed.allReplicas.map { StatusTarget($0) }, timeout: statusTimeout))
+        var finalView = observer.observe(await StatusClient.fetchAll(statusTargets, timeout: statusTimeout))
         while !finalView.settled, clock.now < settleLimit,
               clock.now - lastProgress < .milliseconds(Int64(settings.settleSeconds * 1000)), !Task.isCancelled {
             try? await Task.sleep(for: .milliseconds(250))
-            let next = observer.observe(await StatusClient.fetchAll(deployed.allReplicas.map { StatusTarget($0) }, timeout: statusTimeout))
+            let next = observer.observe(await StatusClient.fetchAll(statusTargets, timeout: statusTimeout))
             if next.heights.contains(where: { $0.value > finalView.heights[$0.key] ?? 0 }) || next.crossShardInProgress < finalView.crossShardInProgress {
                 lastProgress = clock.now
             }
