@@ -67,8 +67,7 @@ public final class StatusServer: Sendable {
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         connectionDeadline: Duration = StatusServer.connectionDeadlineDefault
     ) {
-        let (seconds, attoseconds) = connectionDeadline.components
-        self.connectionDeadline = .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+        self.connectionDeadline = TimeAmount(connectionDeadline)
         self.host = host
         self.requestedPort = port
         self.statusProvider = status
