@@ -221,23 +221,42 @@ public struct CrossShardLayout: Hashable, Sendable {
 
 /// The cross-shard part of a shard's replicated state.
 public struct CrossShardState: Hashable, Sendable {
-    struct Coordination: Hashable, Sendable {
-        var transaction: ClientTransaction
-        var homeCluster: UInt16
-        var position: LedgerPosition
-        var participants: [ShardID]
-        var votes: [ShardID: CrossShardVote]
-        var startedRound: UInt64
+    // The nested types and fields are public for one reader: the snapshot codec (GeoWire's
+    // SnapshotCodec), which writes this state at checkpoints and reads it back on restart.
+    public struct Coordination: Hashable, Sendable {
+        public var transaction: ClientTransaction
+        public var homeCluster: UInt16
+        public var position: LedgerPosition
+        public var participants: [ShardID]
+        public var votes: [ShardID: CrossShardVote]
+        public var startedRound: UInt64
+        public init(transaction: ClientTransaction, homeCluster: UInt16, position: LedgerPosition, participants: [ShardID],
+                    votes: [ShardID: CrossShardVote], startedRound: UInt64) {
+            self.transaction = transaction
+            self.homeCluster = homeCluster
+            self.position = position
+            self.participants = participants
+            self.votes = votes
+            self.startedRound = startedRound
+        }
     }
 
-    struct Participation: Hashable, Sendable {
-        var transaction: ClientTransaction
-        var vote: CrossShardVote
+    public struct Participation: Hashable, Sendable {
+        public var transaction: ClientTransaction
+        public var vote: CrossShardVote
+        public init(transaction: ClientTransaction, vote: CrossShardVote) {
+            self.transaction = transaction
+            self.vote = vote
+        }
     }
 
-    struct WatermarkKey: Hashable, Sendable {
-        var coordinator: ShardID
-        var client: ClientID
+    public struct WatermarkKey: Hashable, Sendable {
+        public var coordinator: ShardID
+        public var client: ClientID
+        public init(coordinator: ShardID, client: ClientID) {
+            self.coordinator = coordinator
+            self.client = client
+        }
     }
 
     /// Decisions remembered to answer a participant that asks again: a participant that missed
@@ -249,17 +268,30 @@ public struct CrossShardState: Hashable, Sendable {
     /// Keys locked by a transaction in progress.
     public internal(set) var locks: [[UInt8]: CrossShardID] = [:]
     /// As coordinator: transactions waiting for votes.
-    var coordinating: [CrossShardID: Coordination] = [:]
+    public internal(set) var coordinating: [CrossShardID: Coordination] = [:]
     /// As participant: transactions voted on, waiting for the decision.
-    var participating: [CrossShardID: Participation] = [:]
+    public internal(set) var participating: [CrossShardID: Participation] = [:]
     /// As participant: per coordinator and client, the highest request decided here (a Prepare at
     /// or below it arrives late and is ignored; a coordinator orders a client's requests in order).
-    var watermarks: [WatermarkKey: UInt64] = [:]
+    public internal(set) var watermarks: [WatermarkKey: UInt64] = [:]
     /// As coordinator: recent decisions, oldest first in `decisionOrder`.
-    var decisions: [CrossShardID: CrossShardVote] = [:]
-    var decisionOrder: [CrossShardID] = []
+    public internal(set) var decisions: [CrossShardID: CrossShardVote] = [:]
+    public internal(set) var decisionOrder: [CrossShardID] = []
 
     init(layout: CrossShardLayout) { self.layout = layout }
+
+    /// The state as a snapshot held it (the layout comes from the replica's configuration).
+    public init(layout: CrossShardLayout, locks: [[UInt8]: CrossShardID], coordinating: [CrossShardID: Coordination],
+                participating: [CrossShardID: Participation], watermarks: [WatermarkKey: UInt64],
+                decisions: [CrossShardID: CrossShardVote], decisionOrder: [CrossShardID]) {
+        self.layout = layout
+        self.locks = locks
+        self.coordinating = coordinating
+        self.participating = participating
+        self.watermarks = watermarks
+        self.decisions = decisions
+        self.decisionOrder = decisionOrder
+    }
 
     /// No transaction in progress and no lock held (what a settled run must show).
     public var isIdle: Bool { locks.isEmpty && coordinating.isEmpty && participating.isEmpty }

@@ -18,4 +18,7 @@ public protocol CryptoSuite: Sendable {
     func isValid(_ signature: Signature, of statement: SignedStatement, by replica: ReplicaID) -> Bool
     /// Whether the client signature of `transaction` is valid (false for unknown clients).
     func isValid(_ transaction: ClientTransaction) -> Bool
+    /// The digest of a snapshot's state (its canonical encoding; the replica's own chain head
+    /// and the cross-shard layout excluded, so every replica of the shard computes the same one).
+    func digest(of snapshot: LedgerSnapshot) -> Digest
 }

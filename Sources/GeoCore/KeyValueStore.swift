@@ -8,6 +8,9 @@ public struct KeyValueStore: Hashable, Sendable {
 
     public init() {}
 
+    /// A store holding `values` (a snapshot read back).
+    public init(values: [[UInt8]: [UInt8]]) { self.values = values }
+
     public func value(_ key: [UInt8]) -> [UInt8]? { values[key] }
 
     /// The integer at `key`: 0 when absent, nil when the value is not an 8-byte integer.

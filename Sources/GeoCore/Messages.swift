@@ -157,6 +157,52 @@ public struct CheckpointProof: Hashable, Sendable {
     }
 }
 
+/// What a state checkpoint vouches for: after executing every round up to `round` (height
+/// `height`), the shard ledger's head is `ledgerHead`, the digest of the executed state (its
+/// snapshot's canonical encoding: key-value state, clients' last replies, cross-shard locks and
+/// transactions in progress) is `stateDigest`, and the cluster's own chain head is `localHead`.
+/// Replicas sign one at every snapshot round; f + 1 matching ones (a correct replica among them)
+/// let a replica that lost or lacks the history install a snapshot a peer serves.
+public struct StateStatement: Hashable, Sendable {
+    public var cluster: ClusterID
+    public var round: UInt64
+    public var height: UInt64
+    public var ledgerHead: Digest
+    public var localHead: Digest
+    public var stateDigest: Digest
+    public init(cluster: ClusterID, round: UInt64, height: UInt64, ledgerHead: Digest, localHead: Digest, stateDigest: Digest) {
+        self.cluster = cluster
+        self.round = round
+        self.height = height
+        self.ledgerHead = ledgerHead
+        self.localHead = localHead
+        self.stateDigest = stateDigest
+    }
+}
+
+/// A replica's signed state checkpoint.
+public struct StateCheckpoint: Hashable, Sendable {
+    public var statement: StateStatement
+    public var replicaIndex: UInt16
+    public var signature: Signature
+    public init(statement: StateStatement, replicaIndex: UInt16, signature: Signature) {
+        self.statement = statement
+        self.replicaIndex = replicaIndex
+        self.signature = signature
+    }
+}
+
+/// State transfer, asked of a peer of the same cluster: with `height` 0, "send me your latest
+/// state checkpoint"; otherwise "send me your snapshot at this height".
+public struct StateRequest: Hashable, Sendable {
+    public var cluster: ClusterID
+    public var height: UInt64
+    public init(cluster: ClusterID, height: UInt64) {
+        self.cluster = cluster
+        self.height = height
+    }
+}
+
 /// Evidence that a round was prepared: the PrePrepare and n - f - 1 matching Prepares of distinct backups.
 public struct PreparedProof: Hashable, Sendable {
     public var prePrepare: PrePrepare
@@ -353,6 +399,10 @@ public enum Message: Hashable, Sendable {
     case remoteViewChange(RemoteViewChange)
     /// A cross-shard statement with one signature (replica to replica) or a proof (to a primary).
     case shardStatement(ShardStatementProof)
+    case stateCheckpoint(StateCheckpoint)
+    case stateRequest(StateRequest)
+    /// A snapshot a peer serves for state transfer; checked against f + 1 state checkpoints.
+    case stateTransfer(LedgerSnapshot)
 }
 
 /// Everything that carries a signature made by a replica, as it is signed.
@@ -369,4 +419,5 @@ public enum SignedStatement: Hashable, Sendable {
     case remoteViewChange(RemoteViewChange)
     /// A cross-shard statement its shard produced at execution.
     case shardStatement(ShardStatement)
+    case stateCheckpoint(StateStatement)
 }

@@ -35,6 +35,9 @@ public struct PBFTConfiguration: Hashable, Sendable {
     public var remoteTimeoutTicks: UInt64 = 200
     /// The other shards, for cross-shard transactions (CrossShard.swift); nil with one shard.
     public var crossShard: CrossShardLayout?
+    /// Rounds of the shard ledger between two state snapshots (`Effect.snapshot`): a restart
+    /// re-executes at most this many rounds of blocks after the latest one.
+    public var snapshotEveryRounds: UInt64
 
     public init(cluster: ClusterID, quorum: Quorum, index: UInt16, batchSize: Int, window: UInt64, checkpointEvery: UInt64,
                 viewTimeoutTicks: UInt64, fetchIntervalTicks: UInt64, pendingLimit: Int, shardQuorums: [Quorum]? = nil) {
@@ -48,6 +51,7 @@ public struct PBFTConfiguration: Hashable, Sendable {
         self.fetchIntervalTicks = fetchIntervalTicks
         self.pendingLimit = pendingLimit
         self.shardQuorums = shardQuorums ?? [quorum]
+        snapshotEveryRounds = checkpointEvery * 8
         precondition(Int(cluster.index) < self.shardQuorums.count, "the cluster must be one of its shard's")
     }
 
@@ -65,6 +69,7 @@ public struct PBFTConfiguration: Hashable, Sendable {
         remoteTimeoutTicks = max(2, UInt64(parameters.remoteTimeoutMilliseconds) / tick)
         batchDelayTicks = max(1, (UInt64(parameters.batchDelayMilliseconds) + tick - 1) / tick)
         crossShard = CrossShardLayout(topology: topology, cluster: cluster.id)
+        snapshotEveryRounds = UInt64(max(1, parameters.snapshotEvery))
     }
 
     public var n: Int { quorum.n }

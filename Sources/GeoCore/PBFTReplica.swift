@@ -39,9 +39,9 @@ public struct PBFTReplica: Sendable {
     public private(set) var view: UInt64 = 0
     public private(set) var status: Status = .normal
     public private(set) var stable: CheckpointProof
-    public private(set) var lastDelivered: UInt64 = 0
+    public internal(set) var lastDelivered: UInt64 = 0
     /// Head of the chain of this cluster's delivered block digests (what checkpoints vouch for).
-    public private(set) var localHead: Digest = .zero
+    public internal(set) var localHead: Digest = .zero
     public internal(set) var ledger: ShardLedger
     public private(set) var now: UInt64 = 0
     /// Counts of ignored inputs by reason.
@@ -52,8 +52,13 @@ public struct PBFTReplica: Sendable {
     public private(set) var lastViewChangeReason: ViewChangeReason?
 
     var slots: [UInt64: Slot] = [:]
-    /// This cluster's certified blocks, by round: what the replica serves to laggards.
+    /// This cluster's recent certified blocks, by round: what the replica serves to laggards and
+    /// re-shares without I/O. Executed blocks older than `blocksInMemoryRounds` below the ledger
+    /// are forgotten (`forgetExecutedBlocks`): the shell's block store serves them (`serveStored`).
     var delivered: [UInt64: CertifiedBlock] = [:]
+    /// This cluster's chain head at each snapshot round delivered and not yet executed (what the
+    /// snapshot of that round records).
+    var snapshotHeads: [UInt64: Digest] = [:]
     /// Certified blocks fetched ahead of delivery (bounded to one window above lastDelivered).
     var fetched: [UInt64: CertifiedBlock] = [:]
     var ownCheckpoints: [UInt64: Digest] = [:]
@@ -82,8 +87,8 @@ public struct PBFTReplica: Sendable {
     var claimedViews: [UInt16: UInt64] = [:]
 
     // GeoBFT global sharing (GlobalSharing.swift).
-    /// Certified blocks of the other clusters of the shard, by cluster index then round, kept to
-    /// serve peers that missed them.
+    /// Recent certified blocks of the other clusters of the shard, by cluster index then round,
+    /// kept to serve peers that missed them (bounded like `delivered`).
     var remoteBlocks: [UInt16: [UInt64: CertifiedBlock]] = [:]
     /// The highest round of any other cluster seen: the primary keeps up with it (no-op blocks).
     var remoteHighestRound: UInt64 = 0
@@ -122,6 +127,22 @@ public struct PBFTReplica: Sendable {
     var lastAnswered: [CrossShardID: UInt64] = [:]
     var lastProposalTick: UInt64 = 0
 
+    // State checkpoints and state transfer (StateTransfer.swift).
+    /// Each replica's latest state checkpoint (one per replica: bounded by n).
+    var stateCheckpoints: [UInt16: StateCheckpoint] = [:]
+    /// This replica's latest state checkpoint (sent to a peer that asks).
+    var ownStateCheckpoint: StateCheckpoint?
+    /// The snapshot being fetched, if any.
+    var stateTransfer: StateTransferAttempt?
+    /// When this replica last asked its peers for their latest state checkpoints.
+    var lastStateQuery: UInt64?
+    /// Since when this replica has been far behind its cluster (nil when it is not).
+    var farBehindSince: UInt64?
+    /// When each peer was last served a snapshot (one per peer: bounded by n).
+    var lastSnapshotServed: [UInt16: UInt64] = [:]
+    /// Snapshots installed by state transfer.
+    public internal(set) var snapshotsInstalled = 0
+
     /// Progress timer: set while there is outstanding work, reset on every delivery.
     var progressSince: UInt64?
     var consecutiveViewChanges = 0
@@ -150,24 +171,57 @@ public struct PBFTReplica: Sendable {
         fetchPeer = configuration.index
     }
 
-    /// A replica restarted from what it had made durable before it crashed. Delivered blocks are
-    /// executed again (without replies) to rebuild the state.
-    public init(configuration: PBFTConfiguration, suite: any CryptoSuite, recovering durable: DurableState) {
-        self.init(configuration: configuration, suite: suite)
+    /// A replica restarted from what it had made durable before it crashed (see `recover`).
+    public init(configuration: PBFTConfiguration, suite: any CryptoSuite, recovering durable: DurableState,
+                snapshot: LedgerSnapshot? = nil, storedBlocks: [CertifiedBlock] = []) {
+        self = Self.recover(configuration: configuration, suite: suite, durable: durable, snapshot: snapshot,
+                            storedBlocks: storedBlocks).replica
+    }
+
+    /// A replica restarted from what it had made durable: the latest snapshot of its ledger, the
+    /// blocks its block store holds after it (`storedBlocks`, in ledger order), and its log's
+    /// records. The blocks are executed again without replies. Returns, with the replica, the
+    /// blocks executed from the log's records rather than from `storedBlocks`: the shell appends
+    /// them to its block store (a crash may have come between the log's sync and the store's).
+    public static func recover(configuration: PBFTConfiguration, suite: any CryptoSuite, durable: DurableState,
+                               snapshot: LedgerSnapshot?, storedBlocks: [CertifiedBlock]) -> (replica: PBFTReplica, executed: [ExecutedBlock]) {
+        var replica = PBFTReplica(configuration: configuration, suite: suite)
+        let executed = replica.restore(durable, snapshot: snapshot, storedBlocks: storedBlocks)
+        return (replica, executed)
+    }
+
+    private mutating func restore(_ durable: DurableState, snapshot: LedgerSnapshot?, storedBlocks: [CertifiedBlock]) -> [ExecutedBlock] {
         view = durable.view
         status = durable.targetView > durable.view ? .changingView(to: durable.targetView) : .normal
         signed = durable.signed
+        if let snapshot, snapshot.shard == cluster.shard {
+            ledger = ShardLedger(restoring: snapshot, clusterCount: configuration.clustersInShard)
+            lastDelivered = snapshot.round
+            localHead = snapshot.localHead
+            knownCommitted = snapshot.round
+        }
+        for block in storedBlocks {
+            let digest = block.certificate.statement.digest
+            if block.block.cluster == cluster {
+                guard block.block.round == lastDelivered + 1 else { continue }
+                recordDelivery(block, digest: digest)
+            }
+            ledger.add(block, digest: digest)
+        }
+        _ = ledger.executeReady(chain: suite.chain)
         for block in durable.delivered where block.block.round == lastDelivered + 1 {
             let digest = block.certificate.statement.digest
             recordDelivery(block, digest: digest)
             ledger.add(block, digest: digest)
         }
-        for block in durable.remote {
+        for block in durable.remote where block.block.round >= ledger.round {
             remoteBlocks[block.block.cluster.index, default: [:]][block.block.round] = block
             remoteHighestRound = max(remoteHighestRound, block.block.round)
             ledger.add(block, digest: block.certificate.statement.digest)
         }
-        _ = ledger.executeReady(chain: suite.chain)
+        let executed = ledger.executeReady(chain: suite.chain)
+        forgetExecutedBlocks()
+        snapshotHeads = snapshotHeads.filter { $0.key >= ledger.round }
         // The stable checkpoint may be above what was delivered (adopted from peers, blocks still
         // to fetch): keep it anyway, since the signing records below it were dropped with it.
         if let proof = durable.stable {
@@ -180,7 +234,11 @@ public struct PBFTReplica: Sendable {
         }
         nextProposalRound = max(lastDelivered, stable.statement.round) + 1
         if case .changingView = status { viewChangeDeadline = configuration.viewTimeoutTicks }
+        return executed
     }
+
+    /// Certified blocks the core holds for serving and re-sharing (bounded: `blocksInMemoryRounds`).
+    public var blocksInMemory: Int { delivered.count + remoteBlocks.values.reduce(0) { $0 + $1.count } }
 
     public var isPrimary: Bool { configuration.primary(of: view) == configuration.index }
     public var primary: ReplicaID { configuration.replica(configuration.primary(of: view)) }
@@ -237,6 +295,9 @@ public struct PBFTReplica: Sendable {
         case let .certifiedBlock(block): onCertifiedBlock(block, effects: &effects)
         case let .blockRequest(request): onBlockRequest(request, from: from, effects: &effects)
         case let .remoteViewChange(message): onDetection(message, from: from, effects: &effects)
+        case let .stateCheckpoint(checkpoint): onStateCheckpoint(checkpoint, from: from, effects: &effects)
+        case let .stateRequest(request): onStateRequest(request, from: from, effects: &effects)
+        case let .stateTransfer(snapshot): onStateTransfer(snapshot, from: from, effects: &effects)
         case .reply, .shardStatement: reject(.unexpected)
         }
     }
@@ -512,6 +573,7 @@ public struct PBFTReplica: Sendable {
         lastDelivered = block.block.round
         localHead = suite.chain(previous: localHead, cluster: cluster, round: block.block.round, digest: digest)
         delivered[block.block.round] = block
+        if lastDelivered % configuration.snapshotEveryRounds == 0 { snapshotHeads[lastDelivered] = localHead }
         knownCommitted = max(knownCommitted, lastDelivered)
     }
 
@@ -541,9 +603,46 @@ public struct PBFTReplica: Sendable {
     }
 
     /// Executes every complete round of the shard ledger: results, replies for our own clients,
-    /// and the bookkeeping of requests that are now done.
+    /// and the bookkeeping of requests that are now done; at each snapshot round, the snapshot.
     mutating func executeLedger(effects: inout [Effect]) {
-        for executed in ledger.executeReady(chain: suite.chain) {
+        var executedAny = false
+        while true {
+            // Stop at the next snapshot boundary, so the state there can be taken.
+            let every = configuration.snapshotEveryRounds
+            let boundary = (ledger.round + every - 1) / every * every
+            let batch = ledger.executeReady(through: boundary, chain: suite.chain)
+            guard !batch.isEmpty else { break }
+            executedAny = true
+            record(batch, effects: &effects)
+            guard ledger.round > boundary else { break }
+            if let head = snapshotHeads.removeValue(forKey: boundary) {
+                let snapshot = ledger.snapshot(localHead: head)
+                effects.append(.snapshot(snapshot))
+                signStateCheckpoint(snapshot, effects: &effects)
+            }
+            snapshotHeads = snapshotHeads.filter { $0.key >= ledger.round }
+        }
+        if executedAny { forgetExecutedBlocks() }
+    }
+
+    /// Blocks kept in memory below the ledger's next round, so that peers catching up within a
+    /// few windows and re-sharing are served without I/O; the block store serves older ones.
+    var blocksInMemoryRounds: UInt64 { 2 * fetchBatch }
+
+    /// Drops executed blocks older than `blocksInMemoryRounds` (they are in the block store). The
+    /// maps are filtered only once they hold twice what is kept, so the cost is amortised.
+    mutating func forgetExecutedBlocks() {
+        let keep = blocksInMemoryRounds
+        guard ledger.round > keep else { return }
+        let floor = ledger.round - keep
+        if delivered.count > 2 * Int(keep) { delivered = delivered.filter { $0.key >= floor } }
+        for (index, blocks) in remoteBlocks where blocks.count > 2 * Int(keep) {
+            remoteBlocks[index] = blocks.filter { $0.key >= floor }
+        }
+    }
+
+    mutating func record(_ batch: [ExecutedBlock], effects: inout [Effect]) {
+        for executed in batch {
             effects.append(.executed(executed))
             for statement in executed.outgoing { sendStatement(statement, effects: &effects) }
             for completion in executed.completions where completion.homeCluster == cluster.index {
@@ -635,11 +734,20 @@ public struct PBFTReplica: Sendable {
             return reject(.wrongCluster)
         }
         let store = request.cluster == cluster ? delivered : remoteBlocks[request.cluster.index, default: [:]]
-        // Peer-supplied rounds: bound them by what we hold before any arithmetic.
-        let held = request.cluster == cluster ? lastDelivered : (store.keys.max() ?? 0)
+        // Peer-supplied rounds: bound them by what we hold before any arithmetic. Every executed
+        // round is held, in memory or in the block store.
+        let held = max(request.cluster == cluster ? lastDelivered : (store.keys.max() ?? 0), ledger.round - 1)
         guard request.fromRound >= 1, request.fromRound <= held else { return }
         let last = min(request.toRound, held, request.fromRound + fetchBatch - 1)
-        for round in request.fromRound...last {
+        // Executed rounds below what memory holds: the shell serves them from its block store.
+        var firstInMemory = request.fromRound
+        while firstInMemory <= last, firstInMemory < ledger.round, store[firstInMemory] == nil { firstInMemory += 1 }
+        if firstInMemory > request.fromRound {
+            let stored = BlockRequest(cluster: request.cluster, fromRound: request.fromRound, toRound: firstInMemory - 1)
+            effects.append(.serveStored(stored, to: from))
+        }
+        guard firstInMemory <= last else { return }
+        for round in firstInMemory...last {
             if let block = store[round] { effects.append(.send(.certifiedBlock(block), to: from)) }
         }
     }
@@ -676,6 +784,9 @@ public struct PBFTReplica: Sendable {
 
     mutating func requestBlocks(effects: inout [Effect]) {
         lastFetchTick = now
+        // Far behind, a snapshot beats the blocks: they wait while one is fetched, or while the
+        // first answers to the state query come (StateTransfer.swift).
+        if prefersStateTransfer { return }
         advanceFetchPeer()
         let target = max(knownCommitted, stable.statement.round, lastDelivered + 1)
         let request = BlockRequest(cluster: cluster, fromRound: lastDelivered + 1, toRound: min(target, lastDelivered + fetchBatch))
@@ -708,6 +819,7 @@ public struct PBFTReplica: Sendable {
         // Remote blocks are awaited whatever our own view is doing.
         checkRemoteClusters(effects: &effects)
         if configuration.crossShard != nil { crossShardTick(effects: &effects) }
+        stateTransferTick(effects: &effects)
         switch status {
         case .normal:
             if !hasOutstandingWork { progressSince = nil }

@@ -15,7 +15,9 @@ public enum Input: Sendable {
 /// - `persist` comes before any `send`/`broadcast` that depends on it, and the shell makes it durable
 ///   (fsync) before carrying out anything after it;
 /// - `executed` comes after the `persist(.delivered)` of its block, and `reply` after `executed`,
-///   so nothing is acknowledged to a client before it is durable.
+///   so nothing is acknowledged to a client before it is durable. The shell appends each executed
+///   block to its block store, durably before any effect after it leaves;
+/// - `snapshot` comes after the `executed` of the last block of its round.
 public enum Effect: Hashable, Sendable {
     case persist(DurableRecord)
     case send(Message, to: ReplicaID)
@@ -24,6 +26,21 @@ public enum Effect: Hashable, Sendable {
     /// A block appended to the shard ledger.
     case executed(ExecutedBlock)
     case reply(Reply)
+    /// The ledger's state after a whole round at a snapshot boundary (`snapshotEveryRounds`):
+    /// the shell writes it durably; a restart begins from the latest one.
+    case snapshot(LedgerSnapshot)
+    /// A peer asked for blocks older than the core keeps in memory: the shell sends it, as
+    /// `.certifiedBlock` messages, the blocks of `request.cluster` for rounds
+    /// `request.fromRound...request.toRound` that its block store holds (the core keeps no I/O,
+    /// and only a window of blocks, so that its memory does not grow with the ledger).
+    case serveStored(BlockRequest, to: ReplicaID)
+    /// A peer asks for the snapshot at `height` (state transfer): the shell sends it, as a
+    /// `.stateTransfer` message, if its snapshot store holds one at that height.
+    case serveSnapshot(height: UInt64, to: ReplicaID)
+    /// State transfer installed this snapshot, checked against f + 1 state checkpoints: the
+    /// shell writes it as its latest snapshot, and its block store goes on from the height after
+    /// it (the blocks below are not here; peers hold them).
+    case installedSnapshot(LedgerSnapshot)
 }
 
 /// What a replica signs in one slot; it never signs two different digests for one.
@@ -53,6 +70,9 @@ public enum DurableRecord: Hashable, Sendable {
     case remote(CertifiedBlock)
     /// A stable checkpoint; state below it may be dropped.
     case stable(CheckpointProof)
+    /// Written by the shell, not the core: its block store durably holds every executed block of
+    /// the rounds up to this one, so the log may forget their `delivered` and `remote` records.
+    case ledgerStored(throughRound: UInt64)
 }
 
 /// Everything a replica must find again after a crash: the fold of its DurableRecords.
@@ -67,6 +87,8 @@ public struct DurableState: Hashable, Sendable {
     public var delivered: [CertifiedBlock] = []
     public var remote: [CertifiedBlock] = []
     public var stable: CheckpointProof?
+    /// Blocks of rounds up to this one are in the block store (see `ledgerStored`).
+    public var ledgerStoredRound: UInt64 = 0
 
     public init() {}
 
@@ -85,9 +107,14 @@ public struct DurableState: Hashable, Sendable {
             if let existing = prepared[proof.round], existing.view >= proof.view { return }
             prepared[proof.round] = proof
         case let .delivered(block):
-            delivered.append(block)
+            if block.block.round > ledgerStoredRound { delivered.append(block) }
         case let .remote(block):
-            remote.append(block)
+            if block.block.round > ledgerStoredRound { remote.append(block) }
+        case let .ledgerStored(round):
+            guard round > ledgerStoredRound else { return }
+            ledgerStoredRound = round
+            delivered.removeAll { $0.block.round <= round }
+            remote.removeAll { $0.block.round <= round }
         case let .stable(proof):
             guard proof.statement.round > (stable?.statement.round ?? 0) else { return }
             stable = proof
@@ -131,5 +158,6 @@ public enum Rejection: String, Hashable, Sendable, CaseIterable {
     case invalidViewChange = "invalid_view_change"
     case invalidNewView = "invalid_new_view"
     case queueFull = "queue_full"
+    case invalidSnapshot = "invalid_snapshot"
     case unexpected = "unexpected"
 }

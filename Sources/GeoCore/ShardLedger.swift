@@ -13,6 +13,11 @@ public struct LastExecution: Hashable, Sendable {
     /// Nil while a cross-shard transaction ordered here waits for its decision (no reply yet).
     public var result: ExecutionResult?
     public var position: LedgerPosition
+    public init(requestID: UInt64, result: ExecutionResult?, position: LedgerPosition) {
+        self.requestID = requestID
+        self.result = result
+        self.position = position
+    }
 }
 
 /// One block appended to the ledger, with what executing it produced.
@@ -32,6 +37,38 @@ public struct ExecutedBlock: Hashable, Sendable {
     public var events: [CrossShardEvent] = []
     public var position: LedgerPosition {
         LedgerPosition(round: certified.block.round, clusterIndex: certified.block.cluster.index, height: height)
+    }
+}
+
+/// The shard ledger's executed state after a whole round: what a replica writes as a snapshot at a
+/// checkpoint and starts from on restart, re-executing only the blocks after it (so restart time
+/// depends on the snapshot interval, not on the ledger's length). The blocks themselves are not
+/// in it: they live in the shell's block store.
+public struct LedgerSnapshot: Hashable, Sendable {
+    public var shard: ShardID
+    /// The last round executed (every cluster's block of it).
+    public var round: UInt64
+    public var height: UInt64
+    public var head: Digest
+    /// The head of this replica's own cluster's chain of delivered blocks through `round` (what
+    /// its checkpoints sign).
+    public var localHead: Digest
+    public var state: KeyValueStore
+    /// Each client's last executed request and reply: what at-most-once execution needs.
+    public var lastExecution: [ClientID: LastExecution]
+    /// Locks and transactions in progress; nil with a single shard.
+    public var crossShard: CrossShardState?
+
+    public init(shard: ShardID, round: UInt64, height: UInt64, head: Digest, localHead: Digest, state: KeyValueStore,
+                lastExecution: [ClientID: LastExecution], crossShard: CrossShardState?) {
+        self.shard = shard
+        self.round = round
+        self.height = height
+        self.head = head
+        self.localHead = localHead
+        self.state = state
+        self.lastExecution = lastExecution
+        self.crossShard = crossShard
     }
 }
 
@@ -56,6 +93,32 @@ public struct ShardLedger: Sendable {
         crossShard = layout.map { CrossShardState(layout: $0) }
     }
 
+    /// The ledger as `snapshot` left it: rounds up to `snapshot.round` executed, nothing waiting.
+    public init(restoring snapshot: LedgerSnapshot, clusterCount: Int) {
+        precondition(clusterCount >= 1)
+        precondition(snapshot.height == snapshot.round * UInt64(clusterCount), "a snapshot holds whole rounds")
+        shard = snapshot.shard
+        self.clusterCount = clusterCount
+        height = snapshot.height
+        head = snapshot.head
+        round = snapshot.round + 1
+        state = snapshot.state
+        lastExecution = snapshot.lastExecution
+        crossShard = snapshot.crossShard
+    }
+
+    /// The executed state, as a snapshot (`localHead` is the replica's, the ledger does not know it).
+    public func snapshot(localHead: Digest) -> LedgerSnapshot {
+        LedgerSnapshot(shard: shard, round: round - 1, height: height, head: head, localHead: localHead, state: state,
+                       lastExecution: lastExecution, crossShard: crossShard)
+    }
+
+    /// The height of the block of `cluster` in `round`: every round holds one block per cluster,
+    /// executed in cluster order, so positions and heights map one to one.
+    public static func height(round: UInt64, cluster: UInt16, clusterCount: Int) -> UInt64 {
+        (round - 1) * UInt64(clusterCount) + UInt64(cluster) + 1
+    }
+
     /// Whether the block of `cluster` for `round` is already executed or waiting.
     public func holds(cluster: UInt16, round: UInt64) -> Bool {
         round < self.round || waiting[round]?[cluster] != nil
@@ -70,10 +133,12 @@ public struct ShardLedger: Sendable {
         return true
     }
 
-    /// Executes every complete round, in order.
-    public mutating func executeReady(chain: (Digest, ClusterID, UInt64, Digest) -> Digest) -> [ExecutedBlock] {
+    /// Executes every complete round, in order, up to `lastRound` (so a caller can stop at a
+    /// snapshot boundary and take the state there).
+    public mutating func executeReady(through lastRound: UInt64 = .max,
+                                      chain: (Digest, ClusterID, UInt64, Digest) -> Digest) -> [ExecutedBlock] {
         var executed: [ExecutedBlock] = []
-        while let blocks = waiting[round], blocks.count == clusterCount {
+        while round <= lastRound, let blocks = waiting[round], blocks.count == clusterCount {
             waiting[round] = nil
             for index in 0..<UInt16(clusterCount) {
                 let (certified, digest) = blocks[index]!

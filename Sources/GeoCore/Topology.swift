@@ -110,6 +110,12 @@ public struct ProtocolParameters: Hashable, Sendable {
     public var window: Int = 64
     /// Rounds between checkpoints.
     public var checkpointEvery: Int = 16
+    /// Rounds between state snapshots (a multiple of checkpointEvery): a restarted replica loads
+    /// the latest one and re-executes at most this many rounds of blocks.
+    public var snapshotEvery: Int = 128
+    /// Rounds of blocks kept on disk below the latest snapshot; 0 keeps the whole ledger (the
+    /// default: it is the audit trail). Pruned blocks can no longer be served to peers.
+    public var retainRounds: Int = 0
     /// Local view-change timeout (doubles on each consecutive view change).
     public var viewTimeoutMilliseconds: Int = 500
     /// Remote view-change timeout: how late a remote cluster's block may be.

@@ -17,6 +17,8 @@ public struct Ed25519Suite: CryptoSuite {
 
     public func digest(of block: Block) -> GeoCore.Digest { Hashing.blockDigest(block) }
 
+    public func digest(of snapshot: LedgerSnapshot) -> GeoCore.Digest { Hashing.stateDigest(snapshot) }
+
     public func chain(previous: GeoCore.Digest, cluster: ClusterID, round: UInt64, digest: GeoCore.Digest) -> GeoCore.Digest {
         Hashing.ledgerHead(previous: previous, cluster: cluster, round: round, blockDigest: digest)
     }

@@ -19,6 +19,11 @@ public enum Hashing {
         sha256(SigningPayload.block(block))
     }
 
+    /// The digest of a snapshot's state: SHA-256 over GeoWire.SigningPayload.state.
+    public static func stateDigest(_ snapshot: LedgerSnapshot) -> Digest {
+        sha256(SigningPayload.state(snapshot))
+    }
+
     /// The next shard-ledger head: H(previous || cluster || round || block digest) (DESIGN 2.3).
     /// The certificate is kept out: correct replicas may hold different valid signer sets.
     public static func ledgerHead(previous: Digest, cluster: ClusterID, round: UInt64, blockDigest: Digest) -> Digest {

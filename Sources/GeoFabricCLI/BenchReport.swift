@@ -123,7 +123,16 @@ struct BenchReport: Encodable, Sendable {
     var replicas_exited: [String]
     /// Seconds from the clients' stop until the replicas settled (or were given up on).
     var settle_s: Double
+    /// Each replica's resident memory when the warmup ended and when the measurement ended: a
+    /// replica whose memory grows with the ledger shows here (Linux; empty elsewhere).
+    var replica_memory: [BenchReplicaMemory] = []
     var timeline: [BenchSecond]
+}
+
+struct BenchReplicaMemory: Encodable, Sendable {
+    var replica: String
+    var rss_start_mib: Double
+    var rss_end_mib: Double
 }
 
 struct BenchBound: Encodable, Sendable {
@@ -224,6 +233,11 @@ enum BenchText {
         if report.bound.verification_bound_tps > 0 {
             let bound = report.bound
             lines.append("  bound: \(grouped(bound.verification_bound_tps)) txn/s = \(grouped(bound.verify_per_second_all_cores)) Ed25519 verifications/s on this machine's \(bound.cores) cores / \(String(format: "%.1f", bound.verifications_per_transaction)) replicas verifying each transaction; achieved \(String(format: "%.0f", bound.achieved_of_bound * 100))% of it")
+        }
+        if !report.replica_memory.isEmpty {
+            let start = report.replica_memory.map(\.rss_start_mib), end = report.replica_memory.map(\.rss_end_mib)
+            lines.append(String(format: "  replica memory (RSS) %.0f-%.0f MiB after the warmup, %.0f-%.0f MiB at the end",
+                                start.min()!, start.max()!, end.min()!, end.max()!))
         }
         lines.append("  timeouts \(report.timeouts), other client errors \(errors), refused \(report.refused)\(report.refused_by_reason.isEmpty ? "" : " (" + report.refused_by_reason.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ") + ")"), view changes \(report.view_changes), replicas exited: \(report.replicas_exited.isEmpty ? "none" : report.replicas_exited.joined(separator: ", "))")
         for (reason, count) in report.errors.sorted(by: { $0.key < $1.key }) { lines.append("    \(count) x \(reason)") }

@@ -329,6 +329,21 @@ enum LiveBenchmark {
                     progress(String(format: "[%3lds] ", second) + "\(grouped(point.throughput_tps)) txn/s  p50 \(String(format: "%.1f", point.p50_ms)) ms  p99 \(String(format: "%.1f", point.p99_ms)) ms  views \(view.views)  heights "
                              + deployed.shards.map { "\($0.name)=\(view.heights[$0.name].map { "\($0)" } ?? "?")" }.joined(separator: " ")
                              + (point.warmup ? "  (warmup)" : "") + (view.unreachable > 0 ? "  \(view.unreachable) unreachable" : ""))
+                    // Resident memory when the warmup ends and when the measurement ends.
+                    if second == max(1, Int(settings.warmupSeconds.rounded(.up))) || second == seconds {
+                        let sample = deployment.processes.compactMap { entry -> (String, Double)? in
+                            entry.process.isRunning ? ProcessMemory.residentMiB(pid: entry.process.processIdentifier).map { (entry.info.name, $0) } : nil
+                        }
+                        log.memory.withLock { memory in
+                            for (name, mib) in sample {
+                                if second == seconds {
+                                    memory[name, default: (mib, mib)].end = mib
+                                } else {
+                                    memory[name] = (mib, mib)
+                                }
+                            }
+                        }
+                    }
                     for entry in deployment.processes where !entry.process.isRunning && !reported.contains(entry.info.name) {
                         reported.insert(entry.info.name)
                         log.exited.withLock { $0.append(entry.info.name) }
@@ -369,9 +384,13 @@ enum LiveBenchmark {
         await stopDeployment()
         if Task.isCancelled { throw CancellationError() }
 
-        return report(settings: settings, kind: kind, original: original, deployed: deployed, plans: plans, recorder: recorder,
-                      observer: observer, finalView: finalView, timeline: log.timeline.withLock { $0 }, exited: log.exited.withLock { $0 },
-                      verifyRate: verifyRate, settleTime: settleTime)
+        var result = report(settings: settings, kind: kind, original: original, deployed: deployed, plans: plans, recorder: recorder,
+                            observer: observer, finalView: finalView, timeline: log.timeline.withLock { $0 }, exited: log.exited.withLock { $0 },
+                            verifyRate: verifyRate, settleTime: settleTime)
+        result.replica_memory = log.memory.withLock { $0 }.sorted { $0.key < $1.key }.map {
+            BenchReplicaMemory(replica: $0.key, rss_start_mib: ($0.value.start * 10).rounded() / 10, rss_end_mib: ($0.value.end * 10).rounded() / 10)
+        }
+        return result
     }
 
     static func report(settings: BenchSettings, kind: ProtocolKind, original: Topology, deployed: Topology, plans: [BenchClientPlan],
@@ -445,6 +464,21 @@ enum LiveBenchmark {
 final class BenchRunLog: Sendable {
     let timeline = Mutex<[BenchSecond]>([])
     let exited = Mutex<[String]>([])
+    /// Per replica: resident MiB when the warmup ended, and at the end of the measurement.
+    let memory = Mutex<[String: (start: Double, end: Double)]>([:])
+}
+
+/// A process's resident memory, from /proc (Linux); nil where there is no /proc or it is gone.
+enum ProcessMemory {
+    static func residentMiB(pid: Int32) -> Double? {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return nil }
+        for line in text.split(separator: "\n") where line.hasPrefix("VmRSS:") {
+            let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+            guard fields.count >= 2, let kib = Double(fields[1]) else { return nil }
+            return kib / 1024
+        }
+        return nil
+    }
 }
 
 /// Watches the replicas' status reports over a run: views, heights, and whether two replicas of a

@@ -12,6 +12,7 @@ import GeoCore
 import GeoCrypto
 import GeoNet
 import GeoStore
+import GeoWire
 import Logging
 import Synchronization
 
@@ -82,9 +83,23 @@ public final class ReplicaDaemon: Sendable {
         let directory = (options.dataDirectory as NSString).appendingPathComponent(info.name)
         let log: ReplicaLog
         let recovered: RecoveredState
+        let identity = LogIdentity(replicaNumber: info.number, topologyDigest: fingerprint)
+        let limits = WireLimits(maxBodyBytes: topology.parameters.maxMessageBytes)
         do {
-            (log, recovered) = try ReplicaLog.open(directory: directory, identity: LogIdentity(replicaNumber: info.number, topologyDigest: fingerprint))
+            (log, recovered) = try ReplicaLog.open(directory: directory, identity: identity, options: LogOptions(limits: limits))
         } catch {
+            throw .store(error)
+        }
+        let ledgerStore: DiskLedgerStore
+        let ledgerRecovery: DiskLedgerStore.Recovery
+        let clusterCount = topology.cluster(info.id.cluster).flatMap { topology.shard($0.id.shard) }?.clusters.count ?? 1
+        do {
+            (ledgerStore, ledgerRecovery) = try DiskLedgerStore.open(
+                directory: directory, identity: identity, clusterCount: clusterCount,
+                layout: CrossShardLayout(topology: topology, cluster: info.id.cluster), limits: limits,
+                retainRounds: topology.parameters.retainRounds)
+        } catch {
+            log.close()
             throw .store(error)
         }
         if recovered.created {
@@ -93,6 +108,13 @@ public final class ReplicaDaemon: Sendable {
             logger.info("recovered log", metadata: [
                 "records": "\(recovered.records)", "delivered": "\(recovered.state.delivered.count)",
                 "view": "\(recovered.state.view)", "truncated_bytes": "\(recovered.truncatedBytes)",
+            ])
+        }
+        if ledgerRecovery.snapshot != nil || ledgerStore.storedHeight > 0 {
+            logger.info("recovered ledger", metadata: [
+                "snapshot_height": "\(ledgerRecovery.snapshot?.height ?? 0)", "stored_height": "\(ledgerStore.storedHeight)",
+                "blocks_to_replay": "\(ledgerRecovery.blocksAfterSnapshot.count)",
+                "truncated_bytes": "\(ledgerRecovery.blockStore.truncatedBytes)",
             ])
         }
 
@@ -105,7 +127,9 @@ public final class ReplicaDaemon: Sendable {
         let verified = VerifiedSignatures()
         let suite = PreverifiedSuite(base: Ed25519Suite(topology: topology, keys: keys, signingKey: signingKey), verified: verified)
         let state = recovered.state
-        let node = ReplicaNode(topology: topology, replica: info, suite: suite, log: log, recovered: state,
+        let node = ReplicaNode(topology: topology, replica: info, suite: suite, log: log, ledgerStore: ledgerStore,
+                               recovered: state, snapshot: ledgerRecovery.snapshot,
+                               storedBlocks: ledgerRecovery.blocksAfterSnapshot,
                                sink: TransportSink(transport: transport), logger: logger)
         do {
             try await transport.start(listen: info.host, port: info.port)

@@ -48,6 +48,14 @@ public actor ReplicaNode {
     public let topology: Topology
     var core: PBFTReplica
     let log: any DurableLog
+    /// The executed ledger and its snapshots (the core keeps only a window of blocks).
+    let ledgerStore: any LedgerStore
+    /// The last round whose blocks the ledger store holds durably and the log was told of.
+    var ledgerStoredRound: UInt64 = 0
+    /// Height of the latest snapshot written or installed.
+    public private(set) var snapshotHeight: UInt64 = 0
+    /// Blocks the restart re-executed from the ledger store (after its snapshot) and from the log.
+    public let blocksReplayedAtStart: Int
     let sink: any MessageSink
     var logger: Logger
     let peers: [NodeID]
@@ -71,19 +79,29 @@ public actor ReplicaNode {
         var requestID: UInt64
     }
 
-    /// A replica of `topology`, restarted from `recovered` when its log held anything.
+    /// A replica of `topology`, restarted from what it made durable: its log's state
+    /// (`recovered`), its latest snapshot and the stored blocks after it. Blocks the restart
+    /// executed from the log alone are appended to the ledger store before anything else.
     public init(topology: Topology, replica: ReplicaInfo, suite: any CryptoSuite, log: sending any DurableLog,
-                recovered: DurableState?, sink: any MessageSink, logger: Logger) {
+                ledgerStore: sending (any LedgerStore)? = nil, recovered: DurableState?, snapshot: LedgerSnapshot? = nil,
+                storedBlocks: [CertifiedBlock] = [], sink: any MessageSink, logger: Logger) {
         guard let configuration = PBFTConfiguration(topology: topology, replica: replica.id) else {
             preconditionFailure("\(replica.name) is not a replica of \(topology.name)")
         }
         self.info = replica
         self.topology = topology
-        if let recovered, recovered != DurableState() {
-            core = PBFTReplica(configuration: configuration, suite: suite, recovering: recovered)
+        let store = ledgerStore ?? MemoryLedgerStore(clusterCount: configuration.clustersInShard)
+        var executed: [ExecutedBlock] = []
+        if (recovered.map { $0 != DurableState() } ?? false) || snapshot != nil || !storedBlocks.isEmpty {
+            (core, executed) = PBFTReplica.recover(configuration: configuration, suite: suite, durable: recovered ?? DurableState(),
+                                                   snapshot: snapshot, storedBlocks: storedBlocks)
         } else {
             core = PBFTReplica(configuration: configuration, suite: suite)
         }
+        self.ledgerStore = store
+        ledgerStoredRound = recovered?.ledgerStoredRound ?? 0
+        snapshotHeight = snapshot?.height ?? 0
+        blocksReplayedAtStart = storedBlocks.count + executed.count
         self.log = log
         self.sink = sink
         var logger = logger
@@ -92,6 +110,15 @@ public actor ReplicaNode {
         logger[metadataKey: "cluster"] = "\(replica.id.cluster.index)"
         self.logger = logger
         peers = topology.cluster(replica.id.cluster)?.replicas.filter { $0.id != replica.id }.map { NodeID.replica(number: $0.number) } ?? []
+        if !executed.isEmpty {
+            do {
+                for block in executed where block.height > store.storedHeight { try store.append(block.certified, height: block.height) }
+                try store.sync()
+            } catch {
+                failure = "ledger store: \(error)"
+                self.logger.critical("cannot store the blocks the restart executed; stopping this replica", metadata: ["error": "\(error)"])
+            }
+        }
     }
 
     // MARK: Inputs
@@ -121,6 +148,7 @@ public actor ReplicaNode {
         flush()
         failure = "closed"
         log.close()
+        ledgerStore.close()
     }
 
     func refuse(_ reason: String) { shellRejections[reason, default: 0] += 1 }
@@ -173,17 +201,39 @@ public actor ReplicaNode {
     }
 
     func carryOut(_ effects: [Effect]) {
-        let records = effects.compactMap { effect -> DurableRecord? in
-            if case let .persist(record) = effect { return record }
-            return nil
+        let durable = effects.contains { effect in
+            switch effect {
+            case .persist, .executed, .snapshot, .installedSnapshot: return true
+            default: return false
+            }
         }
-        if !records.isEmpty {
-            guard makeDurable(records) else { return }
+        if durable {
+            guard makeDurable(effects) else { return }
         }
         for effect in effects {
             switch effect {
-            case .persist:
+            case .persist, .snapshot, .installedSnapshot:
                 break
+            case let .serveSnapshot(height, to: replica):
+                guard let number = topology.replica(replica)?.number else { continue }
+                do {
+                    if let snapshot = try ledgerStore.snapshot(atHeight: height) {
+                        sink.send(.stateTransfer(snapshot), to: .replica(number: number))
+                    }
+                } catch {
+                    logger.error("cannot read a snapshot for a peer", metadata: ["height": "\(height)", "error": "\(error)"])
+                }
+            case let .serveStored(request, to: replica):
+                guard let number = topology.replica(replica)?.number, request.fromRound <= request.toRound else { continue }
+                do {
+                    for block in try ledgerStore.blocks(cluster: request.cluster.index, rounds: request.fromRound...request.toRound) {
+                        sink.send(.certifiedBlock(block), to: .replica(number: number))
+                    }
+                } catch {
+                    // A read failure serves nothing (the peer asks another replica); the store
+                    // refuses writes after a failure, which stops the replica at its next block.
+                    logger.error("cannot read stored blocks for a peer", metadata: ["error": "\(error)"])
+                }
             case let .send(message, to: replica):
                 guard let number = topology.replica(replica)?.number else { continue }
                 sink.send(message, to: .replica(number: number))
@@ -202,12 +252,50 @@ public actor ReplicaNode {
         }
     }
 
-    /// Appends and fsyncs; on failure the replica stops (a replica that cannot persist what it
-    /// signs could sign two things for one slot after a restart).
-    func makeDurable(_ records: [DurableRecord]) -> Bool {
+    /// Appends the records to the log and the executed blocks to the ledger store, fsyncs both,
+    /// writes the snapshots (after the blocks they cover are durable), then tells the log which
+    /// rounds the store now holds (that record is synced with the next batch: if a crash loses
+    /// it, the log only keeps blocks a while longer). An installed snapshot restarts the store
+    /// after it. On failure the replica stops (a replica that cannot persist what it signs could
+    /// sign two things for one slot after a restart).
+    func makeDurable(_ effects: [Effect]) -> Bool {
         do {
-            try log.append(records)
+            var records: [DurableRecord] = []
+            var snapshots: [LedgerSnapshot] = []
+            var appended = false
+            func writeSnapshots() throws {
+                if appended { try ledgerStore.sync() }
+                appended = false
+                for snapshot in snapshots { try ledgerStore.write(snapshot) }
+                snapshots = []
+            }
+            for effect in effects {
+                switch effect {
+                case let .persist(record):
+                    records.append(record)
+                case let .executed(block) where block.height > ledgerStore.storedHeight:
+                    try ledgerStore.append(block.certified, height: block.height)
+                    appended = true
+                case let .snapshot(snapshot):
+                    snapshots.append(snapshot)
+                    snapshotHeight = snapshot.height
+                case let .installedSnapshot(snapshot):
+                    try writeSnapshots()
+                    try ledgerStore.install(snapshot)
+                    snapshotHeight = snapshot.height
+                    logger.notice("installed a snapshot by state transfer", metadata: ["height": "\(snapshot.height)", "round": "\(snapshot.round)"])
+                default:
+                    break
+                }
+            }
+            if !records.isEmpty { try log.append(records) }
             try log.sync()
+            try writeSnapshots()
+            let storedRound = ledgerStore.storedHeight / UInt64(max(1, core.configuration.clustersInShard))
+            if storedRound > ledgerStoredRound {
+                try log.append([.ledgerStored(throughRound: storedRound)])
+                ledgerStoredRound = storedRound
+            }
             return true
         } catch {
             failure = "durable log: \(error)"
@@ -227,6 +315,8 @@ public actor ReplicaNode {
     public var head: Digest { core.ledger.head }
     public var round: UInt64 { core.ledger.round }
     public var viewChangesStarted: Int { core.viewChangesStarted }
+    public var snapshotsInstalled: Int { core.snapshotsInstalled }
+    public var blocksInMemory: Int { core.blocksInMemory }
     public var coreRejections: [Rejection: Int] { core.rejections }
     /// The value of `key` in this replica's copy of the shard state.
     public func value(of key: [UInt8]) -> [UInt8]? { core.ledger.state.value(key) }
@@ -246,7 +336,7 @@ public actor ReplicaNode {
     /// The document GET /status serves.
     public func status(peersConnected: Int, peersTotal: Int) -> ReplicaStatus {
         let uptime = ContinuousClock.now - startedAt
-        return ReplicaStatus(
+        var status = ReplicaStatus(
             replica: info.name, shard: topology.shard(info.id.cluster.shard)?.name ?? "?", region: info.region,
             cluster: Int(info.id.cluster.index), view: core.view, height: core.ledger.height, round: core.ledger.round,
             head: core.ledger.head.hex, status: isChangingView ? .viewChange : .normal, peersConnected: peersConnected,
@@ -254,6 +344,10 @@ public actor ReplicaNode {
             uptimeSeconds: uptime.seconds, crossShardLocks: core.ledger.crossShard?.locks.count,
             crossShardInProgress: core.ledger.crossShard?.transactionsInProgress,
             crossShardUnfinished: core.ledger.crossShard?.unfinished(limit: ReplicaStatus.unfinishedShown))
+        status.snapshotHeight = snapshotHeight
+        status.snapshotsInstalled = core.snapshotsInstalled
+        status.blocksInMemory = core.blocksInMemory
+        return status
     }
 
     /// Brings `metrics` up to date with the core's counters (called before each scrape).

@@ -40,6 +40,12 @@ public struct ReplicaStatus: Codable, Sendable, Hashable {
     /// The oldest of those, described (at most `unfinishedShown`); nil in a topology of one shard.
     public var crossShardUnfinished: [String]?
     public static let unfinishedShown = 4
+    /// Height of the latest state snapshot this replica wrote or installed (0: none yet).
+    public var snapshotHeight: UInt64?
+    /// Snapshots this replica installed by state transfer since it started.
+    public var snapshotsInstalled: Int?
+    /// Certified blocks its core holds in memory (bounded by a few windows; older ones are on disk).
+    public var blocksInMemory: Int?
 
     public init(
         replica: String, shard: String, region: String, cluster: Int, view: UInt64, height: UInt64,
@@ -74,5 +80,8 @@ public struct ReplicaStatus: Codable, Sendable, Hashable {
         case crossShardLocks = "cross_shard_locks"
         case crossShardInProgress = "cross_shard_in_progress"
         case crossShardUnfinished = "cross_shard_unfinished"
+        case snapshotHeight = "snapshot_height"
+        case snapshotsInstalled = "snapshots_installed"
+        case blocksInMemory = "blocks_in_memory"
     }
 }

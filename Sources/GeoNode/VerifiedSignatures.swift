@@ -117,6 +117,7 @@ public struct PreverifiedSuite: CryptoSuite {
     }
 
     public func digest(of block: Block) -> Digest { base.digest(of: block) }
+    public func digest(of snapshot: LedgerSnapshot) -> Digest { base.digest(of: snapshot) }
     public func chain(previous: Digest, cluster: ClusterID, round: UInt64, digest: Digest) -> Digest {
         base.chain(previous: previous, cluster: cluster, round: round, digest: digest)
     }

@@ -41,7 +41,10 @@ enum Byzantine {
                 CertificateSignature(replicaIndex: $0.replicaIndex, signature: randomSignature(&random))
             }
             return .shardStatement(value)
-        case .clientTransaction, .reply, .blockRequest:
+        case var .stateCheckpoint(value):
+            value.signature = randomSignature(&random)
+            return .stateCheckpoint(value)
+        case .clientTransaction, .reply, .blockRequest, .stateRequest, .stateTransfer:
             return message
         }
     }

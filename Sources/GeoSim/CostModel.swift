@@ -91,6 +91,12 @@ struct MeteredCrypto: CryptoSuite {
         return base.digest(of: block)
     }
 
+    func digest(of snapshot: LedgerSnapshot) -> Digest {
+        let bytes = SigningPayload.state(snapshot)
+        meter.counts.hashedBytes += bytes.count
+        return SimulatedCrypto.digest(of: bytes)
+    }
+
     func chain(previous: Digest, cluster: ClusterID, round: UInt64, digest: Digest) -> Digest {
         meter.counts.hashedBytes += 80
         return base.chain(previous: previous, cluster: cluster, round: round, digest: digest)

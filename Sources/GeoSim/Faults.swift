@@ -79,10 +79,23 @@ public enum ByzantineBehaviour: String, CaseIterable, Hashable, Sendable {
     public static let singleShardCases: [ByzantineBehaviour] = allCases.filter { $0 != .withholdsVotes }
 }
 
+/// What a Byzantine replica does when a peer asks it for a snapshot (state transfer).
+public enum SnapshotFault: String, CaseIterable, Hashable, Sendable {
+    /// Serves its snapshot with one value of the state changed.
+    case forged
+    /// Serves its older snapshot instead of the one asked for.
+    case stale
+}
+
 /// Something that happens at a point of simulated time.
 public enum SimulationAction: Hashable, Sendable {
     case crash(ReplicaID)
     case restart(ReplicaID)
+    /// The replica crashes and loses its disk: log, block store and snapshots (it comes back
+    /// empty with `restart`, and must rejoin by state transfer).
+    case wipe(ReplicaID)
+    /// From now on the replica serves forged or stale snapshots (it counts as Byzantine).
+    case snapshotFault(ReplicaID, SnapshotFault)
     case partition(Partition)
     case healPartitions
     case network(NetworkFaults)

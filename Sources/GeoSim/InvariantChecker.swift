@@ -5,6 +5,8 @@
 // - certificates: every executed block carries a valid commit certificate;
 // - durability: every result a client accepted is in the ledger at the height it was told;
 // - liveness (after faults heal): requests complete within a bound, and replicas catch up;
+// - state: the snapshots correct replicas take at one height hold the same state (key-value
+//   values, clients' last replies, cross-shard locks and transactions in progress);
 // - with the bank workload (cross-shard transactions): atomicity (a transaction is applied on all
 //   of its shards or on none, as its coordinator decided), conservation (the balances of all
 //   shards add up to the money minted) and locks (none held once the run settled).
@@ -13,7 +15,7 @@ import GeoCore
 
 public struct Violation: Hashable, Sendable, CustomStringConvertible {
     public enum Kind: String, Hashable, Sendable {
-        case agreement, validity, certificate, durability, liveness, atomicity, conservation, locks
+        case agreement, validity, certificate, durability, liveness, atomicity, conservation, locks, state
     }
     public var kind: Kind
     /// Simulated time in microseconds.
@@ -72,6 +74,29 @@ public final class InvariantChecker {
     init(suite: SimulatedCrypto, quorumOf: @escaping (ClusterID) -> Quorum?) {
         self.suite = suite
         self.quorumOf = quorumOf
+    }
+
+    /// Per shard and height: a fingerprint of the first snapshot state seen there, and whose.
+    var snapshotStates: [ShardID: [UInt64: (print: Int, replica: ReplicaID)]] = [:]
+    public private(set) var snapshotsObserved = 0
+
+    /// A snapshot a correct replica took: its state must equal every other snapshot at its height.
+    func observe(_ snapshot: LedgerSnapshot, at replica: ReplicaID, time: UInt64) {
+        snapshotsObserved += 1
+        let print = StateFingerprint(snapshot).hashValue
+        if let first = snapshotStates[snapshot.shard]?[snapshot.height] {
+            if first.print != print {
+                record(.state, time, "\(replica)'s state at height \(snapshot.height) differs from \(first.replica)'s")
+            }
+        } else {
+            snapshotStates[snapshot.shard, default: [:]][snapshot.height] = (print, replica)
+        }
+    }
+
+    /// A replica lost its disk: what it executed before no longer counts against it.
+    func forget(_ replica: ReplicaID) {
+        executedKeys[replica] = nil
+        replicaHeights[replica] = nil
     }
 
     func record(_ kind: Violation.Kind, _ time: UInt64, _ detail: String) {
@@ -188,5 +213,32 @@ public final class InvariantChecker {
     /// The highest height any correct replica of `shard` reached (shards' ledgers grow apart).
     public func maxHeight(of shard: ShardID) -> UInt64 {
         replicaHeights.filter { $0.key.cluster.shard == shard }.values.max() ?? 0
+    }
+}
+
+/// What must be equal in two correct replicas' snapshots at one height: all of it but the
+/// replica's own cluster chain head and the cross-shard layout (both differ by cluster).
+struct StateFingerprint: Hashable {
+    var head: Digest
+    var round: UInt64
+    var state: KeyValueStore
+    var lastExecution: [ClientID: LastExecution]
+    var locks: [[UInt8]: CrossShardID]?
+    var coordinating: [CrossShardID: CrossShardState.Coordination]?
+    var participating: [CrossShardID: CrossShardState.Participation]?
+    var watermarks: [CrossShardState.WatermarkKey: UInt64]?
+    var decisions: [CrossShardID: CrossShardVote]?
+    var decisionOrder: [CrossShardID]?
+    init(_ snapshot: LedgerSnapshot) {
+        head = snapshot.head
+        round = snapshot.round
+        state = snapshot.state
+        lastExecution = snapshot.lastExecution
+        locks = snapshot.crossShard?.locks
+        coordinating = snapshot.crossShard?.coordinating
+        participating = snapshot.crossShard?.participating
+        watermarks = snapshot.crossShard?.watermarks
+        decisions = snapshot.crossShard?.decisions
+        decisionOrder = snapshot.crossShard?.decisionOrder
     }
 }

@@ -77,11 +77,13 @@ public enum FaultPlan {
             faultStart + Double(random.next() % 1000) / 1000 * (healSeconds - faultStart - 0.2)
         }
         // Byzantine replicas: at most f per cluster, and they stay Byzantine.
+        var byzantine: [ClusterID: Set<Int>] = [:]
         for shard in topology.shards {
             for cluster in shard.clusters where random.next() % 2 == 0 {
                 let count = Int(random.next() % UInt64(cluster.f + 1))
                 var chosen = Set<Int>()
                 while chosen.count < count { chosen.insert(Int(random.next() % UInt64(cluster.n))) }
+                byzantine[cluster.id] = chosen
                 for index in chosen.sorted() {
                     let behaviours = sharded ? ByzantineBehaviour.allCases : ByzantineBehaviour.singleShardCases
                     scenario.at(0, .byzantine(cluster.replicas[index].id, behaviours[Int(random.next() % UInt64(behaviours.count))]))
@@ -118,7 +120,42 @@ public enum FaultPlan {
         if sharded, random.next() % 3 == 0 {
             scenario.settings.conflictingClients = [Int(random.next() % UInt64(max(1, topology.allReplicas.count / 4)))]
         }
+        addStorageFaults(to: &scenario, topology: topology, seed: seed, byzantine: byzantine, time: time)
         return scenario
+    }
+
+    /// Faults of disks and of state transfer, drawn from a generator of their own so that the
+    /// rest of every seed's plan is what it was before they existed: a replica that loses its
+    /// disk under load and comes back empty (it must rejoin by state transfer or by fetching
+    /// blocks from its peers' stores), and replicas that serve forged or stale snapshots. Both
+    /// count against f with the plan's Byzantine replicas: a wiped replica forgot what it signed.
+    static func addStorageFaults(to scenario: inout Scenario, topology: Topology, seed: UInt64,
+                                 byzantine: [ClusterID: Set<Int>], time: (inout SeededRandom) -> Double) {
+        var random = SeededRandom(seed: seed ^ 0xD15C_FA17)
+        var faulty = byzantine
+        let clusters = topology.shards.flatMap(\.clusters)
+        if random.next() % 3 == 0 {
+            let cluster = clusters[Int(random.next() % UInt64(clusters.count))]
+            if faulty[cluster.id, default: []].count < cluster.f {
+                let correct = (0..<cluster.n).filter { !faulty[cluster.id, default: []].contains($0) }
+                let index = correct[Int(random.next() % UInt64(correct.count))]
+                faulty[cluster.id, default: []].insert(index)
+                let start = time(&random)
+                let end = min(healSeconds, start + 0.2 + Double(random.next() % 1000) / 1000)
+                scenario.at(start, .wipe(cluster.replicas[index].id))
+                scenario.at(end, .restart(cluster.replicas[index].id))
+            }
+        }
+        if random.next() % 3 == 0 {
+            let cluster = clusters[Int(random.next() % UInt64(clusters.count))]
+            let fault = SnapshotFault.allCases[Int(random.next() % UInt64(SnapshotFault.allCases.count))]
+            // A Byzantine replica of the plan serves bad snapshots too; or one more, within f.
+            if let index = faulty[cluster.id]?.sorted().first {
+                scenario.at(0, .snapshotFault(cluster.replicas[index].id, fault))
+            } else if cluster.f > 0 {
+                scenario.at(0, .snapshotFault(cluster.replicas[Int(random.next() % UInt64(cluster.n))].id, fault))
+            }
+        }
     }
 }
 

@@ -56,7 +56,7 @@ public struct SimulatedCrypto: CryptoSuite, TransactionSigner {
             print.add(checkpoint.cluster)
             print.add(checkpoint.round)
             print.add(checkpoint.digest)
-        case .viewChange, .newView, .remoteViewChange, .shardStatement:
+        case .viewChange, .newView, .remoteViewChange, .shardStatement, .stateCheckpoint:
             print.add(5)
             print.add(SigningPayload.statement(statement))
         }
@@ -89,6 +89,16 @@ public struct SimulatedCrypto: CryptoSuite, TransactionSigner {
         let base = print.value
         // Four differently seeded lanes: collisions need a 64-bit collision first.
         return Digest(w0: base, w1: Self.mix(base ^ 1), w2: Self.mix(base ^ 2), w3: Self.mix(base ^ 3))
+    }
+
+    public func digest(of snapshot: LedgerSnapshot) -> Digest { Self.digest(of: SigningPayload.state(snapshot)) }
+
+    static func digest(of bytes: [UInt8]) -> Digest {
+        var print = Fingerprint()
+        print.add(9)
+        print.add(bytes)
+        let base = print.value
+        return Digest(w0: base, w1: Self.mix(base ^ 21), w2: Self.mix(base ^ 22), w3: Self.mix(base ^ 23))
     }
 
     public func chain(previous: Digest, cluster: ClusterID, round: UInt64, digest: Digest) -> Digest {

@@ -93,6 +93,15 @@ public struct SimulationReport: Sendable {
     public var ok: Bool { violations.isEmpty }
     /// Bank workload: cross-shard transactions decided, by outcome ("committed", "aborted: conflict", ...).
     public var crossShardOutcomes: [String: Int] = [:]
+    /// State snapshots correct replicas took (each compared with the others at its height).
+    public var snapshots = 0
+    /// Restarts that began from a snapshot rather than from genesis.
+    public var restartsFromSnapshot = 0
+    /// Snapshots installed by state transfer (after a wiped disk or a long absence).
+    public var snapshotsInstalled = 0
+    /// The most certified blocks any replica's core held in memory at the end of the run (bounded
+    /// by a few windows, whatever the ledger's length).
+    public var blocksInMemoryMax = 0
 }
 
 public final class Simulation {
@@ -123,6 +132,16 @@ public final class Simulation {
         let suite: SimulatedCrypto
         var core: PBFTReplica?
         var durable = DurableState()
+        /// The node's block store: the executed ledger, in order, from height `blockStoreFirst`
+        /// (1, or the height after a snapshot state transfer installed); like `durable`, it
+        /// survives a crash (not a wipe).
+        var blockStore: [CertifiedBlock] = []
+        var blockStoreFirst: UInt64 = 1
+        var storedHeight: UInt64 { blockStoreFirst - 1 + UInt64(blockStore.count) }
+        /// The latest two snapshots, oldest first (as the daemon keeps them).
+        var snapshots: [LedgerSnapshot] = []
+        var snapshot: LedgerSnapshot? { snapshots.last }
+        var snapshotFault: SnapshotFault?
         let meter = CostMeter()
         var cpuFreeAt: UInt64 = 0
         /// Inputs that arrived while the machine was busy, in the daemon's order (`InputTurns`).
@@ -311,6 +330,10 @@ public final class Simulation {
                                 busiestReplicaUtilisation: (replicas.values.map(\.busyMicroseconds).max() ?? 0) / Double(max(1, settings.duration)),
                                 crossShardOutcomes: checker.crossShardOutcomes())
         report.viewChangeReasons = viewChangeReasons
+        report.snapshots = checker.snapshotsObserved
+        report.restartsFromSnapshot = restartsFromSnapshot
+        report.snapshotsInstalled = snapshotsInstalled
+        report.blocksInMemoryMax = replicas.values.compactMap { $0.core?.blocksInMemory }.max() ?? 0
         return report
     }
 
@@ -475,7 +498,12 @@ public final class Simulation {
             case let .reply(reply):
                 work.messages += 1
                 work.messageBytes += EncodedSize.frame(.reply(reply))
-            case .persist, .executed:
+            case let .serveStored(request, _):
+                let count = Int(min(request.toRound - request.fromRound + 1, 1_024))
+                work.messages += count
+            case .serveSnapshot:
+                work.messages += 1
+            case .persist, .executed, .snapshot, .installedSnapshot:
                 break
             }
         }
@@ -488,6 +516,21 @@ public final class Simulation {
         return node.cpuFreeAt - now
     }
 
+    /// Appends an executed block to the node's block store; once a round's last block is in, the
+    /// log may forget the round's blocks (as the daemon's shell records).
+    func store(_ block: ExecutedBlock, at node: ReplicaNode) {
+        guard block.height == node.storedHeight + 1 else {
+            precondition(block.height <= node.storedHeight, "the ledger executes heights in order")
+            return
+        }
+        node.blockStore.append(block.certified)
+        let clusters = UInt64(node.configuration.clustersInShard)
+        if block.height % clusters == 0 { node.durable.apply(.ledgerStored(throughRound: block.height / clusters)) }
+    }
+
+    var restartsFromSnapshot = 0
+    var snapshotsInstalled = 0
+
     func carryOut(_ effects: [Effect], of node: ReplicaNode, delay: UInt64 = 0) {
         for effect in effects {
             switch effect {
@@ -498,7 +541,40 @@ public final class Simulation {
             case let .broadcast(message):
                 sendFromReplica(node, message, to: peers(of: node), delay: delay)
             case let .executed(block):
+                store(block, at: node)
                 if node.byzantine == nil { checker.observe(block, at: node.id, time: now) }
+            case let .snapshot(snapshot):
+                node.snapshots = Array((node.snapshots + [snapshot]).suffix(2))
+                if node.byzantine == nil && node.snapshotFault == nil { checker.observe(snapshot, at: node.id, time: now) }
+            case let .installedSnapshot(snapshot):
+                node.snapshots = [snapshot]
+                node.blockStore = []
+                node.blockStoreFirst = snapshot.height + 1
+                node.durable.apply(.ledgerStored(throughRound: snapshot.round))
+                snapshotsInstalled += 1
+                if node.byzantine == nil && node.snapshotFault == nil { checker.observe(snapshot, at: node.id, time: now) }
+            case let .serveSnapshot(height, to):
+                guard var served = node.snapshots.last(where: { $0.height == height }) else { continue }
+                switch node.snapshotFault {
+                case .forged?:
+                    var values = served.state.values
+                    values[Array("forged".utf8)] = KeyValueStore.encode(1_000_000)
+                    served.state = KeyValueStore(values: values)
+                case .stale?:
+                    if let older = node.snapshots.first(where: { $0.height < height }) { served = older }
+                case nil:
+                    break
+                }
+                sendFromReplica(node, .stateTransfer(served), to: [to], delay: delay)
+            case let .serveStored(request, to):
+                let clusters = node.configuration.clustersInShard
+                guard Int(request.cluster.index) < clusters, request.fromRound >= 1, request.toRound >= request.fromRound else { continue }
+                for round in request.fromRound...min(request.toRound, request.fromRound + 1_023) {
+                    let height = ShardLedger.height(round: round, cluster: request.cluster.index, clusterCount: clusters)
+                    guard height <= node.storedHeight else { break }
+                    guard height >= node.blockStoreFirst else { continue }
+                    sendFromReplica(node, .certifiedBlock(node.blockStore[Int(height - node.blockStoreFirst)]), to: [to], delay: delay)
+                }
             case let .reply(reply):
                 guard Int(reply.client.rawValue) < clients.count else { continue }
                 send(.reply(reply), from: .replica(node.id), to: .client(reply.client), extraDelay: delay)
@@ -743,10 +819,29 @@ public final class Simulation {
             replicas[id]?.core = nil
             // What waited in its inboxes is lost with the process.
             replicas[id]?.inbox.removeAll()
+        case let .wipe(id):
+            guard let node = replicas[id] else { return }
+            node.core = nil
+            node.inbox.removeAll()
+            node.durable = DurableState()
+            node.blockStore = []
+            node.blockStoreFirst = 1
+            node.snapshots = []
+            // What it executed before is gone with its disk: it may execute it again.
+            checker.forget(id)
+        case let .snapshotFault(id, fault):
+            replicas[id]?.snapshotFault = fault
         case let .restart(id):
             guard let node = replicas[id], node.core == nil else { return }
-            node.core = PBFTReplica(configuration: node.configuration, suite: node.coreSuite(metered: settings.costModel != nil),
-                                    recovering: node.durable)
+            // As the daemon does: the latest snapshot, the stored blocks after it, the log.
+            let from = Int((node.snapshot?.height ?? 0) + 1 - node.blockStoreFirst)
+            let recovered = PBFTReplica.recover(configuration: node.configuration,
+                                                suite: node.coreSuite(metered: settings.costModel != nil),
+                                                durable: node.durable, snapshot: node.snapshot,
+                                                storedBlocks: Array(node.blockStore[max(0, from)...]))
+            node.core = recovered.replica
+            for block in recovered.executed { store(block, at: node) }
+            if node.snapshot != nil { restartsFromSnapshot += 1 }
         case let .partition(partition):
             partitions.append(partition)
         case .healPartitions:

@@ -10,6 +10,7 @@
 //   4    delivered  CertifiedBlock (MessageCodec)
 //   5    remote     CertifiedBlock (MessageCodec)
 //   6    stable     CheckpointProof (MessageCodec)
+//   7    stored     u64 round: the block store holds every block through it (log format 2)
 //
 // Tags never change once released; a new kind of record gets a new tag (and a new log version if
 // older builds must refuse it).
@@ -19,7 +20,7 @@ import GeoWire
 
 public enum DurableRecordCodec {
     enum Tag: UInt8 {
-        case view = 1, signed = 2, prepared = 3, delivered = 4, remote = 5, stable = 6
+        case view = 1, signed = 2, prepared = 3, delivered = 4, remote = 5, stable = 6, ledgerStored = 7
     }
 
     /// The smallest payload, a view record (tag, u64, u8). A frame declaring less is broken, which
@@ -58,6 +59,11 @@ public enum DurableRecordCodec {
         case let .stable(proof):
             writer.u8(Tag.stable.rawValue)
             MessageCodec.encode(proof, into: &writer)
+        case let .ledgerStored(round):
+            writer.u8(Tag.ledgerStored.rawValue)
+            writer.u64(round)
+            // Padding to the smallest payload (see minimumPayloadBytes): always zero.
+            writer.u8(0)
         }
     }
 
@@ -91,6 +97,11 @@ public enum DurableRecordCodec {
             record = .remote(try MessageCodec.decodeCertifiedBlock(&reader, limits: limits))
         case .stable:
             record = .stable(try MessageCodec.decodeCheckpointProof(&reader, limits: limits))
+        case .ledgerStored:
+            let round = try reader.u64("record.round")
+            let padding = try reader.u8("record.padding")
+            guard padding == 0 else { throw .invalidTag(field: "record.padding", value: UInt64(padding)) }
+            record = .ledgerStored(throughRound: round)
         case nil:
             throw .invalidTag(field: "record.tag", value: UInt64(tag))
         }
@@ -115,6 +126,7 @@ public enum DurableRecordCodec {
         if let stable = state.stable { records.append(.stable(stable)) }
         if state.view > 0 { records.append(.view(state.view, normal: true)) }
         if state.targetView > state.view { records.append(.view(state.targetView, normal: false)) }
+        if state.ledgerStoredRound > 0 { records.append(.ledgerStored(throughRound: state.ledgerStoredRound)) }
         let slots = state.signed.keys.sorted { ($0.round, $0.view, $0.phase.rawValue) < ($1.round, $1.view, $1.phase.rawValue) }
         for slot in slots { records.append(.signed(slot, state.signed[slot]!)) }
         for round in state.prepared.keys.sorted() { records.append(.prepared(state.prepared[round]!)) }

@@ -34,8 +34,11 @@
 //
 // Compaction rewrites the log as the records of its folded state (DurableRecordCodec.snapshot):
 // signed slots and prepared rounds at or below the stable checkpoint, superseded views and
-// checkpoints are gone; every delivered and remote block stays, because they are the ledger the
-// replica re-executes on restart. The new log is written to replica.log.tmp, synced, renamed over
+// checkpoints are gone, and so are delivered and remote blocks of rounds the block store already
+// holds durably (DurableRecord.ledgerStored): the log keeps protocol state and the blocks not yet
+// executed, a window's worth, so its size and the cost of compacting it do not grow with the
+// ledger (before format version 2 every block stayed: they were the whole ledger the replica
+// re-executed on restart). The new log is written to replica.log.tmp, synced, renamed over
 // replica.log, and the directory is synced: rename is atomic, so at every instant replica.log is
 // either the complete old log or the complete new one.
 
@@ -53,7 +56,9 @@ import Darwin
 public enum LogFormat {
     /// "GFLG" as the first four bytes of the file.
     public static let magic: UInt32 = 0x474C_4647
-    public static let version: UInt16 = 1
+    /// Version 2 added the ledgerStored record (tag 7); version 1 logs are still read.
+    public static let version: UInt16 = 2
+    public static let readableVersions: ClosedRange<UInt16> = 1...2
     public static let headerBytes = 48
     /// Length and checksum before each record's payload.
     public static let recordFrameBytes = 8
@@ -63,14 +68,14 @@ public enum LogFormat {
 }
 
 /// When appending a stable checkpoint compacts the log by itself. Compaction rewrites every live
-/// byte, the whole ledger included, so doing it at every checkpoint would cost time quadratic in
-/// the ledger. Waiting until the bytes that are not ledger (the protocol records, of which all but a
-/// window's worth are dead) reach a fraction of the ledger bounds the rewriting to a constant
-/// factor of what was appended, and bounds the log to its live size plus that fraction.
+/// byte (protocol state above the stable checkpoint and the blocks not yet in the block store, a
+/// window's worth). Waiting until the bytes appended since the last compaction (nearly all dead by
+/// then) reach a size and a fraction of the live bytes bounds the rewriting to a constant factor
+/// of what was appended, and the log to its live size plus that much.
 public struct CompactionPolicy: Hashable, Sendable {
     /// Never compact for less: rewriting costs a full pass over the log, not worth a few megabytes.
     public var minimumDeadBytes: Int
-    /// Dead bytes must reach this percentage of the ledger bytes (the rewrite cost).
+    /// Dead bytes must reach this percentage of the live bytes (the rewrite cost).
     public var minimumDeadPercentOfLive: Int
 
     public init(minimumDeadBytes: Int, minimumDeadPercentOfLive: Int) {
@@ -78,7 +83,7 @@ public struct CompactionPolicy: Hashable, Sendable {
         self.minimumDeadPercentOfLive = minimumDeadPercentOfLive
     }
 
-    /// At most half the ledger's size (or 16 MiB, whichever is more) of dead protocol records;
+    /// At most half the live size (or 16 MiB, whichever is more) of dead records;
     /// rewriting then costs at most twice the bytes that became dead.
     public static let `default` = CompactionPolicy(minimumDeadBytes: 16 << 20, minimumDeadPercentOfLive: 50)
     /// At every checkpoint that advances the stable round (tests; tiny deployments).
@@ -139,8 +144,9 @@ public final class ReplicaLog {
 
     private var descriptor: Int32
     private var lockDescriptor: Int32
-    /// Bytes of delivered and remote records in the file: live forever, unlike the rest.
-    private var ledgerBytes: Int
+    /// Bytes of the file after the last compaction (at open: the whole file): what is live, at
+    /// most, since nothing appended after it is counted.
+    private var liveBytes: Int
     private var syncedBytes: Int
     private var failure: String?
     private let maximumPayloadBytes: Int
@@ -152,7 +158,7 @@ public final class ReplicaLog {
     static let compactionChunkBytes = 1 << 20
 
     private init(directory: String, identity: LogIdentity, options: LogOptions, descriptor: Int32, lockDescriptor: Int32,
-                 state: DurableState, fileBytes: Int, recordCount: Int, ledgerBytes: Int) {
+                 state: DurableState, fileBytes: Int, recordCount: Int) {
         self.directory = directory
         self.path = directory + "/" + LogFormat.fileName
         self.identity = identity
@@ -163,7 +169,7 @@ public final class ReplicaLog {
         self.fileBytes = fileBytes
         self.syncedBytes = fileBytes
         self.recordCount = recordCount
-        self.ledgerBytes = ledgerBytes
+        self.liveBytes = fileBytes
         self.maximumPayloadBytes = DurableRecordCodec.maximumPayloadBytes(options.limits)
     }
 
@@ -195,7 +201,7 @@ public final class ReplicaLog {
                 if hadTemporary { try POSIXFile.removeFile(temporary) }
                 let log = ReplicaLog(directory: directory, identity: identity, options: options, descriptor: descriptor,
                                      lockDescriptor: lockDescriptor, state: scan.state, fileBytes: scan.validEnd,
-                                     recordCount: scan.records, ledgerBytes: scan.ledgerBytes)
+                                     recordCount: scan.records)
                 let recovered = RecoveredState(state: scan.state, records: scan.records,
                                                truncatedBytes: scan.fileBytes - scan.validEnd,
                                                truncationReason: scan.tornReason, created: false, removedTemporaryFile: hadTemporary)
@@ -205,7 +211,7 @@ public final class ReplicaLog {
                 let descriptor = try create(path, temporary: temporary, directory: directory, identity: identity)
                 let log = ReplicaLog(directory: directory, identity: identity, options: options, descriptor: descriptor,
                                      lockDescriptor: lockDescriptor, state: DurableState(), fileBytes: LogFormat.headerBytes,
-                                     recordCount: 0, ledgerBytes: 0)
+                                     recordCount: 0)
                 let recovered = RecoveredState(state: DurableState(), records: 0, truncatedBytes: 0, truncationReason: nil,
                                                created: true, removedTemporaryFile: hadTemporary)
                 return (log, recovered)
@@ -239,7 +245,6 @@ public final class ReplicaLog {
     private struct Scan {
         var state = DurableState()
         var records = 0
-        var ledgerBytes = 0
         var fileBytes = 0
         /// Where the last valid record ends: the log's length once a torn tail is cut.
         var validEnd = 0
@@ -277,7 +282,6 @@ public final class ReplicaLog {
             case let .record(record, end):
                 scan.state.apply(record)
                 scan.records += 1
-                if record.isLedger { scan.ledgerBytes += end - offset }
                 offset = end
             case let .undecodable(error):
                 throw .corrupt(path: path, offset: offset, reason: "the record's checksum holds but it does not decode: \(error)")
@@ -301,7 +305,7 @@ public final class ReplicaLog {
         }
         // The version is checked before the checksum: a later version may lay out the rest differently.
         let version = UInt16(littleEndian: file.loadUnaligned(fromByteOffset: 4, as: UInt16.self))
-        guard version == LogFormat.version else {
+        guard LogFormat.readableVersions.contains(version) else {
             throw .unsupportedVersion(path: path, found: version, supported: LogFormat.version)
         }
         let declared = loadU32(file, at: 44)
@@ -405,11 +409,8 @@ public final class ReplicaLog {
         try checkUsable()
         guard !records.isEmpty else { return }
         var writer = ByteWriter(capacity: 256)
-        var ledger = 0
         for record in records {
-            let start = writer.bytes.count
             try Self.frame(record, into: &writer, maximumPayloadBytes: maximumPayloadBytes)
-            if record.isLedger { ledger += writer.bytes.count - start }
         }
         do throws(StoreError) {
             try POSIXFile.writeFully(descriptor, writer.bytes, at: fileBytes, path: path)
@@ -421,7 +422,6 @@ public final class ReplicaLog {
         }
         fileBytes += writer.bytes.count
         recordCount += records.count
-        ledgerBytes += ledger
         let stableBefore = state.stable?.statement.round
         for record in records { state.apply(record) }
         if state.stable?.statement.round != stableBefore && compactionDue { try compact() }
@@ -447,13 +447,13 @@ public final class ReplicaLog {
 
     // MARK: Compaction
 
-    /// Bytes in the file that are not ledger: an upper bound on the dead bytes (it also counts the
-    /// live signed and prepared records above the stable checkpoint, at most a window's worth).
-    private var protocolBytes: Int { fileBytes - LogFormat.headerBytes - ledgerBytes }
+    /// Bytes appended since the last compaction: an upper bound on the dead bytes (it also counts
+    /// the live records among them, at most a window's worth).
+    private var appendedBytes: Int { fileBytes - liveBytes }
 
     private var compactionDue: Bool {
         let policy = options.compaction
-        return protocolBytes >= policy.minimumDeadBytes && protocolBytes * 100 >= ledgerBytes * policy.minimumDeadPercentOfLive
+        return appendedBytes >= policy.minimumDeadBytes && appendedBytes * 100 >= liveBytes * policy.minimumDeadPercentOfLive
     }
 
     /// Rewrites the log as the records of its folded state, crash-safely (see the top of this file).
@@ -486,11 +486,8 @@ public final class ReplicaLog {
         var writer = ByteWriter(capacity: Self.compactionChunkBytes + 4096)
         Self.encodeHeader(identity, into: &writer)
         var written = 0
-        var ledger = 0
         for record in records {
-            let start = writer.bytes.count
             try Self.frame(record, into: &writer, maximumPayloadBytes: maximumPayloadBytes)
-            if record.isLedger { ledger += writer.bytes.count - start }
             if writer.bytes.count >= Self.compactionChunkBytes {
                 try POSIXFile.writeFully(newDescriptor, writer.bytes, at: written, path: temporary)
                 written += writer.bytes.count
@@ -508,7 +505,7 @@ public final class ReplicaLog {
         fileBytes = written
         syncedBytes = written
         recordCount = records.count
-        ledgerBytes = ledger
+        liveBytes = written
         compactions += 1
         try POSIXFile.syncDirectory(directory)
     }
@@ -536,15 +533,5 @@ public final class ReplicaLog {
     private func poison(_ error: StoreError) -> StoreError {
         if failure == nil { failure = error.description }
         return error
-    }
-}
-
-extension DurableRecord {
-    /// Delivered and remote blocks are the ledger: compaction keeps them all.
-    var isLedger: Bool {
-        switch self {
-        case .delivered, .remote: return true
-        case .view, .signed, .prepared, .stable: return false
-        }
     }
 }

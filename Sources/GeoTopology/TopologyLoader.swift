@@ -19,7 +19,7 @@ public enum TopologyLoader {
     static let wanKeys = ["between", "rtt_ms", "mbit_s"]
     static let placementKeys = ["hash", "prefixes"]
     static let protocolKeys = ["batch_size", "batch_delay_ms", "window", "checkpoint_every", "view_timeout_ms",
-                               "remote_timeout_ms", "tick_ms", "max_message_bytes"]
+                               "remote_timeout_ms", "tick_ms", "max_message_bytes", "snapshot_every", "retain_rounds"]
 
     public static let defaultKeyBuckets = 16
     /// Bounds on what a file may ask for, so that a hostile or mistyped file cannot make validation
@@ -357,6 +357,16 @@ struct TopologyBuilder {
         try value("batch_delay_ms", &parameters.batchDelayMilliseconds, limit: hour)
         try value("window", &parameters.window, limit: 100_000)
         try value("checkpoint_every", &parameters.checkpointEvery, limit: 100_000)
+        if map["snapshot_every"] == nil { parameters.snapshotEvery = parameters.checkpointEvery * 8 }
+        try value("snapshot_every", &parameters.snapshotEvery, limit: 100_000_000)
+        if let item = map["retain_rounds"] {
+            // 0 is allowed here (keep the whole ledger), unlike the other parameters.
+            let rounds = try reader.int(item)
+            guard (0...(1 << 40)).contains(rounds) else {
+                throw reader.error(.invalidValue, item, "retain_rounds is 0 (keep every block) or a number of rounds up to \(1 << 40), found \(rounds)")
+            }
+            parameters.retainRounds = rounds
+        }
         try value("view_timeout_ms", &parameters.viewTimeoutMilliseconds, limit: hour)
         try value("remote_timeout_ms", &parameters.remoteTimeoutMilliseconds, limit: hour)
         try value("tick_ms", &parameters.tickMilliseconds, limit: 60_000)
@@ -364,6 +374,10 @@ struct TopologyBuilder {
         guard parameters.window / 2 >= parameters.checkpointEvery else {
             throw reader.error(.invalidValue, map["window"] ?? field.child("window", field.node),
                                "window (\(parameters.window)) must be at least 2 x checkpoint_every (checkpoint_every = \(parameters.checkpointEvery)) so ordering continues while a checkpoint stabilises")
+        }
+        guard parameters.snapshotEvery % parameters.checkpointEvery == 0 else {
+            throw reader.error(.invalidValue, map["snapshot_every"]!,
+                               "snapshot_every (\(parameters.snapshotEvery)) must be a multiple of checkpoint_every (\(parameters.checkpointEvery))")
         }
         let smallestFrame = 4096
         guard parameters.maxMessageBytes >= smallestFrame else {

@@ -30,6 +30,10 @@ public enum EncodedSize {
         case .blockRequest: return cluster + 8 + 8
         case .remoteViewChange: return 1 + cluster + 8 + 8 + replica + Signature.byteCount
         case let .shardStatement(value): return of(value)
+        case .stateCheckpoint: return cluster + 8 + 8 + 3 * Digest.byteCount + signer
+        case .stateRequest: return cluster + 8
+        // Rare (state transfer only): measured by encoding.
+        case let .stateTransfer(snapshot): return SnapshotCodec.encode(snapshot).count
         }
     }
 

@@ -35,6 +35,9 @@ public enum MessageKind: UInt16, CaseIterable, Sendable {
     case blockRequest = 10
     case remoteViewChange = 11
     case shardStatement = 12
+    case stateCheckpoint = 13
+    case stateRequest = 14
+    case stateTransfer = 15
 
     public init(of message: Message) {
         switch message {
@@ -50,6 +53,9 @@ public enum MessageKind: UInt16, CaseIterable, Sendable {
         case .blockRequest: self = .blockRequest
         case .remoteViewChange: self = .remoteViewChange
         case .shardStatement: self = .shardStatement
+        case .stateCheckpoint: self = .stateCheckpoint
+        case .stateRequest: self = .stateRequest
+        case .stateTransfer: self = .stateTransfer
         }
     }
 }

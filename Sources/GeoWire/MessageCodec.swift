@@ -25,7 +25,27 @@ public enum MessageCodec {
         case let .blockRequest(value): encode(value, into: &writer)
         case let .remoteViewChange(value): encode(value, signed: true, into: &writer)
         case let .shardStatement(value): encode(value, into: &writer)
+        case let .stateCheckpoint(value): encode(value, into: &writer)
+        case let .stateRequest(value):
+            encode(value.cluster, into: &writer)
+            writer.u64(value.height)
+        case let .stateTransfer(snapshot): writer.raw(SnapshotCodec.encode(snapshot))
         }
+    }
+
+    public static func encode(_ statement: StateStatement, into writer: inout ByteWriter) {
+        encode(statement.cluster, into: &writer)
+        writer.u64(statement.round)
+        writer.u64(statement.height)
+        writer.digest(statement.ledgerHead)
+        writer.digest(statement.localHead)
+        writer.digest(statement.stateDigest)
+    }
+
+    static func encode(_ value: StateCheckpoint, into writer: inout ByteWriter) {
+        encode(value.statement, into: &writer)
+        writer.u16(value.replicaIndex)
+        writer.signature(value.signature)
     }
 
     /// The flag in a block's transaction count saying a statement list follows. A block without
@@ -287,6 +307,18 @@ public enum MessageCodec {
         case .blockRequest: return .blockRequest(try decodeBlockRequest(&reader))
         case .remoteViewChange: return .remoteViewChange(try decodeRemoteViewChange(&reader))
         case .shardStatement: return .shardStatement(try decodeStatementProof(&reader, limits: limits))
+        case .stateCheckpoint:
+            let statement = StateStatement(cluster: try decodeClusterID(&reader), round: try reader.u64("state.round"),
+                                           height: try reader.u64("state.height"), ledgerHead: try reader.digest("state.ledger_head"),
+                                           localHead: try reader.digest("state.local_head"), stateDigest: try reader.digest("state.digest"))
+            return .stateCheckpoint(StateCheckpoint(statement: statement, replicaIndex: try reader.u16("state.replica_index"),
+                                                    signature: try reader.signature("state.signature")))
+        case .stateRequest:
+            return .stateRequest(StateRequest(cluster: try decodeClusterID(&reader), height: try reader.u64("state_request.height")))
+        case .stateTransfer:
+            // The receiver puts its own cross-shard layout in; the wire does not carry one.
+            return .stateTransfer(try SnapshotCodec.decode(&reader, layout: SnapshotCodec.placeholderLayout, limits: limits,
+                                                           crossShardOptional: true))
         }
     }
 

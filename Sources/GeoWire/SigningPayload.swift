@@ -14,6 +14,8 @@ public enum SigningPayload {
     static let remoteViewChangeTag = Array("geofabric/remote-view-change/v1".utf8)
     static let blockTag = Array("geofabric/block/v1".utf8)
     static let shardStatementTag = Array("geofabric/shard-statement/v1".utf8)
+    static let stateCheckpointTag = Array("geofabric/state-checkpoint/v1".utf8)
+    static let stateTag = Array("geofabric/state/v1".utf8)
 
     /// What a client signs: its id, the request id and the operation.
     public static func transaction(client: ClientID, requestID: UInt64, operation: Operation) -> [UInt8] {
@@ -58,8 +60,20 @@ public enum SigningPayload {
         case let .shardStatement(statement):
             writer.raw(shardStatementTag)
             MessageCodec.encode(statement, into: &writer)
+        case let .stateCheckpoint(statement):
+            writer.raw(stateCheckpointTag)
+            MessageCodec.encode(statement, into: &writer)
         }
         return writer.bytes
+    }
+
+    /// What a state digest is computed over: the snapshot's canonical encoding with the
+    /// replica's own cluster chain head zeroed (it differs between clusters of one shard; the
+    /// state checkpoint signs it apart).
+    public static func state(_ snapshot: LedgerSnapshot) -> [UInt8] {
+        var shared = snapshot
+        shared.localHead = .zero
+        return stateTag + SnapshotCodec.encode(shared)
     }
 
     /// What a block digest is computed over: the block's canonical encoding (which includes the

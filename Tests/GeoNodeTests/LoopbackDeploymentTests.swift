@@ -44,7 +44,9 @@ import Testing
                                       logger: Self.quiet)
     }
 
-    func client(_ topology: Topology, id: UInt32 = 0) async -> FabricClient {
+    func client(_ topology: Topology, id: UInt32 = 0) async -> FabricClient { await Self.client(topology, id: id) }
+
+    static func client(_ topology: Topology, id: UInt32 = 0) async -> FabricClient {
         let clientID = ClientID(id)
         let client = FabricClient(topology: topology, keys: KeyRing.development(for: topology), client: clientID,
                                   key: SigningKey.development(topology: topology.name, identity: Topology.clientName(clientID)),

@@ -249,6 +249,7 @@ func writeLog(_ directory: TemporaryDirectory, _ records: [DurableRecord]) throw
             switch record {
             case .signed, .prepared: return false
             case .view, .delivered, .remote, .stable: return true
+            case .ledgerStored: return false
             }
         })
 

@@ -156,6 +156,27 @@ struct MessageGenerator {
                                                       round: u64(), attempt: u64(), sender: replica(), signature: signature()))
         case .shardStatement:
             return .shardStatement(statementProof())
+        case .stateCheckpoint:
+            let statement = StateStatement(cluster: cluster(), round: u64(), height: u64(), ledgerHead: digest(), localHead: digest(),
+                                           stateDigest: digest())
+            return .stateCheckpoint(StateCheckpoint(statement: statement, replicaIndex: UInt16(int(0...15)), signature: signature()))
+        case .stateRequest:
+            return .stateRequest(StateRequest(cluster: cluster(), height: u64()))
+        case .stateTransfer:
+            var values: [[UInt8]: [UInt8]] = [:]
+            for _ in 0..<int(0...5) { values[bytes(max: 12)] = bytes(max: 20) }
+            var lastExecution: [ClientID: LastExecution] = [:]
+            for client in 0..<UInt32(int(0...3)) {
+                lastExecution[ClientID(client)] = LastExecution(requestID: u64(), result: client == 0 ? nil : result(),
+                                                                position: LedgerPosition(round: u64(), clusterIndex: 0, height: u64()))
+            }
+            // Off the wire a snapshot carries the placeholder layout; the receiver puts in its own.
+            let crossShard = int(0...1) == 0 ? nil : CrossShardState(
+                layout: SnapshotCodec.placeholderLayout, locks: [bytes(max: 6): crossShardID()], coordinating: [:], participating: [:],
+                watermarks: [:], decisions: [crossShardID(): vote()], decisionOrder: [crossShardID()])
+            return .stateTransfer(LedgerSnapshot(shard: ShardID(UInt16(int(0...3))), round: u64(), height: u64(), head: digest(),
+                                                 localHead: digest(), state: KeyValueStore(values: values),
+                                                 lastExecution: lastExecution, crossShard: crossShard))
         }
     }
 

@@ -1,0 +1,186 @@
+import GeoCore
+@testable import GeoSim
+import GeoTopology
+import Testing
+
+/// The core keeps a window of blocks, not the ledger; replicas snapshot their state and restart
+/// from the latest snapshot; a replica that was down for longer than peers keep blocks in memory
+/// catches up from their block stores.
+@Suite struct BoundedStateScenarios {
+    /// Blocks a core may hold: `blocksInMemoryRounds` (2 x the fetch batch) per cluster, twice over
+    /// before the amortised filter runs, plus a window of blocks above the ledger.
+    func memoryBound(_ topology: Topology) -> Int {
+        let fetchBatch = max(topology.parameters.window, 64)
+        let clusters = topology.shards.map(\.clusters.count).max() ?? 1
+        return clusters * (4 * fetchBatch + topology.parameters.window)
+    }
+
+    @Test func coreMemoryStaysBoundedAsTheLedgerGrows() {
+        // 12 simulated seconds of load: well over a thousand rounds, so a core that kept every
+        // block would hold several times the bound.
+        let report = Scenario(local1x4, seed: 41, seconds: 12).run()
+        #expect(report.ok, "\(describe(report))")
+        let rounds = report.heights.values.max() ?? 0
+        #expect(rounds > UInt64(3 * memoryBound(local1x4)), "the run must outgrow the bound to test it: \(rounds) rounds")
+        #expect(report.blocksInMemoryMax <= memoryBound(local1x4), "blocks in a core: \(report.blocksInMemoryMax)")
+        #expect(report.snapshots >= 4 * Int(rounds) / local1x4.parameters.snapshotEvery - 4, "every replica snapshots every \(local1x4.parameters.snapshotEvery) rounds: \(report.snapshots)")
+    }
+
+    @Test func backupCatchesUpFromPeersBlockStoresWhenNoStateIsVouchedFor() {
+        // The backup is down for 6 s: its peers forget the blocks it misses from memory and serve
+        // them from their block stores when it asks. Snapshots every 4,096 rounds: none is taken
+        // in the run, so there is no state to transfer and the blocks must come from the stores.
+        let topology = snapshotting(local1x4, every: 4096)
+        var scenario = Scenario(topology, seed: 42, seconds: 12)
+        let backup = scenario.replica("s0-local-2")
+        scenario.at(3, .crash(backup))
+        scenario.at(9, .restart(backup))
+        scenario.healed(at: 9, within: 3)
+        let report = scenario.run()
+        #expect(report.ok, "\(describe(report))")
+        #expect(report.snapshotsInstalled == 0, "\(describe(report))")
+        let heights = report.heights.values
+        #expect(heights.max()! - report.heights[backup]! <= 8, "the restarted backup caught up: \(report.heights)")
+        #expect(report.messagesByKind["blockRequest", default: 0] > 0)
+    }
+
+    @Test func backupDownLongerThanPeersKeepBlocksRestartsFromItsSnapshot() {
+        var scenario = Scenario(local1x4, seed: 42, seconds: 12)
+        let backup = scenario.replica("s0-local-2")
+        scenario.at(3, .crash(backup))
+        scenario.at(9, .restart(backup))
+        scenario.healed(at: 9, within: 3)
+        let report = scenario.run()
+        #expect(report.ok, "\(describe(report))")
+        #expect(report.restartsFromSnapshot == 1, "\(describe(report))")
+        #expect(report.heights.values.max()! - report.heights[backup]! <= 8, "\(report.heights)")
+    }
+
+    /// A shipped topology with snapshots every `rounds` (the WAN keeps geo runs to about 20
+    /// rounds a second, fewer than the default interval in a short run).
+    func snapshotting(_ topology: Topology, every rounds: Int) -> Topology {
+        var topology = topology
+        topology.parameters.snapshotEvery = rounds
+        return topology
+    }
+
+    @Test func geoReplicasRestartFromSnapshotsAndAgreeOnState() {
+        let geo4x4 = snapshotting(geo4x4, every: 16)
+        var scenario = Scenario(geo4x4, seed: 43, seconds: 10)
+        let belgium = geo4x4.shards[0].clusters[2].replicas[1].id
+        let oregonPrimary = scenario.primary(cluster: 0)
+        scenario.at(2, .crash(belgium))
+        scenario.at(3, .crash(oregonPrimary))
+        scenario.at(6, .restart(belgium))
+        scenario.at(6.5, .restart(oregonPrimary))
+        scenario.healed(at: 6.5, within: 3.5)
+        let report = scenario.run()
+        #expect(report.ok, "\(describe(report))")
+        #expect(report.restartsFromSnapshot == 2, "\(describe(report))")
+        #expect(report.snapshots > 16 * 8, "\(describe(report))")
+        #expect(report.blocksInMemoryMax <= memoryBound(geo4x4), "blocks in a core: \(report.blocksInMemoryMax)")
+    }
+
+    @Test func crossShardStateSurvivesRestartFromSnapshot() {
+        let sharded = snapshotting(shippedTopology("sharded-2x2x4"), every: 16)
+        var scenario = Scenario(sharded, seed: 44, seconds: 9)
+        scenario.bank(crossShard: 0.3)
+        let victim = sharded.shards[1].clusters[0].replicas[2].id
+        scenario.at(2, .crash(victim))
+        scenario.at(5, .restart(victim))
+        scenario.healed(at: 5, within: 4)
+        let report = scenario.run()
+        #expect(report.ok, "\(describe(report))")
+        #expect(report.restartsFromSnapshot == 1, "\(describe(report))")
+        #expect(report.crossShardOutcomes["committed", default: 0] > 0, "\(report.crossShardOutcomes)")
+    }
+}
+
+@Suite struct StateCheckerTests {
+    @Test func differentStatesAtOneHeightAreAViolation() {
+        let checker = InvariantChecker(suite: SimulatedCrypto(owner: nil, clientCount: 1), quorumOf: { _ in nil })
+        let shard = ShardID(0)
+        var snapshot = LedgerSnapshot(shard: shard, round: 16, height: 16, head: .zero, localHead: .zero, state: KeyValueStore(),
+                                      lastExecution: [:], crossShard: nil)
+        let a = ReplicaID(cluster: ClusterID(shard: shard, index: 0), index: 0)
+        let b = ReplicaID(cluster: ClusterID(shard: shard, index: 0), index: 1)
+        checker.observe(snapshot, at: a, time: 1)
+        // Another cluster's chain head differs legitimately: not a violation.
+        snapshot.localHead = Digest(w0: 7, w1: 0, w2: 0, w3: 0)
+        checker.observe(snapshot, at: b, time: 2)
+        #expect(checker.violations.isEmpty)
+        snapshot.state = KeyValueStore(values: [[1]: [2]])
+        checker.observe(snapshot, at: b, time: 3)
+        #expect(checker.violations.map(\.kind) == [.state])
+    }
+}
+
+/// State transfer: a replica that lost its disk rejoins from a snapshot its peers vouch for;
+/// peers that serve forged or stale snapshots are caught and another is asked.
+@Suite struct StateTransferScenarios {
+    /// Seven replicas (f = 2).
+    let local1x7: Topology = {
+        try! TopologyLoader.parse(text: """
+            name: local-1x7
+            regions: [local]
+            shards: [{name: s0, clusters: [{region: local, replicas: 7}]}]
+            protocol: {batch_size: 100, window: 64, checkpoint_every: 16, view_timeout_ms: 500, snapshot_every: 32}
+            """, file: "local-1x7")
+    }()
+
+    @Test func aWipedBackupRejoinsByStateTransferUnderLoad() {
+        var scenario = Scenario(local1x4, seed: 51, seconds: 10)
+        let backup = scenario.replica("s0-local-3")
+        scenario.at(2, .wipe(backup))
+        scenario.at(4, .restart(backup))
+        scenario.healed(at: 4, within: 4)
+        let report = scenario.run()
+        #expect(report.ok, "\(describe(report))")
+        #expect(report.snapshotsInstalled >= 1, "\(describe(report))")
+        #expect(report.heights.values.max()! - report.heights[backup]! <= 8, "\(report.heights)")
+    }
+
+    @Test(arguments: SnapshotFault.allCases)
+    func aPeerServingABadSnapshotIsCaughtAndAnotherAsked(fault: SnapshotFault) {
+        var scenario = Scenario(local1x7, seed: 52, seconds: 10)
+        let wiped = scenario.replica("s0-local-6")
+        // Four of its six peers serve bad snapshots (beyond f, but they vote and sign correctly:
+        // only what they serve is wrong), so the replica meets them; two serve the right one.
+        for index in 0..<4 { scenario.at(0, .snapshotFault(scenario.replica("s0-local-\(index)"), fault)) }
+        scenario.at(2, .wipe(wiped))
+        scenario.at(4, .restart(wiped))
+        scenario.healed(at: 4, within: 4)
+        let report = scenario.run()
+        #expect(report.ok, "\(describe(report))")
+        #expect(report.rejections["invalid_snapshot", default: 0] >= 1, "the bad snapshot was refused: \(describe(report))")
+        #expect(report.snapshotsInstalled >= 1, "\(describe(report))")
+        #expect(report.heights.values.max()! - report.heights[wiped]! <= 8, "\(report.heights)")
+    }
+
+    @Test func aWipedGeoReplicaRejoins() {
+        var topology = geo4x4
+        topology.parameters.snapshotEvery = 16
+        var scenario = Scenario(topology, seed: 53, seconds: 14)
+        let victim = topology.shards[0].clusters[1].replicas[2].id
+        scenario.at(1, .wipe(victim))
+        scenario.at(6, .restart(victim))
+        scenario.healed(at: 6, within: 7)
+        let report = scenario.run()
+        #expect(report.ok, "\(describe(report))")
+        #expect(report.snapshotsInstalled >= 1, "\(describe(report))")
+    }
+
+    @Test func aWipedShardReplicaRejoinsWithCrossShardState() {
+        var sharded = shippedTopology("sharded-2x2x4")
+        sharded.parameters.snapshotEvery = 16
+        var scenario = Scenario(sharded, seed: 54, seconds: 12)
+        scenario.bank(crossShard: 0.3)
+        let victim = sharded.shards[1].clusters[1].replicas[3].id
+        scenario.at(1, .wipe(victim))
+        scenario.at(5, .restart(victim))
+        scenario.healed(at: 5, within: 6)
+        let report = scenario.run()
+        #expect(report.ok, "\(describe(report))")
+        #expect(report.snapshotsInstalled >= 1, "\(describe(report))")
+    }
+}
