@@ -138,6 +138,11 @@ public struct PBFTReplica: Sendable {
     var lastStateQuery: UInt64?
     /// Since when this replica has been far behind its cluster (nil when it is not).
     var farBehindSince: UInt64?
+    /// No new state transfer before this tick (every signer of the last target failed).
+    var stateTransferPausedUntil: UInt64 = 0
+    /// When each requester was last served blocks from the store (one entry per replica of the
+    /// shard: bounded), so that no peer can make this replica read its disk at will.
+    var lastStoredServed: [ReplicaID: UInt64] = [:]
     /// When each peer was last served a snapshot (one per peer: bounded by n).
     var lastSnapshotServed: [UInt16: UInt64] = [:]
     /// Snapshots installed by state transfer.
@@ -199,6 +204,7 @@ public struct PBFTReplica: Sendable {
             lastDelivered = snapshot.round
             localHead = snapshot.localHead
             knownCommitted = snapshot.round
+            resignStateCheckpoint(snapshot)
         }
         for block in storedBlocks {
             let digest = block.certificate.statement.digest
@@ -742,7 +748,9 @@ public struct PBFTReplica: Sendable {
         // Executed rounds below what memory holds: the shell serves them from its block store.
         var firstInMemory = request.fromRound
         while firstInMemory <= last, firstInMemory < ledger.round, store[firstInMemory] == nil { firstInMemory += 1 }
-        if firstInMemory > request.fromRound {
+        if firstInMemory > request.fromRound,
+           lastStoredServed[from].map({ now - $0 >= Self.storedServeIntervalTicks }) ?? true {
+            lastStoredServed[from] = now
             let stored = BlockRequest(cluster: request.cluster, fromRound: request.fromRound, toRound: firstInMemory - 1)
             effects.append(.serveStored(stored, to: from))
         }
@@ -768,6 +776,10 @@ public struct PBFTReplica: Sendable {
         // Catching up: as soon as a batch lands, ask for the next one.
         if lastDelivered > before, isBehind, fetched.isEmpty { requestBlocks(effects: &effects) }
     }
+
+    /// Ticks between two reads of the block store for one requester: a replica catching up asks
+    /// once a round trip for `fetchBatch` blocks; a peer asking faster is not served faster.
+    public static let storedServeIntervalTicks: UInt64 = 2
 
     /// Blocks asked for, and served, per request: at least a window, so catching up outpaces the cluster.
     var fetchBatch: UInt64 { max(window, 64) }

@@ -27,6 +27,13 @@ extension PBFTReplica {
     /// Ticks to wait for a snapshot before asking the next signer.
     var stateTransferPatienceTicks: UInt64 { max(4 * configuration.fetchIntervalTicks, 20) }
 
+    /// The state checkpoint of a snapshot this replica restarted from (signing is deterministic,
+    /// so it is the one it signed before), so that it can answer peers' state queries at once.
+    mutating func resignStateCheckpoint(_ snapshot: LedgerSnapshot) {
+        var ignored: [Effect] = []
+        signStateCheckpoint(snapshot, effects: &ignored)
+    }
+
     /// Signs and broadcasts the state checkpoint of a snapshot this replica just took.
     mutating func signStateCheckpoint(_ snapshot: LedgerSnapshot, effects: inout [Effect]) {
         let statement = StateStatement(cluster: cluster, round: snapshot.round, height: snapshot.height, ledgerHead: snapshot.head,
@@ -42,7 +49,9 @@ extension PBFTReplica {
         let statement = checkpoint.statement
         guard statement.cluster == cluster else { return reject(.wrongCluster) }
         guard checkpoint.replicaIndex == from.index else { return reject(.senderMismatch) }
-        guard statement.height == statement.round * UInt64(configuration.clustersInShard) else { return reject(.invalidSnapshot) }
+        // Peer-supplied numbers: no arithmetic that can trap.
+        let (height, overflow) = statement.round.multipliedReportingOverflow(by: UInt64(configuration.clustersInShard))
+        guard !overflow, statement.height == height else { return reject(.invalidSnapshot) }
         if let latest = stateCheckpoints[from.index], latest.statement.height >= statement.height { return }
         guard suite.isValid(checkpoint.signature, of: .stateCheckpoint(statement), by: from) else { return reject(.badSignature) }
         stateCheckpoints[from.index] = checkpoint
@@ -62,14 +71,14 @@ extension PBFTReplica {
     /// Starts a transfer when f + 1 replicas vouch for a state further ahead of our ledger than
     /// peers keep blocks for in memory (closer than that, fetching blocks is cheaper).
     mutating func startStateTransferIfBehind(effects: inout [Effect]) {
-        guard stateTransfer == nil, let (target, signers) = vouchedState(),
+        guard stateTransfer == nil, now >= stateTransferPausedUntil, let (target, signers) = vouchedState(),
               target.round >= ledger.round + blocksInMemoryRounds else { return }
         guard let peer = signers.first(where: { $0 != configuration.index }) else { return }
         askForSnapshot(target, from: peer, effects: &effects)
     }
 
-    mutating func askForSnapshot(_ target: StateStatement, from peer: UInt16, effects: inout [Effect]) {
-        stateTransfer = StateTransferAttempt(target: target, peer: peer, since: now)
+    mutating func askForSnapshot(_ target: StateStatement, from peer: UInt16, tried: Int = 0, effects: inout [Effect]) {
+        stateTransfer = StateTransferAttempt(target: target, peer: peer, since: now, tried: tried + 1)
         effects.append(.send(.stateRequest(StateRequest(cluster: cluster, height: target.height)), to: configuration.replica(peer)))
     }
 
@@ -101,13 +110,21 @@ extension PBFTReplica {
         return now - since < 2 * stateTransferPatienceTicks
     }
 
+    /// The next signer of the vouched state; after every signer was asked once in vain (none
+    /// keeps that snapshot any more, or it is too large for a frame), the replica fetches blocks
+    /// for a while and asks for the latest state checkpoints again.
     mutating func askNextSigner(after attempt: StateTransferAttempt, effects: inout [Effect]) {
         stateTransfer = nil
         guard let (target, signers) = vouchedState(), target.round >= ledger.round else { return }
         let others = signers.filter { $0 != configuration.index }
-        guard !others.isEmpty else { return }
+        guard !others.isEmpty, attempt.tried < others.count || target != attempt.target else {
+            stateTransferPausedUntil = now + 4 * stateTransferPatienceTicks
+            lastStateQuery = nil
+            return
+        }
+        let tried = target == attempt.target ? attempt.tried : 0
         let next = others.first(where: { $0 > attempt.peer }) ?? others[0]
-        askForSnapshot(target, from: next, effects: &effects)
+        askForSnapshot(target, from: next, tried: tried, effects: &effects)
     }
 
     mutating func onStateRequest(_ request: StateRequest, from: ReplicaID, effects: inout [Effect]) {
@@ -116,10 +133,10 @@ extension PBFTReplica {
             if let own = ownStateCheckpoint { effects.append(.send(.stateCheckpoint(own), to: from)) }
             return
         }
-        // Snapshots are read from disk: at most one a fetch interval per peer, and only of a
-        // height this replica signed (the shell keeps the latest two).
+        // Snapshots are read from disk and can be large: at most one per peer in the time a peer
+        // waits for one, and only of a height this replica passed (the shell keeps the latest two).
         guard request.height <= ledger.height, request.height % UInt64(configuration.clustersInShard) == 0 else { return }
-        if let last = lastSnapshotServed[from.index], now - last < configuration.fetchIntervalTicks { return }
+        if let last = lastSnapshotServed[from.index], now - last < stateTransferPatienceTicks { return }
         lastSnapshotServed[from.index] = now
         effects.append(.serveSnapshot(height: request.height, to: from))
     }
@@ -187,4 +204,6 @@ struct StateTransferAttempt: Sendable {
     var target: StateStatement
     var peer: UInt16
     var since: UInt64
+    /// Signers asked for this target so far.
+    var tried: Int
 }

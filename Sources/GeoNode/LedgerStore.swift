@@ -71,6 +71,7 @@ public final class DiskLedgerStore: LedgerStore {
     let retainRounds: UInt64
     let layout: CrossShardLayout?
     let limits: WireLimits
+    let directory: String
 
     /// What a restart needs: the latest snapshot and the blocks the store holds after it.
     public struct Recovery {
@@ -84,10 +85,13 @@ public final class DiskLedgerStore: LedgerStore {
     /// Opens both stores in `directory` and reads what a restart needs. A snapshot that does not
     /// decode, or a block store that ends below the latest snapshot, is refused: the replica
     /// must not start from a state it cannot account for.
+    /// `syncedRound`: the last round the log was told the store holds durably (above it, the log
+    /// still holds the blocks, so a torn store there is cut, not refused).
     public static func open(directory: String, identity: LogIdentity, clusterCount: Int, layout: CrossShardLayout?,
-                            limits: WireLimits, retainRounds: Int) throws(StoreError) -> (DiskLedgerStore, Recovery) {
+                            limits: WireLimits, retainRounds: Int, syncedRound: UInt64) throws(StoreError) -> (DiskLedgerStore, Recovery) {
+        let installing = try InstallIntent.pending(directory: directory)
         let (blocks, blockRecovery) = try BlockStore.open(directory: directory, identity: identity, clusterCount: clusterCount,
-                                                         limits: limits)
+                                                         limits: limits, syncedThrough: syncedRound * UInt64(clusterCount))
         let snapshots: SnapshotStore
         let stored: StoredSnapshot?
         do throws(StoreError) {
@@ -115,17 +119,24 @@ public final class DiskLedgerStore: LedgerStore {
             guard snapshot!.height == stored.height else {
                 throw refuse(.corrupt(path: stored.path, offset: 44, reason: "the header says height \(stored.height) but the state is at \(snapshot!.height)"))
             }
-            if blocks.lastHeight < stored.height {
-                // The snapshot came by state transfer and a crash cut the store's restart short
-                // (or the blocks were removed): the state is whole, the blocks below it are
-                // peers' to serve. The store goes on after the snapshot.
-                do throws(StoreError) {
-                    try blocks.restart(atNextHeight: stored.height + 1)
-                } catch {
-                    throw refuse(error)
+        }
+        do throws(StoreError) {
+            if let installing {
+                // A state transfer's install was cut short: finish it if its snapshot is on disk.
+                if stored?.height == installing, blocks.nextHeight != installing + 1 {
+                    try blocks.restart(atNextHeight: installing + 1)
+                    restartedAfterSnapshot = true
                 }
-                restartedAfterSnapshot = true
+                try InstallIntent.end(directory: directory)
             }
+        } catch {
+            throw refuse(error)
+        }
+        if let stored, blocks.lastHeight < stored.height {
+            throw refuse(.corrupt(path: directory + "/" + BlockStoreFormat.directoryName, offset: 0,
+                                  reason: "the block store ends at height \(blocks.lastHeight), below the latest snapshot "
+                                  + "(\(stored.path), height \(stored.height)): blocks are missing (restore them, or remove the "
+                                  + "data directory so that the replica rejoins by state transfer)"))
         }
         let from = (snapshot?.height ?? 0) + 1
         var after: [CertifiedBlock] = []
@@ -141,13 +152,14 @@ public final class DiskLedgerStore: LedgerStore {
             }
         }
         let store = DiskLedgerStore(blocks: blocks, snapshots: snapshots, clusterCount: clusterCount, retainRounds: UInt64(retainRounds),
-                                    layout: layout, limits: limits)
+                                    layout: layout, limits: limits, directory: directory)
         return (store, Recovery(snapshot: snapshot, blocksAfterSnapshot: after, blockStore: blockRecovery,
                                 blockStoreRestarted: restartedAfterSnapshot))
     }
 
     init(blocks: BlockStore, snapshots: SnapshotStore, clusterCount: Int, retainRounds: UInt64, layout: CrossShardLayout?,
-         limits: WireLimits) {
+         limits: WireLimits, directory: String) {
+        self.directory = directory
         self.blocks = blocks
         self.snapshots = snapshots
         self.layout = layout
@@ -188,8 +200,10 @@ public final class DiskLedgerStore: LedgerStore {
     }
 
     public func install(_ snapshot: LedgerSnapshot) throws {
+        try InstallIntent.begin(directory: directory, height: snapshot.height)
         try snapshots.write(height: snapshot.height, round: snapshot.round, payload: SnapshotCodec.encode(snapshot))
         try blocks.restart(atNextHeight: snapshot.height + 1)
+        try InstallIntent.end(directory: directory)
     }
 
     public func close() {

@@ -97,7 +97,7 @@ public final class ReplicaDaemon: Sendable {
             (ledgerStore, ledgerRecovery) = try DiskLedgerStore.open(
                 directory: directory, identity: identity, clusterCount: clusterCount,
                 layout: CrossShardLayout(topology: topology, cluster: info.id.cluster), limits: limits,
-                retainRounds: topology.parameters.retainRounds)
+                retainRounds: topology.parameters.retainRounds, syncedRound: recovered.state.ledgerStoredRound)
         } catch {
             log.close()
             throw .store(error)

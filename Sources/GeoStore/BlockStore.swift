@@ -178,7 +178,9 @@ public final class BlockStore {
     /// The lowest stored height (above 1 after pruning); `nextHeight` when the store is empty.
     public var firstHeight: UInt64 { segments[0].firstHeight }
     /// The highest stored height, 0 when the store is empty.
-    public var lastHeight: UInt64 { nextHeight > firstHeight ? nextHeight - 1 : 0 }
+    /// The height the store has reached: its last block, or, empty after `restart`, the height
+    /// before its first (0 for a new store).
+    public var lastHeight: UInt64 { nextHeight - 1 }
     /// The height the next append must have.
     public var nextHeight: UInt64 { segments[segments.count - 1].nextHeight }
     /// Bytes of every segment, synced or not.
@@ -207,8 +209,13 @@ public final class BlockStore {
     /// Opens the store in `directory`/blocks, creating it when missing, otherwise recovering: every
     /// segment and record is checked, a torn tail of the last segment is cut off (and reported), and
     /// any other damage is refused with `.corrupt` without changing anything on disk.
+    ///
+    /// `syncedThrough`: the caller knows the store was synced through this height and no further
+    /// (its durable log still holds every block above it). A broken record above it, in the last
+    /// segment, is a torn tail even when valid records follow: without a sync, the disk may have
+    /// written a later page before an earlier one. Below it, that is damage.
     public static func open(directory: String, identity: LogIdentity, clusterCount: Int, limits: WireLimits = WireLimits(),
-                            segmentBytes: Int = 64 << 20) throws(StoreError) -> (BlockStore, BlockStoreRecovery) {
+                            segmentBytes: Int = 64 << 20, syncedThrough: UInt64 = .max) throws(StoreError) -> (BlockStore, BlockStoreRecovery) {
         precondition(clusterCount >= 1 && clusterCount <= Int(UInt16.max), "a shard has 1 ... 65535 clusters")
         precondition(segmentBytes > 0, "segments need a positive size")
         let blocks = directory + "/" + BlockStoreFormat.directoryName
@@ -223,7 +230,7 @@ public final class BlockStore {
             for (position, (firstHeight, path)) in files.enumerated() {
                 scans.append(try scanSegment(path, firstHeight: firstHeight, after: scans.last?.segment,
                                              isLast: position == files.count - 1, identity: identity,
-                                             clusterCount: clusterCount, limits: limits))
+                                             clusterCount: clusterCount, limits: limits, syncedThrough: syncedThrough))
             }
             // Only now that every segment checked out may anything on disk change.
             let removed = try POSIXFile.removeTemporaryFiles(in: blocks)
@@ -296,7 +303,8 @@ public final class BlockStore {
 
     /// Reads and checks one segment; `previous` is the segment before it, if any. Changes nothing.
     private static func scanSegment(_ path: String, firstHeight: UInt64, after previous: Segment?, isLast: Bool,
-                                    identity: LogIdentity, clusterCount: Int, limits: WireLimits) throws(StoreError) -> SegmentScan {
+                                    identity: LogIdentity, clusterCount: Int, limits: WireLimits,
+                                    syncedThrough: UInt64) throws(StoreError) -> SegmentScan {
         let descriptor = try POSIXFile.openFile(path, flags: O_RDONLY)
         defer { POSIXFile.closeFile(descriptor) }
         let size = try POSIXFile.size(descriptor, path: path)
@@ -328,6 +336,10 @@ public final class BlockStore {
             case let .undecodable(error):
                 throw .corrupt(path: path, offset: offset, reason: "the record's checksum holds but it does not decode: \(error)")
             case let .broken(reason):
+                if isLast && height > syncedThrough {
+                    segment.bytes = offset
+                    return SegmentScan(segment: segment, fileBytes: size, tornReason: reason + " (above the last synced height)")
+                }
                 if let next = firstValidRecord(file, after: offset, expectedHeight: height, maximumPayloadBytes: maximum,
                                                limits: limits) {
                     throw .corrupt(path: path, offset: offset, reason: "\(reason), and a valid record follows at byte \(next)")

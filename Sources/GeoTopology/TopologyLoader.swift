@@ -379,6 +379,13 @@ struct TopologyBuilder {
             throw reader.error(.invalidValue, map["snapshot_every"]!,
                                "snapshot_every (\(parameters.snapshotEvery)) must be a multiple of checkpoint_every (\(parameters.checkpointEvery))")
         }
+        // Pruned blocks are gone for peers too: keep at least a snapshot interval and the rounds a
+        // replica catching up by blocks may still ask for (beyond those, it transfers state).
+        let retainedAtLeast = parameters.snapshotEvery + 4 * max(parameters.window, 64)
+        guard parameters.retainRounds == 0 || parameters.retainRounds >= retainedAtLeast else {
+            throw reader.error(.invalidValue, map["retain_rounds"]!,
+                               "retain_rounds (\(parameters.retainRounds)) is 0 (keep every block) or at least snapshot_every + 4 x max(window, 64) = \(retainedAtLeast), so that a replica catching up finds the blocks it needs")
+        }
         let smallestFrame = 4096
         guard parameters.maxMessageBytes >= smallestFrame else {
             throw reader.error(.invalidValue, map["max_message_bytes"]!,

@@ -201,4 +201,42 @@ func certified(_ block: Block, signers: [UInt16] = [0, 1, 2]) -> CertifiedBlock 
         #expect(replica.view == 3, "the last view entered")
         #expect(replica.status == .changingView(to: 5), "still changing to the view it asked for")
     }
+
+    /// A state checkpoint whose round overflows the height arithmetic is refused, not a trap
+    /// (with two clusters, round x 2 overflows); found by a review of the state transfer.
+    @Test func stateCheckpointAtTheTopOfTheRoundSpace() {
+        var twoClusters = configuration
+        twoClusters.shardQuorums = [Quorum(n: 4)!, Quorum(n: 4)!]
+        var replica = PBFTReplica(configuration: twoClusters, suite: suite)
+        let peer = ReplicaID(cluster: cluster0, index: 2)
+        let signer = SimulatedCrypto(owner: peer, clientCount: 100)
+        for round in [UInt64(1) << 63, UInt64.max] {
+            let statement = StateStatement(cluster: cluster0, round: round, height: round &* 2, ledgerHead: .zero, localHead: .zero,
+                                           stateDigest: .zero)
+            let checkpoint = StateCheckpoint(statement: statement, replicaIndex: 2, signature: signer.sign(.stateCheckpoint(statement)))
+            #expect(replica.step(.message(.stateCheckpoint(checkpoint), from: peer)).isEmpty)
+        }
+        #expect(replica.rejections[.invalidSnapshot] == 2)
+    }
+
+    /// A peer asking for blocks over and over is served from the block store at most once every
+    /// `storedServeIntervalTicks` (a disk read each time otherwise).
+    @Test func storedBlocksAreServedToOnePeerAtABoundedRate() {
+        var configuration = configuration
+        configuration.snapshotEveryRounds = 1_000
+        var replica = PBFTReplica(configuration: configuration, suite: suite)
+        // Far past what the core keeps in memory: every round below is executed and stored.
+        let snapshot = LedgerSnapshot(shard: cluster0.shard, round: 500, height: 500, head: .zero, localHead: .zero,
+                                      state: KeyValueStore(), lastExecution: [:], crossShard: nil)
+        replica = PBFTReplica(configuration: configuration, suite: suite, recovering: DurableState(), snapshot: snapshot)
+        let peer = ReplicaID(cluster: cluster0, index: 2)
+        func asks() -> Int {
+            replica.step(.message(.blockRequest(BlockRequest(cluster: cluster0, fromRound: 1, toRound: 64)), from: peer))
+                .filter { if case .serveStored = $0 { return true } else { return false } }.count
+        }
+        #expect(asks() == 1)
+        #expect(asks() == 0, "again in the same tick: not served from disk")
+        for _ in 0..<PBFTReplica.storedServeIntervalTicks { _ = replica.step(.tick) }
+        #expect(asks() == 1)
+    }
 }

@@ -233,6 +233,30 @@ func expectCorrupt(_ error: StoreError?, path: String, offset: Int, reasonContai
         #expect(directory.segmentPaths == paths)
     }
 
+    /// Above the height the caller knows was synced, the disk may have written a later page before
+    /// an earlier one: a broken record there is a torn tail, cut, even with valid records after it.
+    @Test func aBrokenRecordAboveTheSyncedHeightIsATornTail() throws {
+        let directory = TemporaryDirectory("blocks-unsynced")
+        let blocks = ledgerBlocks(30, clusterCount: 3, seed: 5)
+        try writeBlocks(directory, blocks, segmentBytes: 1 << 20)
+        let path = directory.segmentPaths[0]
+        var file = readBytes(path)
+        let offsets = segmentRecordOffsets(file)
+        file[offsets[15] + 3] ^= 0x01
+        try writeBytes(file, to: path)
+        // Synced through height 20: height 16 is below, so this is damage.
+        #expect(throws: StoreError.self) {
+            _ = try BlockStore.open(directory: directory.replicaDirectory, identity: blockStoreIdentity, clusterCount: 3, segmentBytes: 1 << 20, syncedThrough: 20)
+        }
+        #expect(readBytes(path) == file)
+        // Synced through height 10: heights 16 on were never synced; cut there.
+        let (store, recovery) = try BlockStore.open(directory: directory.replicaDirectory, identity: blockStoreIdentity, clusterCount: 3,
+                                                    segmentBytes: 1 << 20, syncedThrough: 10)
+        #expect(store.lastHeight == 15 && recovery.truncatedBytes > 0)
+        #expect(try store.block(atHeight: 15) == blocks[14])
+        store.close()
+    }
+
     /// Damage in a segment that is not the last is never a torn write, even with nothing valid after it.
     @Test(arguments: ["first record", "last record"])
     func damageInAnEarlierSegmentIsRefused(which: String) throws {
