@@ -132,6 +132,9 @@ struct BenchReport: Encodable, Sendable {
 struct BenchReplicaMemory: Encodable, Sendable {
     var replica: String
     var rss_start_mib: Double
+    /// A minute into the run (nil in a shorter one): what the end is to be compared with, since
+    /// the first minute fills caches and the state.
+    var rss_60s_mib: Double?
     var rss_end_mib: Double
 }
 
@@ -236,8 +239,10 @@ enum BenchText {
         }
         if !report.replica_memory.isEmpty {
             let start = report.replica_memory.map(\.rss_start_mib), end = report.replica_memory.map(\.rss_end_mib)
-            lines.append(String(format: "  replica memory (RSS) %.0f-%.0f MiB after the warmup, %.0f-%.0f MiB at the end",
-                                start.min()!, start.max()!, end.min()!, end.max()!))
+            let minute = report.replica_memory.compactMap(\.rss_60s_mib)
+            lines.append(String(format: "  replica memory (RSS) %.0f-%.0f MiB after the warmup, ", start.min()!, start.max()!)
+                         + (minute.isEmpty ? "" : String(format: "%.0f-%.0f MiB a minute in, ", minute.min()!, minute.max()!))
+                         + String(format: "%.0f-%.0f MiB at the end", end.min()!, end.max()!))
         }
         lines.append("  timeouts \(report.timeouts), other client errors \(errors), refused \(report.refused)\(report.refused_by_reason.isEmpty ? "" : " (" + report.refused_by_reason.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ") + ")"), view changes \(report.view_changes), replicas exited: \(report.replicas_exited.isEmpty ? "none" : report.replicas_exited.joined(separator: ", "))")
         for (reason, count) in report.errors.sorted(by: { $0.key < $1.key }) { lines.append("    \(count) x \(reason)") }

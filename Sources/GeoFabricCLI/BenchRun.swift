@@ -329,18 +329,18 @@ enum LiveBenchmark {
                     progress(String(format: "[%3lds] ", second) + "\(grouped(point.throughput_tps)) txn/s  p50 \(String(format: "%.1f", point.p50_ms)) ms  p99 \(String(format: "%.1f", point.p99_ms)) ms  views \(view.views)  heights "
                              + deployed.shards.map { "\($0.name)=\(view.heights[$0.name].map { "\($0)" } ?? "?")" }.joined(separator: " ")
                              + (point.warmup ? "  (warmup)" : "") + (view.unreachable > 0 ? "  \(view.unreachable) unreachable" : ""))
-                    // Resident memory when the warmup ends and when the measurement ends.
-                    if second == max(1, Int(settings.warmupSeconds.rounded(.up))) || second == seconds {
+                    // Resident memory when the warmup ends, a minute in (caches and the state have
+                    // filled by then), and when the measurement ends.
+                    let warmupEnd = max(1, Int(settings.warmupSeconds.rounded(.up)))
+                    if second == warmupEnd || second == 60 || second == seconds {
                         let sample = deployment.processes.compactMap { entry -> (String, Double)? in
                             entry.process.isRunning ? ProcessMemory.residentMiB(pid: entry.process.processIdentifier).map { (entry.info.name, $0) } : nil
                         }
                         log.memory.withLock { memory in
                             for (name, mib) in sample {
-                                if second == seconds {
-                                    memory[name, default: (mib, mib)].end = mib
-                                } else {
-                                    memory[name] = (mib, mib)
-                                }
+                                if second == warmupEnd { memory[name] = (mib, nil, mib) }
+                                if second == 60 { memory[name, default: (mib, nil, mib)].minute = mib }
+                                if second == seconds { memory[name, default: (mib, nil, mib)].end = mib }
                             }
                         }
                     }
@@ -388,7 +388,8 @@ enum LiveBenchmark {
                             observer: observer, finalView: finalView, timeline: log.timeline.withLock { $0 }, exited: log.exited.withLock { $0 },
                             verifyRate: verifyRate, settleTime: settleTime)
         result.replica_memory = log.memory.withLock { $0 }.sorted { $0.key < $1.key }.map {
-            BenchReplicaMemory(replica: $0.key, rss_start_mib: ($0.value.start * 10).rounded() / 10, rss_end_mib: ($0.value.end * 10).rounded() / 10)
+            BenchReplicaMemory(replica: $0.key, rss_start_mib: ($0.value.start * 10).rounded() / 10,
+                               rss_60s_mib: $0.value.minute.map { ($0 * 10).rounded() / 10 }, rss_end_mib: ($0.value.end * 10).rounded() / 10)
         }
         return result
     }
@@ -464,8 +465,8 @@ enum LiveBenchmark {
 final class BenchRunLog: Sendable {
     let timeline = Mutex<[BenchSecond]>([])
     let exited = Mutex<[String]>([])
-    /// Per replica: resident MiB when the warmup ended, and at the end of the measurement.
-    let memory = Mutex<[String: (start: Double, end: Double)]>([:])
+    /// Per replica: resident MiB when the warmup ended, a minute in, and at the end.
+    let memory = Mutex<[String: (start: Double, minute: Double?, end: Double)]>([:])
 }
 
 /// A process's resident memory, from /proc (Linux); nil where there is no /proc or it is gone.

@@ -163,6 +163,7 @@ struct SimulateCommand: ParsableCommand {
         }
         print("seed \(seed): \(report.ok ? "ok" : "VIOLATIONS"); committed \(report.committed) transactions (\(report.committedAfterHeal) after heal), \(report.viewChanges) view changes started, \(report.messagesSent) messages (\(report.messagesDropped) dropped), \(report.events) events")
         print("heights: " + report.heights.sorted { $0.key < $1.key }.map { "\(model.replica($0.key)?.name ?? "?")=\($0.value)" }.joined(separator: " "))
+        print("state: \(report.snapshots) snapshots taken, \(report.restartsFromSnapshot) restarts from a snapshot, \(report.snapshotsInstalled) installed by state transfer, at most \(report.blocksInMemoryMax) blocks in a core's memory at the end")
         for violation in report.violations { print("  \(violation)") }
         if let json { try write(JSONOutput.encode(SeedResult(report)), to: json) }
         if !report.ok { throw ExitCode(1) }

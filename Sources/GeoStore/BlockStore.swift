@@ -14,7 +14,7 @@
 //
 // A segment, all integers little-endian:
 //
-//   header, 58 bytes
+//   header, 66 bytes
 //   offset size field
 //   0      4    magic "GFBS"
 //   4      2    format version (BlockStoreFormat.version)
@@ -23,7 +23,10 @@
 //   12     32   topology digest (LogIdentity)
 //   44     8    first height (the height of the segment's first record; equals the file name's)
 //   52     2    cluster count
-//   54     4    CRC-32C of bytes 0..<54
+//   54     8    size of the segment before this one when this one began (0 for the first): a
+//                sealed segment's size must equal it, which catches a missing or cut segment
+//                without reading the sealed one
+//   62     4    CRC-32C of bytes 0..<62
 //
 //   then records, back to back, each framed as
 //   0      4    payload length n (BlockStoreFormat.minimumPayloadBytes ... maximumPayloadBytes)
@@ -43,6 +46,13 @@
 // changed: a bad header, a broken frame with a valid record after it, a broken frame anywhere in a
 // segment that is not the last, a record whose checksum holds but which does not decode or holds
 // the wrong height (a gap or a repeat) or a block that does not belong at its height.
+//
+// Restart time does not grow with the ledger either: at open only the last segment (at most
+// `segmentBytes`) is scanned record by record. A sealed segment (one with a successor) was synced
+// before its successor began, so it cannot hold a torn write; open checks its header and that the
+// heights run on (its record count is the next segment's first height minus its own), and its
+// records are scanned, checksums and all, the first time one of them is read, or by `verify()`.
+// Damage found then is refused as at open: `.corrupt` with the segment and the offset.
 //
 // Memory does not grow per block: the store keeps, per segment, its first height, its size, its
 // record count and a sparse index holding the offset of every `indexStride`-th record (heights
@@ -68,7 +78,7 @@ public enum BlockStoreFormat {
     /// "GFBS" as the first four bytes of a segment.
     public static let magic: UInt32 = 0x5342_4647
     public static let version: UInt16 = 1
-    public static let headerBytes = 58
+    public static let headerBytes = 66
     /// Length and checksum before each record's payload.
     public static let recordFrameBytes = 8
     public static let directoryName = "blocks"
@@ -140,6 +150,8 @@ public final class BlockStore {
         var records: Int
         /// index[k] is the offset of the record at height firstHeight + k * indexStride.
         var index: [Int]
+        /// Whether its records were scanned (the last segment at open; a sealed one when first read).
+        var scanned = true
         var nextHeight: UInt64 { firstHeight + UInt64(records) }
     }
 
@@ -228,8 +240,13 @@ public final class BlockStore {
             }.sorted { $0.0 < $1.0 }
             var scans: [SegmentScan] = []
             for (position, (firstHeight, path)) in files.enumerated() {
+                if position < files.count - 1 {
+                    scans.append(try checkSealedSegment(path, firstHeight: firstHeight, next: files[position + 1],
+                                                        identity: identity, clusterCount: clusterCount))
+                    continue
+                }
                 scans.append(try scanSegment(path, firstHeight: firstHeight, after: scans.last?.segment,
-                                             isLast: position == files.count - 1, identity: identity,
+                                             isLast: true, identity: identity,
                                              clusterCount: clusterCount, limits: limits, syncedThrough: syncedThrough))
             }
             // Only now that every segment checked out may anything on disk change.
@@ -275,13 +292,13 @@ public final class BlockStore {
     /// Writes a segment holding only its header through a temporary file, so that a crash never
     /// leaves a segment without a complete header. Returns the new segment, open read-write.
     private static func createSegment(in directory: String, firstHeight: UInt64, identity: LogIdentity,
-                                      clusterCount: Int, syncDirectory: Bool) throws(StoreError) -> Int32 {
+                                      clusterCount: Int, previousBytes: Int = 0, syncDirectory: Bool) throws(StoreError) -> Int32 {
         let path = directory + "/" + BlockStoreFormat.segmentFileName(firstHeight: firstHeight)
         let temporary = path + ".tmp"
         let descriptor = try POSIXFile.openFile(temporary, flags: O_RDWR | O_CREAT | O_TRUNC)
         do throws(StoreError) {
             var writer = ByteWriter(capacity: BlockStoreFormat.headerBytes)
-            encodeHeader(identity, firstHeight: firstHeight, clusterCount: clusterCount, into: &writer)
+            encodeHeader(identity, firstHeight: firstHeight, clusterCount: clusterCount, previousBytes: previousBytes, into: &writer)
             try POSIXFile.writeFully(descriptor, writer.bytes, at: 0, path: temporary)
             try POSIXFile.syncAll(descriptor, path: temporary)
             try POSIXFile.renameFile(temporary, to: path)
@@ -299,6 +316,70 @@ public final class BlockStore {
         var segment: Segment
         var fileBytes: Int
         var tornReason: String?
+    }
+
+    /// A sealed segment at open: its header, and heights that run on to the next segment's. Its
+    /// records are scanned when first read (`scanSealed`).
+    private static func checkSealedSegment(_ path: String, firstHeight: UInt64, next: (firstHeight: UInt64, path: String),
+                                           identity: LogIdentity, clusterCount: Int) throws(StoreError) -> SegmentScan {
+        let (size, _) = try readHeader(path, firstHeight: firstHeight, identity: identity, clusterCount: clusterCount)
+        let (_, previousBytes) = try readHeader(next.path, firstHeight: next.firstHeight, identity: identity, clusterCount: clusterCount)
+        guard previousBytes == size else {
+            throw .corrupt(path: next.path, offset: 54, reason: "this segment began after a segment of \(previousBytes) bytes, but the one "
+                           + "before it (\(path)) is \(size) bytes: a segment is missing or was cut, and heights must be contiguous")
+        }
+        let nextFirstHeight = next.firstHeight
+        guard nextFirstHeight > firstHeight, size > BlockStoreFormat.headerBytes else {
+            throw .corrupt(path: path, offset: BlockStoreFormat.headerBytes,
+                           reason: "a sealed segment holds no block (the next one starts at height \(nextFirstHeight))")
+        }
+        var segment = Segment(firstHeight: firstHeight, path: path, bytes: size, records: Int(nextFirstHeight - firstHeight), index: [])
+        segment.scanned = false
+        return SegmentScan(segment: segment, fileBytes: size, tornReason: nil)
+    }
+
+    /// Reads and checks a segment's header; returns the file's size and the size the header says
+    /// the segment before it had.
+    private static func readHeader(_ path: String, firstHeight: UInt64, identity: LogIdentity,
+                                   clusterCount: Int) throws(StoreError) -> (size: Int, previousBytes: Int) {
+        let descriptor = try POSIXFile.openFile(path, flags: O_RDONLY)
+        defer { POSIXFile.closeFile(descriptor) }
+        let size = try POSIXFile.size(descriptor, path: path)
+        guard let header = try POSIXFile.read(descriptor, count: BlockStoreFormat.headerBytes, at: 0, path: path) else {
+            throw .corrupt(path: path, offset: 0,
+                           reason: "the file is \(size) bytes, shorter than the \(BlockStoreFormat.headerBytes)-byte header")
+        }
+        let checked: Result<Int, StoreError> = header.withUnsafeBytes { buffer in
+            do throws(StoreError) {
+                try checkHeader(buffer, path: path, identity: identity, clusterCount: clusterCount, firstHeight: firstHeight)
+                return .success(Int(exactly: UInt64(littleEndian: buffer.loadUnaligned(fromByteOffset: 54, as: UInt64.self))) ?? -1)
+            } catch {
+                return .failure(error)
+            }
+        }
+        return (size, try checked.get())
+    }
+
+    /// Scans a sealed segment's records the first time it is read: every checksum, the heights it
+    /// must hold, and its sparse index. Damage is refused as at open.
+    private func scanSealed(_ number: Int) throws(StoreError) {
+        guard !segments[number].scanned else { return }
+        let sealed = segments[number]
+        let scan = try Self.scanSegment(sealed.path, firstHeight: sealed.firstHeight, after: nil, isLast: false, identity: identity,
+                                        clusterCount: clusterCount, limits: limits, syncedThrough: .max)
+        guard scan.segment.records == sealed.records else {
+            throw .corrupt(path: sealed.path, offset: scan.segment.bytes,
+                           reason: "the segment holds \(scan.segment.records) blocks, but the next one starts \(sealed.records) heights "
+                           + "after it: heights must be contiguous")
+        }
+        segments[number] = scan.segment
+    }
+
+    /// Scans every sealed segment not scanned yet (a full check of the store's checksums; open
+    /// scans only the last segment, so that restart time does not grow with the ledger).
+    public func verify() throws(StoreError) {
+        try checkUsable()
+        for number in segments.indices { try scanSealed(number) }
     }
 
     /// Reads and checks one segment; `previous` is the segment before it, if any. Changes nothing.
@@ -366,8 +447,8 @@ public final class BlockStore {
         guard version == BlockStoreFormat.version else {
             throw .unsupportedVersion(path: path, found: version, supported: BlockStoreFormat.version)
         }
-        let declared = loadU32(file, at: 54)
-        let computed = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: file[0..<54]))
+        let declared = loadU32(file, at: 62)
+        let computed = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: file[0..<62]))
         guard declared == computed else {
             throw .corrupt(path: path, offset: 0,
                            reason: "header checksum mismatch (declared 0x\(String(declared, radix: 16)), computed 0x\(String(computed, radix: 16)))")
@@ -485,7 +566,8 @@ public final class BlockStore {
         return nil
     }
 
-    static func encodeHeader(_ identity: LogIdentity, firstHeight: UInt64, clusterCount: Int, into writer: inout ByteWriter) {
+    static func encodeHeader(_ identity: LogIdentity, firstHeight: UInt64, clusterCount: Int, previousBytes: Int = 0,
+                             into writer: inout ByteWriter) {
         let start = writer.bytes.count
         writer.u32(BlockStoreFormat.magic)
         writer.u16(BlockStoreFormat.version)
@@ -494,6 +576,7 @@ public final class BlockStore {
         writer.digest(identity.topologyDigest)
         writer.u64(firstHeight)
         writer.u16(UInt16(clusterCount))
+        writer.u64(UInt64(previousBytes))
         writer.u32(CRC32C.checksum(writer.bytes[start...]))
     }
 
@@ -558,7 +641,8 @@ public final class BlockStore {
                 syncedBytes = segments[last].bytes
             }
             let newDescriptor = try Self.createSegment(in: directory, firstHeight: height, identity: identity,
-                                                       clusterCount: clusterCount, syncDirectory: false)
+                                                       clusterCount: clusterCount, previousBytes: segments[last].bytes,
+                                                       syncDirectory: false)
             POSIXFile.closeFile(descriptor)
             descriptor = newDescriptor
             segments.append(Segment(firstHeight: height,
@@ -597,6 +681,7 @@ public final class BlockStore {
         try checkUsable()
         guard height >= firstHeight && height < nextHeight else { return nil }
         let number = segmentNumber(containing: height)
+        try scanSealed(number)
         let segment = segments[number]
         let descriptor = try readDescriptor(number)
         let offset = try locate(height, in: segment, descriptor: descriptor)
@@ -622,6 +707,7 @@ public final class BlockStore {
         var next = height
         var number = segmentNumber(containing: height)
         while result.count < maxCount && number < segments.count {
+            try scanSealed(number)
             let segment = segments[number]
             if next < segment.nextHeight {
                 let descriptor = try readDescriptor(number)

@@ -157,4 +157,68 @@ final class LoadCounters: Sendable {
         #expect((statuses.first?.height ?? 0) >= 4)
         await deployment.stop()
     }
+
+    /// A replica process killed with -9 whose data directory is then deleted comes back empty and
+    /// rejoins by state transfer while the load goes on; one killed with -9 and restarted on its
+    /// directory starts from its latest snapshot. Nothing acknowledged is lost.
+    @Test func aReplicaWithADeletedDataDirectoryRejoinsByStateTransfer() async throws {
+        let (deployment, topology, directory) = try await deploy("""
+            name: process-state-1x4
+            regions: [local]
+            base_port: 17250
+            shards:
+              - name: s0
+                clusters:
+                  - {region: local, replicas: 4}
+            protocol: {batch_size: 50, batch_delay_ms: 2, window: 16, checkpoint_every: 4, snapshot_every: 8, view_timeout_ms: 400}
+            keys: dev
+            """)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let names = topology.shards[0].clusters[0].replicas.map(\.name)
+        let counters = LoadCounters()
+        let client = await client(topology, id: 1)
+        let load = Task {
+            while !counters.state.withLock({ $0.stop }) {
+                do {
+                    _ = try await client.submit(.add(key: Array("acked".utf8), delta: 1), timeout: .seconds(20))
+                    counters.state.withLock { $0.acknowledged += 1 }
+                } catch {
+                    counters.state.withLock { $0.failed += 1 }
+                    return
+                }
+            }
+        }
+        func acknowledged() -> Int64 { counters.state.withLock { $0.acknowledged } }
+        func waitForProgress(beyond count: Int64, by more: Int64) async {
+            for _ in 0..<600 where acknowledged() < count + more { try? await Task.sleep(for: .milliseconds(100)) }
+        }
+        await waitForProgress(beyond: 0, by: 20)
+        deployment.crash(names[3])
+        try FileManager.default.removeItem(atPath: directory + "/data/" + names[3])
+        // Far more rounds than the others keep in memory (2 x 64): one add a round or so.
+        await waitForProgress(beyond: acknowledged(), by: 300)
+        try deployment.restart(names[3])
+        await waitForProgress(beyond: acknowledged(), by: 50)
+        deployment.crash(names[2])
+        try deployment.restart(names[2])
+        await waitForProgress(beyond: acknowledged(), by: 30)
+        counters.state.withLock { $0.stop = true }
+        await load.value
+        let (acked, failed) = counters.state.withLock { ($0.acknowledged, $0.failed) }
+        #expect(failed == 0, "a request failed")
+
+        let reader = await self.client(topology, id: 2)
+        let read = try await reader.submit(.get(key: Array("acked".utf8)), timeout: .seconds(20))
+        #expect(read.result == .value(KeyValueStore.encode(acked)) || read.result == .value(KeyValueStore.encode(acked + 1)),
+                "acknowledged \(acked), ledger holds \(read.result)")
+        let statuses = await settled(topology)
+        #expect(statuses.count == 4 && Set(statuses.map(\.height)).count == 1 && Set(statuses.map(\.head)).count == 1,
+                "heights \(statuses.map(\.height))")
+        let rejoined = statuses.first { $0.replica == names[3] }
+        #expect((rejoined?.snapshotsInstalled ?? 0) >= 1, "the emptied replica installed a snapshot: \(String(describing: rejoined))")
+        #expect(statuses.allSatisfy { ($0.snapshotHeight ?? 0) > 0 })
+        await client.shutdown()
+        await reader.shutdown()
+        await deployment.stop()
+    }
 }

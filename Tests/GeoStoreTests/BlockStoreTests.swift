@@ -274,9 +274,18 @@ func expectCorrupt(_ error: StoreError?, path: String, offset: Int, reasonContai
         try writeBytes(file, to: victim)
         let last = readBytes(paths.last!)
 
-        let error = #expect(throws: StoreError.self) { _ = try openBlocks(directory) }
+        // Open reads a sealed segment's header only (restart time must not grow with the ledger);
+        // its records are checked when first read, or by verify(), and refused the same way.
+        let (store, _) = try openBlocks(directory)
+        let height = firstHeight(of: victim, in: directory) + UInt64(which == "first record" ? 0 : offsets.count - 1)
+        let error = #expect(throws: StoreError.self) { _ = try store.block(atHeight: height) }
         expectCorrupt(error, path: victim, offset: damaged,
                       reasonContains: which == "first record" ? "a valid record follows" : "not the last")
+        let verified = #expect(throws: StoreError.self) { try store.verify() }
+        expectCorrupt(verified, path: victim, offset: damaged)
+        // Blocks of the sound segments are still served.
+        #expect(try store.block(atHeight: 1) == blocks[0])
+        store.close()
         #expect(readBytes(victim) == file && readBytes(paths.last!) == last)
     }
 
@@ -313,7 +322,7 @@ func expectCorrupt(_ error: StoreError?, path: String, offset: Int, reasonContai
         #expect(paths.count >= 3)
         try FileManager.default.removeItem(atPath: paths[1])
         let error = #expect(throws: StoreError.self) { _ = try openBlocks(directory) }
-        expectCorrupt(error, path: paths[2], offset: 44, reasonContains: "contiguous")
+        expectCorrupt(error, path: paths[2], offset: 54, reasonContains: "contiguous")
     }
 
     @Test func anotherReplicasOrShardsBlocksAreRefused() throws {
@@ -419,6 +428,9 @@ func expectCorrupt(_ error: StoreError?, path: String, offset: Int, reasonContai
         let small = TemporaryDirectory("blocks-index-small")
         try writeBlocks(small, Array(blocks.prefix(500)), clusterCount: 4)
         let (many, _) = try openBlocks(small, clusterCount: 4)
+        // Open indexes the last segment only; the sealed ones are indexed when first read.
+        #expect(many.indexEntryCount == many.segmentCount + 1)
+        try many.verify()
         #expect(many.indexEntryCount == 2 * many.segmentCount && many.segmentCount < 500 / 4)
     }
 
@@ -461,4 +473,9 @@ func expectCorrupt(_ error: StoreError?, path: String, offset: Int, reasonContai
         let (_, recovery) = try openBlocks(directory, limits: limits)
         #expect(recovery.nextHeight == 2)
     }
+}
+
+/// The first height of the segment at `path` (its file name says it).
+func firstHeight(of path: String, in directory: TemporaryDirectory) -> UInt64 {
+    UInt64(path.dropFirst(directory.blocksDirectory.count + 9).prefix(20))!
 }
