@@ -26,6 +26,29 @@ let builtTool: String = {
 /// Sums what the replicas acknowledged, for the "nothing acknowledged is lost" check.
 final class LoadCounters: Sendable {
     let state = Mutex((acknowledged: Int64(0), failed: 0, stop: false))
+
+    /// Closed-loop load through `client`: one add of 1 to "acked" at a time, counted once
+    /// acknowledged, until `stop`; the first failure ends it.
+    func run(_ client: FabricClient) -> Task<Void, Never> {
+        Task {
+            while !state.withLock({ $0.stop }) {
+                do {
+                    _ = try await client.submit(.add(key: Array("acked".utf8), delta: 1), timeout: .seconds(20))
+                    state.withLock { $0.acknowledged += 1 }
+                } catch {
+                    state.withLock { $0.failed += 1 }
+                    return
+                }
+            }
+        }
+    }
+
+    var acknowledged: Int64 { state.withLock { $0.acknowledged } }
+
+    /// Waits until `more` adds beyond `count` are acknowledged, polling every 100 ms at most `polls` times.
+    func waitForProgress(beyond count: Int64, by more: Int64, polls: Int) async {
+        for _ in 0..<polls where acknowledged < count + more { try? await Task.sleep(for: .milliseconds(100)) }
+    }
 }
 
 @Suite(.serialized) struct ProcessDeploymentTests {
@@ -91,20 +114,10 @@ final class LoadCounters: Sendable {
         let counters = LoadCounters()
         let client = await client(topology, id: 1)
         // Closed-loop load: one add of 1 at a time; an acknowledged one must never be lost.
-        let load = Task {
-            while !counters.state.withLock({ $0.stop }) {
-                do {
-                    _ = try await client.submit(.add(key: Array("acked".utf8), delta: 1), timeout: .seconds(20))
-                    counters.state.withLock { $0.acknowledged += 1 }
-                } catch {
-                    counters.state.withLock { $0.failed += 1 }
-                    return
-                }
-            }
-        }
-        func acknowledged() -> Int64 { counters.state.withLock { $0.acknowledged } }
+        let load = counters.run(client)
+        func acknowledged() -> Int64 { counters.acknowledged }
         func waitForProgress(beyond count: Int64, by more: Int64 = 10) async {
-            for _ in 0..<300 where acknowledged() < count + more { try? await Task.sleep(for: .milliseconds(100)) }
+            await counters.waitForProgress(beyond: count, by: more, polls: 300)
         }
 
         await waitForProgress(beyond: 0)
@@ -177,20 +190,10 @@ final class LoadCounters: Sendable {
         let names = topology.shards[0].clusters[0].replicas.map(\.name)
         let counters = LoadCounters()
         let client = await client(topology, id: 1)
-        let load = Task {
-            while !counters.state.withLock({ $0.stop }) {
-                do {
-                    _ = try await client.submit(.add(key: Array("acked".utf8), delta: 1), timeout: .seconds(20))
-                    counters.state.withLock { $0.acknowledged += 1 }
-                } catch {
-                    counters.state.withLock { $0.failed += 1 }
-                    return
-                }
-            }
-        }
-        func acknowledged() -> Int64 { counters.state.withLock { $0.acknowledged } }
+        let load = counters.run(client)
+        func acknowledged() -> Int64 { counters.acknowledged }
         func waitForProgress(beyond count: Int64, by more: Int64) async {
-            for _ in 0..<600 where acknowledged() < count + more { try? await Task.sleep(for: .milliseconds(100)) }
+            await counters.waitForProgress(beyond: count, by: more, polls: 600)
         }
         await waitForProgress(beyond: 0, by: 20)
         deployment.crash(names[3])
