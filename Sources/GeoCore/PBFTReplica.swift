@@ -128,12 +128,19 @@ public struct PBFTReplica: Sendable {
     var lastProposalTick: UInt64 = 0
 
     // State checkpoints and state transfer (StateTransfer.swift).
-    /// Each replica's latest state checkpoint (one per replica: bounded by n).
-    var stateCheckpoints: [UInt16: StateCheckpoint] = [:]
-    /// This replica's latest state checkpoint (sent to a peer that asks).
-    var ownStateCheckpoint: StateCheckpoint?
+    /// Each replica's recent state checkpoints, lowest height first (at most
+    /// `stateCheckpointsKept` per replica: bounded by n).
+    var stateCheckpoints: [UInt16: [StateCheckpoint]] = [:]
+    /// This replica's latest two state checkpoints, those of the snapshots its shell keeps (sent
+    /// to a peer that asks).
+    var ownStateCheckpoints: [StateCheckpoint] = []
     /// The snapshot being fetched, if any.
     var stateTransfer: StateTransferAttempt?
+    /// Peers asked for a snapshot lately, with the height asked for and when (one per peer:
+    /// bounded by n); only their answers are read.
+    var snapshotsAsked: [UInt16: (height: UInt64, since: UInt64)] = [:]
+    /// A snapshot received and waiting for the state checkpoints of its height.
+    var receivedSnapshot: ReceivedSnapshot?
     /// When this replica last asked its peers for their latest state checkpoints.
     var lastStateQuery: UInt64?
     /// Since when this replica has been far behind its cluster (nil when it is not).
@@ -798,6 +805,7 @@ public struct PBFTReplica: Sendable {
         lastFetchTick = now
         // Far behind, a snapshot beats the blocks: they wait while one is fetched, or while the
         // first answers to the state query come (StateTransfer.swift).
+        if stateTransfer == nil { noteFarBehind(effects: &effects) }
         if prefersStateTransfer { return }
         advanceFetchPeer()
         let target = max(knownCommitted, stable.statement.round, lastDelivered + 1)

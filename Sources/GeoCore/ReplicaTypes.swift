@@ -35,8 +35,10 @@ public enum Effect: Hashable, Sendable {
     /// and only a window of blocks, so that its memory does not grow with the ledger).
     case serveStored(BlockRequest, to: ReplicaID)
     /// A peer asks for the snapshot at `height` (state transfer): the shell sends it, as a
-    /// `.stateTransfer` message, if its snapshot store holds one at that height.
-    case serveSnapshot(height: UInt64, to: ReplicaID)
+    /// `.stateTransfer` message, if its snapshot store holds one at that height, or else the
+    /// oldest it holds above that height (under load, snapshots rotate faster than a request
+    /// travels; the peer checks a newer one against the state checkpoints of its height).
+    case serveSnapshot(atOrAbove: UInt64, to: ReplicaID)
     /// State transfer installed this snapshot, checked against f + 1 state checkpoints: the
     /// shell writes it as its latest snapshot, and its block store goes on from the height after
     /// it (the blocks below are not here; peers hold them).

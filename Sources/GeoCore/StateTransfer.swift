@@ -17,15 +17,24 @@
 //   (StateRequest); the peer's shell serves it from its snapshot store (`serveSnapshot`). The
 //   snapshot is checked against the statement (heights, heads, state digest): one that differs
 //   (a forged or a stale snapshot) is refused and counted, and the next signer is asked; so is
-//   one that does not come within `stateTransferPatienceTicks`. An installed snapshot replaces
+//   one that does not come within `stateTransferPatienceTicks`. Under load snapshots rotate
+//   faster than a request travels (peers keep two), so a peer that no longer holds the height
+//   asked for serves the oldest it holds above it, and the replica installs that one once f + 1
+//   state checkpoints of its height vouch for it (replicas keep a few recent checkpoints of each
+//   peer for this, and answer a query with their latest two). An installed snapshot replaces
 //   the ledger's state; the blocks after it come as usual (block requests of the own cluster,
 //   sharing and fetches of the others), each checked by its certificate. A replica that does not
-//   know how far its cluster is asks every peer for its latest state checkpoint (StateRequest of
-//   height 0) at most once a view timeout.
+//   know how far its cluster is asks every peer for its latest state checkpoints (StateRequest of
+//   height 0) at most once a view timeout. Every signer asked once in vain (none serves a
+//   snapshot that checks), the replica pauses transfers and fetches blocks for a while.
 
 extension PBFTReplica {
     /// Ticks to wait for a snapshot before asking the next signer.
-    var stateTransferPatienceTicks: UInt64 { max(4 * configuration.fetchIntervalTicks, 20) }
+    var stateTransferPatienceTicks: UInt64 { max(configuration.viewTimeoutTicks, 20) }
+
+    /// State checkpoints kept per peer: enough that peers a snapshot or two apart still have
+    /// f + 1 matching ones, and that a newer snapshot served in place of a rotated one finds its own.
+    static let stateCheckpointsKept = 4
 
     /// The state checkpoint of a snapshot this replica restarted from (signing is deterministic,
     /// so it is the one it signed before), so that it can answer peers' state queries at once.
@@ -40,9 +49,17 @@ extension PBFTReplica {
                                        localHead: snapshot.localHead, stateDigest: suite.digest(of: snapshot))
         let checkpoint = StateCheckpoint(statement: statement, replicaIndex: configuration.index,
                                          signature: suite.sign(.stateCheckpoint(statement)))
-        ownStateCheckpoint = checkpoint
-        stateCheckpoints[configuration.index] = checkpoint
+        ownStateCheckpoints = Array((ownStateCheckpoints + [checkpoint]).suffix(2))
+        keep(checkpoint)
         effects.append(.broadcast(.stateCheckpoint(checkpoint)))
+    }
+
+    /// Adds a checked state checkpoint to its signer's recent ones (ascending, the latest few).
+    mutating func keep(_ checkpoint: StateCheckpoint) {
+        var kept = stateCheckpoints[checkpoint.replicaIndex, default: []]
+        kept.append(checkpoint)
+        kept.sort { $0.statement.height < $1.statement.height }
+        stateCheckpoints[checkpoint.replicaIndex] = Array(kept.suffix(Self.stateCheckpointsKept))
     }
 
     mutating func onStateCheckpoint(_ checkpoint: StateCheckpoint, from: ReplicaID, effects: inout [Effect]) {
@@ -52,18 +69,29 @@ extension PBFTReplica {
         // Peer-supplied numbers: no arithmetic that can trap.
         let (height, overflow) = statement.round.multipliedReportingOverflow(by: UInt64(configuration.clustersInShard))
         guard !overflow, statement.height == height else { return reject(.invalidSnapshot) }
-        if let latest = stateCheckpoints[from.index], latest.statement.height >= statement.height { return }
+        // Known already, or older than all we keep of this peer: nothing to verify.
+        let kept = stateCheckpoints[from.index, default: []]
+        if kept.contains(where: { $0.statement.height == statement.height }) { return }
+        if kept.count >= Self.stateCheckpointsKept, let oldest = kept.first, statement.height < oldest.statement.height { return }
         guard suite.isValid(checkpoint.signature, of: .stateCheckpoint(statement), by: from) else { return reject(.badSignature) }
-        stateCheckpoints[from.index] = checkpoint
+        keep(checkpoint)
+        if receivedSnapshot != nil { return installReceivedIfVouched(effects: &effects) }
         startStateTransferIfBehind(effects: &effects)
+    }
+
+    /// The replicas whose kept state checkpoints hold `statement`.
+    func signers(of statement: StateStatement) -> [UInt16] {
+        stateCheckpoints.compactMap { index, kept in kept.contains { $0.statement == statement } ? index : nil }.sorted()
     }
 
     /// The highest state statement f + 1 replicas of the cluster signed, with its signers.
     func vouchedState() -> (statement: StateStatement, signers: [UInt16])? {
         var best: (statement: StateStatement, signers: [UInt16])?
-        for candidate in stateCheckpoints.values where candidate.statement.height > (best?.statement.height ?? 0) {
-            let signers = stateCheckpoints.values.filter { $0.statement == candidate.statement }.map(\.replicaIndex).sorted()
-            if signers.count >= quorum.weak { best = (candidate.statement, signers) }
+        for kept in stateCheckpoints.values {
+            for candidate in kept where candidate.statement.height > (best?.statement.height ?? 0) {
+                let signers = signers(of: candidate.statement)
+                if signers.count >= quorum.weak { best = (candidate.statement, signers) }
+            }
         }
         return best
     }
@@ -71,20 +99,27 @@ extension PBFTReplica {
     /// Starts a transfer when f + 1 replicas vouch for a state further ahead of our ledger than
     /// peers keep blocks for in memory (closer than that, fetching blocks is cheaper).
     mutating func startStateTransferIfBehind(effects: inout [Effect]) {
-        guard stateTransfer == nil, now >= stateTransferPausedUntil, let (target, signers) = vouchedState(),
+        guard stateTransfer == nil, receivedSnapshot == nil, now >= stateTransferPausedUntil, let (target, signers) = vouchedState(),
               target.round >= ledger.round + blocksInMemoryRounds else { return }
         guard let peer = signers.first(where: { $0 != configuration.index }) else { return }
-        askForSnapshot(target, from: peer, effects: &effects)
+        askForSnapshot(target, from: peer, tried: 0, effects: &effects)
     }
 
-    mutating func askForSnapshot(_ target: StateStatement, from peer: UInt16, tried: Int = 0, effects: inout [Effect]) {
+    mutating func askForSnapshot(_ target: StateStatement, from peer: UInt16, tried: Int, effects: inout [Effect]) {
         stateTransfer = StateTransferAttempt(target: target, peer: peer, since: now, tried: tried + 1)
+        snapshotsAsked[peer] = (height: target.height, since: now)
         effects.append(.send(.stateRequest(StateRequest(cluster: cluster, height: target.height)), to: configuration.replica(peer)))
     }
+
+    /// How long a peer asked for a snapshot may take to answer and still be heard (a replica
+    /// swamped by the frames its peers queued while it was down reads answers late).
+    var snapshotAnswerTicks: UInt64 { 4 * stateTransferPatienceTicks }
 
     /// On every tick: a snapshot late from its peer is asked of the next signer; a replica far
     /// behind that knows of no vouched state asks its peers for their latest state checkpoints.
     mutating func stateTransferTick(effects: inout [Effect]) {
+        snapshotsAsked = snapshotsAsked.filter { now - $0.value.since < snapshotAnswerTicks }
+        if let received = receivedSnapshot, now - received.since >= snapshotAnswerTicks { receivedSnapshot = nil }
         if let attempt = stateTransfer {
             if attempt.target.round < ledger.round {
                 stateTransfer = nil
@@ -93,6 +128,15 @@ extension PBFTReplica {
             }
             return
         }
+        noteFarBehind(effects: &effects)
+    }
+
+    /// Whether this replica is further behind its cluster than peers keep blocks for in memory;
+    /// when it is, it asks its peers for their latest state checkpoints (at most once a view
+    /// timeout). Checked on every tick and before every block request: a replica that learns
+    /// step by step how far its cluster got (from the frames its peers queued while it was
+    /// down) is already fetching blocks, and each batch that lands asks for the next at once.
+    mutating func noteFarBehind(effects: inout [Effect]) {
         let farBehind = max(knownCommitted, stable.statement.round) >= lastDelivered + blocksInMemoryRounds
         farBehindSince = farBehind ? (farBehindSince ?? now) : nil
         if farBehind, lastStateQuery.map({ now - $0 >= configuration.viewTimeoutTicks }) ?? true {
@@ -101,36 +145,36 @@ extension PBFTReplica {
         }
     }
 
-    /// Far behind, fetching blocks waits: while a snapshot is being fetched, and for a short while
-    /// after falling behind, for the peers to answer the state query. When no state is vouched
-    /// for by then (no snapshot taken yet), the blocks come from the peers' stores.
+    /// Far behind, fetching blocks waits: while a snapshot is being fetched or checked, and for a
+    /// short while after falling behind, for the peers to answer the state query. When no state
+    /// is vouched for by then (no snapshot taken yet), the blocks come from the peers' stores.
     var prefersStateTransfer: Bool {
-        if stateTransfer != nil { return true }
+        if stateTransfer != nil || receivedSnapshot != nil { return true }
         guard let since = farBehindSince else { return false }
         return now - since < 2 * stateTransferPatienceTicks
     }
 
-    /// The next signer of the vouched state; after every signer was asked once in vain (none
-    /// keeps that snapshot any more, or it is too large for a frame), the replica fetches blocks
-    /// for a while and asks for the latest state checkpoints again.
+    /// The next signer of the highest vouched state. After as many attempts as that state has
+    /// other signers, all in vain (none serves a snapshot that checks, or it is too large for a
+    /// frame), the replica fetches blocks for a while and asks for state checkpoints again: a
+    /// transfer never holds block fetching up for long, whatever the peers do.
     mutating func askNextSigner(after attempt: StateTransferAttempt, effects: inout [Effect]) {
         stateTransfer = nil
         guard let (target, signers) = vouchedState(), target.round >= ledger.round else { return }
         let others = signers.filter { $0 != configuration.index }
-        guard !others.isEmpty, attempt.tried < others.count || target != attempt.target else {
+        guard !others.isEmpty, attempt.tried < others.count else {
             stateTransferPausedUntil = now + 4 * stateTransferPatienceTicks
             lastStateQuery = nil
             return
         }
-        let tried = target == attempt.target ? attempt.tried : 0
         let next = others.first(where: { $0 > attempt.peer }) ?? others[0]
-        askForSnapshot(target, from: next, tried: tried, effects: &effects)
+        askForSnapshot(target, from: next, tried: attempt.tried, effects: &effects)
     }
 
     mutating func onStateRequest(_ request: StateRequest, from: ReplicaID, effects: inout [Effect]) {
         guard request.cluster == cluster else { return reject(.wrongCluster) }
         if request.height == 0 {
-            if let own = ownStateCheckpoint { effects.append(.send(.stateCheckpoint(own), to: from)) }
+            for own in ownStateCheckpoints { effects.append(.send(.stateCheckpoint(own), to: from)) }
             return
         }
         // Snapshots are read from disk and can be large: at most one per peer in the time a peer
@@ -138,12 +182,18 @@ extension PBFTReplica {
         guard request.height <= ledger.height, request.height % UInt64(configuration.clustersInShard) == 0 else { return }
         if let last = lastSnapshotServed[from.index], now - last < stateTransferPatienceTicks { return }
         lastSnapshotServed[from.index] = now
-        effects.append(.serveSnapshot(height: request.height, to: from))
+        effects.append(.serveSnapshot(atOrAbove: request.height, to: from))
     }
 
+    /// A snapshot from a peer this replica asked (lately: an answer that comes after the next
+    /// signer was asked, or after a pause began, is still checked and used).
     mutating func onStateTransfer(_ received: LedgerSnapshot, from: ReplicaID, effects: inout [Effect]) {
-        guard let attempt = stateTransfer, attempt.peer == from.index else { return reject(.unexpected) }
-        let target = attempt.target
+        guard let asked = snapshotsAsked.removeValue(forKey: from.index) else { return reject(.unexpected) }
+        let fromCurrentPeer = stateTransfer?.peer == from.index
+        func refuse() {
+            reject(.invalidSnapshot)
+            if fromCurrentPeer, let attempt = stateTransfer { askNextSigner(after: attempt, effects: &effects) }
+        }
         // The wire carries no cross-shard layout: the receiver's own goes in.
         var snapshot = received
         switch (snapshot.crossShard, configuration.crossShard) {
@@ -153,17 +203,41 @@ extension PBFTReplica {
                                                   participating: state.participating, watermarks: state.watermarks,
                                                   decisions: state.decisions, decisionOrder: state.decisionOrder)
         default:
-            reject(.invalidSnapshot)
-            return askNextSigner(after: attempt, effects: &effects)
+            return refuse()
         }
-        guard snapshot.shard == cluster.shard, snapshot.round == target.round, snapshot.height == target.height,
-              snapshot.head == target.ledgerHead, snapshot.localHead == target.localHead,
-              suite.digest(of: snapshot) == target.stateDigest else {
-            // Forged, stale or from another cluster: the next signer may serve the right one.
+        // The one asked for, or a newer one (the asked one rotated away at the peer); never older.
+        guard snapshot.shard == cluster.shard, snapshot.height >= asked.height,
+              snapshot.height == snapshot.round &* UInt64(configuration.clustersInShard) else { return refuse() }
+        // Passed meanwhile (by another snapshot or by blocks), or lower than one already waiting.
+        guard snapshot.round > ledger.round, snapshot.height > receivedSnapshot?.snapshot.height ?? 0 else { return }
+        let digest = suite.digest(of: snapshot)
+        receivedSnapshot = ReceivedSnapshot(snapshot: snapshot, digest: digest, from: from.index, since: now)
+        installReceivedIfVouched(effects: &effects)
+    }
+
+    /// Installs the received snapshot once a state statement of its height has f + 1 signers and
+    /// it matches (heights, heads, state digest). One that differs from the vouched statement
+    /// (forged, stale, or from another cluster) is refused, and the next signer asked if it came
+    /// from the one asked last; one not yet vouched for (a newer snapshot than asked for) waits
+    /// for the checkpoints of its height, for `snapshotAnswerTicks` at most.
+    mutating func installReceivedIfVouched(effects: inout [Effect]) {
+        guard let received = receivedSnapshot else { return }
+        let snapshot = received.snapshot
+        guard snapshot.round > ledger.round else { receivedSnapshot = nil; return }
+        let vouched = stateCheckpoints.values.lazy.flatMap { $0 }.map(\.statement)
+            .first { $0.height == snapshot.height && self.signers(of: $0).count >= self.quorum.weak }
+        guard let statement = vouched else { return }
+        guard snapshot.round == statement.round, snapshot.head == statement.ledgerHead,
+              snapshot.localHead == statement.localHead, received.digest == statement.stateDigest else {
+            receivedSnapshot = nil
             reject(.invalidSnapshot)
-            return askNextSigner(after: attempt, effects: &effects)
+            if let attempt = stateTransfer, attempt.peer == received.from { askNextSigner(after: attempt, effects: &effects) }
+            return
         }
         stateTransfer = nil
+        receivedSnapshot = nil
+        snapshotsAsked = [:]
+        stateTransferPausedUntil = 0
         install(snapshot, effects: &effects)
     }
 
@@ -204,6 +278,16 @@ struct StateTransferAttempt: Sendable {
     var target: StateStatement
     var peer: UInt16
     var since: UInt64
-    /// Signers asked for this target so far.
+    /// Signers asked since the transfer began (whatever the target: a target that moves on
+    /// under load must not keep the replica asking for ever).
     var tried: Int
+}
+
+/// A snapshot a peer served, with its state digest, waiting for f + 1 state checkpoints of its
+/// height (a newer one than asked for may come before its checkpoints do).
+struct ReceivedSnapshot: Sendable {
+    var snapshot: LedgerSnapshot
+    var digest: Digest
+    var from: UInt16
+    var since: UInt64
 }

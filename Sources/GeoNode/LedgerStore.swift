@@ -19,8 +19,8 @@ public protocol LedgerStore: AnyObject {
     func blocks(cluster: UInt16, rounds: ClosedRange<UInt64>) throws -> [CertifiedBlock]
     /// Writes a snapshot durably, then prunes what the retention setting allows.
     func write(_ snapshot: LedgerSnapshot) throws
-    /// The snapshot at `height`, if the store holds one (to serve a peer's state transfer).
-    func snapshot(atHeight height: UInt64) throws -> LedgerSnapshot?
+    /// The snapshot at `height`, or else the oldest held above it (to serve a peer's state transfer).
+    func snapshot(atOrAbove height: UInt64) throws -> LedgerSnapshot?
     /// Writes a snapshot state transfer installed, and goes on storing blocks after it.
     func install(_ snapshot: LedgerSnapshot) throws
     func close()
@@ -51,7 +51,7 @@ public final class MemoryLedgerStore: LedgerStore {
         return result
     }
     public func write(_ snapshot: LedgerSnapshot) throws { snapshots = Array((snapshots + [snapshot]).suffix(2)) }
-    public func snapshot(atHeight height: UInt64) throws -> LedgerSnapshot? { snapshots.last { $0.height == height } }
+    public func snapshot(atOrAbove height: UInt64) throws -> LedgerSnapshot? { snapshots.first { $0.height >= height } }
     /// Heights below the installed snapshot are kept as empty slots' worth of nothing: the array
     /// restarts, and `firstHeight` says where.
     public func install(_ snapshot: LedgerSnapshot) throws {
@@ -189,8 +189,8 @@ public final class DiskLedgerStore: LedgerStore {
         _ = try blocks.prune(belowHeight: keepFrom)
     }
 
-    public func snapshot(atHeight height: UInt64) throws -> LedgerSnapshot? {
-        guard let stored = try snapshots.snapshot(atHeight: height) else { return nil }
+    public func snapshot(atOrAbove height: UInt64) throws -> LedgerSnapshot? {
+        guard let stored = try snapshots.snapshot(atOrAbove: height) else { return nil }
         do {
             return try SnapshotCodec.decode(stored.payload, layout: layout, limits: limits)
         } catch {

@@ -227,7 +227,7 @@ public actor ReplicaNode {
             case let .serveSnapshot(height, to: replica):
                 guard let number = topology.replica(replica)?.number else { continue }
                 do {
-                    if let snapshot = try ledgerStore.snapshot(atHeight: height) {
+                    if let snapshot = try ledgerStore.snapshot(atOrAbove: height) {
                         // One frame carries one snapshot: a state larger than a frame cannot be
                         // transferred yet (chunking is to come); the peer falls back to blocks.
                         let bytes = EncodedSize.body(.stateTransfer(snapshot))

@@ -83,7 +83,7 @@ public enum ByzantineBehaviour: String, CaseIterable, Hashable, Sendable {
 public enum SnapshotFault: String, CaseIterable, Hashable, Sendable {
     /// Serves its snapshot with one value of the state changed.
     case forged
-    /// Serves its older snapshot instead of the one asked for.
+    /// Serves the first snapshot it ever took instead of the one asked for (a stale state).
     case stale
 }
 
@@ -99,5 +99,8 @@ public enum SimulationAction: Hashable, Sendable {
     case partition(Partition)
     case healPartitions
     case network(NetworkFaults)
+    /// Every message to and from the replica takes `milliseconds` longer each way (a replica on
+    /// an overloaded host or behind a slow link); 0 ends it.
+    case slowLink(ReplicaID, milliseconds: Int)
     case byzantine(ReplicaID, ByzantineBehaviour)
 }

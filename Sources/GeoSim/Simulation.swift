@@ -142,6 +142,12 @@ public final class Simulation {
         var snapshots: [LedgerSnapshot] = []
         var snapshot: LedgerSnapshot? { snapshots.last }
         var snapshotFault: SnapshotFault?
+        /// The first snapshot it took (what a `.stale` one serves).
+        var firstSnapshot: LedgerSnapshot?
+        /// What its peers sent while it was down, per peer, oldest first: as the daemon's
+        /// transport queues frames for a peer it cannot reach (bounded, newest dropped) and
+        /// sends them when the peer is back. A peer that crashes loses its queue.
+        var heldWhileDown: [ReplicaID: [Message]] = [:]
         let meter = CostMeter()
         var cpuFreeAt: UInt64 = 0
         /// Inputs that arrived while the machine was busy, in the daemon's order (`InputTurns`).
@@ -186,6 +192,8 @@ public final class Simulation {
     var clients: [ClientNode] = []
     var faults = NetworkFaults.none
     var partitions: [Partition] = []
+    /// Extra one-way delay, in microseconds, on every message to and from a replica.
+    var slowLinks: [ReplicaID: UInt64] = [:]
     var linkBusyUntil: [Pair: UInt64] = [:]
     /// Links between regions by index (the topology's lookup by name is too slow for every message).
     var links: [[Link]] = []
@@ -339,8 +347,14 @@ public final class Simulation {
 
     func handle(_ payload: Payload) {
         switch payload {
-        case let .toReplica(id, _, from):
-            guard let node = replicas[id], node.core != nil else { return }
+        case let .toReplica(id, message, from):
+            guard let node = replicas[id] else { return }
+            guard node.core != nil else {
+                if case let .replica(sender) = from, node.heldWhileDown[sender, default: []].count < Self.heldWhileDownMax {
+                    node.heldWhileDown[sender, default: []].append(message)
+                }
+                return
+            }
             if node.cpuFreeAt > now || !node.inbox.isEmpty {
                 // The machine is busy: the message waits in its queue.
                 let fromClient: Bool
@@ -545,6 +559,7 @@ public final class Simulation {
                 if node.byzantine == nil { checker.observe(block, at: node.id, time: now) }
             case let .snapshot(snapshot):
                 node.snapshots = Array((node.snapshots + [snapshot]).suffix(2))
+                if node.firstSnapshot == nil { node.firstSnapshot = snapshot }
                 if node.byzantine == nil && node.snapshotFault == nil { checker.observe(snapshot, at: node.id, time: now) }
             case let .installedSnapshot(snapshot):
                 node.snapshots = [snapshot]
@@ -554,14 +569,15 @@ public final class Simulation {
                 snapshotsInstalled += 1
                 if node.byzantine == nil && node.snapshotFault == nil { checker.observe(snapshot, at: node.id, time: now) }
             case let .serveSnapshot(height, to):
-                guard var served = node.snapshots.last(where: { $0.height == height }) else { continue }
+                // As the daemon's snapshot store: the one at that height, or the oldest above it.
+                guard var served = node.snapshots.first(where: { $0.height >= height }) else { continue }
                 switch node.snapshotFault {
                 case .forged?:
                     var values = served.state.values
                     values[Array("forged".utf8)] = KeyValueStore.encode(1_000_000)
                     served.state = KeyValueStore(values: values)
                 case .stale?:
-                    if let older = node.snapshots.first(where: { $0.height < height }) { served = older }
+                    if let first = node.firstSnapshot, first.height < height { served = first }
                 case nil:
                     break
                 }
@@ -760,6 +776,11 @@ public final class Simulation {
         p > 0 && Double(random.next() >> 11) / Double(1 << 53) < p
     }
 
+    func slowness(of endpoint: Endpoint) -> UInt64 {
+        if case let .replica(id) = endpoint { return slowLinks[id] ?? 0 }
+        return 0
+    }
+
     func send(_ message: Message, from: Endpoint, to: Endpoint, extraDelay: UInt64 = 0) {
         messagesSent += 1
         let kind = Int(MessageKind(of: message).rawValue)
@@ -779,7 +800,8 @@ public final class Simulation {
         let start = max(now, linkBusyUntil[pair] ?? 0)
         linkBusyUntil[pair] = start + transmit
         let jitter = UInt64(Double(latency) * faults.jitter * Double(random.next() % 1000) / 1000)
-        let arrival = start + transmit + latency + jitter + extraDelay
+        let slow = slowLinks.isEmpty ? 0 : slowness(of: from) + slowness(of: to)
+        let arrival = start + transmit + latency + jitter + extraDelay + slow
         deliver(message, from: from, to: to, at: arrival)
         if probability(faults.duplication) {
             deliver(message, from: from, to: to, at: arrival + latency / 2 + random.next() % (latency + 1))
@@ -813,14 +835,24 @@ public final class Simulation {
 
     // MARK: Faults
 
+    /// Frames a transport queues for one unreachable peer (TransportConfiguration's default).
+    static let heldWhileDownMax = 65_536
+
+    /// A replica that crashes loses the frames it queued for peers that were down.
+    func forgetQueues(of sender: ReplicaID) {
+        for node in replicas.values { node.heldWhileDown[sender] = nil }
+    }
+
     func apply(_ action: SimulationAction) {
         switch action {
         case let .crash(id):
+            forgetQueues(of: id)
             replicas[id]?.core = nil
             // What waited in its inboxes is lost with the process.
             replicas[id]?.inbox.removeAll()
         case let .wipe(id):
             guard let node = replicas[id] else { return }
+            forgetQueues(of: id)
             node.core = nil
             node.inbox.removeAll()
             node.durable = DurableState()
@@ -842,12 +874,19 @@ public final class Simulation {
             node.core = recovered.replica
             for block in recovered.executed { store(block, at: node) }
             if node.snapshot != nil { restartsFromSnapshot += 1 }
+            // Its peers' queued frames arrive first, each peer's in order.
+            for (sender, messages) in node.heldWhileDown.sorted(by: { $0.key < $1.key }) {
+                for message in messages { schedule(at: now, .toReplica(id, message, from: .replica(sender))) }
+            }
+            node.heldWhileDown = [:]
         case let .partition(partition):
             partitions.append(partition)
         case .healPartitions:
             partitions = []
         case let .network(newFaults):
             faults = newFaults
+        case let .slowLink(id, milliseconds):
+            slowLinks[id] = milliseconds > 0 ? UInt64(milliseconds) * 1000 : nil
         case let .byzantine(id, behaviour):
             replicas[id]?.byzantine = behaviour
         }

@@ -199,12 +199,13 @@ public final class SnapshotStore {
         return try Self.read(newest.path, height: newest.height, identity: identity, maximumPayloadBytes: maximumPayloadBytes)
     }
 
-    /// The snapshot at `height`, nil when the store holds none there (state transfer serves one
-    /// a peer asked for by height). Damage throws as for `latest()`.
-    public func snapshot(atHeight height: UInt64) throws(StoreError) -> StoredSnapshot? {
+    /// The snapshot at `height`, or else the oldest the store holds above it; nil when it holds
+    /// none at or above `height` (state transfer serves one a peer asked for by height, and a
+    /// newer one when that one rotated away). Damage throws as for `latest()`.
+    public func snapshot(atOrAbove height: UInt64) throws(StoreError) -> StoredSnapshot? {
         try checkOpen()
-        guard let entry = list().first(where: { $0.height == height }) else { return nil }
-        return try Self.read(entry.path, height: height, identity: identity, maximumPayloadBytes: maximumPayloadBytes)
+        guard let entry = list().first(where: { $0.height >= height }) else { return nil }
+        return try Self.read(entry.path, height: entry.height, identity: identity, maximumPayloadBytes: maximumPayloadBytes)
     }
 
     static func read(_ path: String, height: UInt64, identity: LogIdentity,

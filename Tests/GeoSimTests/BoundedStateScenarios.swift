@@ -182,3 +182,59 @@ import Testing
         #expect(report.snapshotsInstalled >= 1, "\(describe(report))")
     }
 }
+
+/// The real-process race of issue 12: snapshots every 8 rounds under load rotate faster than a
+/// state query, a snapshot request and its answer take; the wiped replica must still rejoin by a
+/// snapshot, not by replaying the ledger from its peers' block stores.
+@Suite struct FastSnapshotRotationScenarios {
+    /// The topology of BoundedStateDeploymentTests: snapshots every 8 rounds, kept two by two.
+    let bounded1x4: Topology = {
+        try! TopologyLoader.parse(text: """
+            name: bounded-1x4
+            regions: [local]
+            shards: [{name: s0, clusters: [{region: local, replicas: 4}]}]
+            protocol: {batch_size: 20, batch_delay_ms: 2, window: 16, checkpoint_every: 4, snapshot_every: 8, view_timeout_ms: 400}
+            """, file: "bounded-1x4")
+    }()
+
+    @Test(arguments: [61, 62, 63, 64, 65, 66] as [UInt64])
+    func aWipedBackupRejoinsByStateTransferWhileSnapshotsRotate(seed: UInt64) {
+        var scenario = Scenario(bounded1x4, seed: seed, seconds: 8)
+        let backup = scenario.replica("s0-local-3")
+        scenario.at(1, .wipe(backup))
+        // It comes back on a slow link, to the end: a request and its answer take longer than a
+        // snapshot lives at its peers (8 rounds, kept two by two, at about 100 rounds a second).
+        // Before the fix it asked for rotated snapshots for ever and never fetched a block.
+        scenario.at(3, .slowLink(backup, milliseconds: 80))
+        scenario.at(3, .restart(backup))
+        scenario.healed(at: 3, within: 5)
+        let report = scenario.run()
+        #expect(report.ok, "\(describe(report))")
+        #expect(report.snapshotsInstalled >= 1, "\(describe(report))")
+        // 80 ms each way behind its peers: some 16 rounds of lag, plus the pipeline's.
+        #expect(report.heights.values.max()! - report.heights[backup]! <= 40, "\(report.heights)")
+    }
+
+    /// Its peers' transports queued what they sent while it was down and deliver it first at the
+    /// restart (held frames): the replica learns how far its cluster got step by step, from old
+    /// checkpoints, and starts fetching blocks before it knows it is far behind. Once it knows,
+    /// the fetching must stop for the snapshot (real processes caught it replaying the ledger).
+    @Test(arguments: [71, 72, 73, 74, 75, 76] as [UInt64])
+    func aWipedBackupFedItsPeersQueuedFramesStillRejoinsByStateTransfer(seed: UInt64) {
+        var topology = bounded1x4
+        topology.parameters.batchSize = 50
+        var scenario = Scenario(topology, seed: seed, seconds: 8)
+        scenario.clients(perCluster: 1)
+        // The measured costs of this machine: working through the queued frames takes time, as it
+        // does on real replicas (every one a signature to check).
+        scenario.settings.costModel = .measured
+        let backup = scenario.replica("s0-local-3")
+        scenario.at(0.5, .wipe(backup))
+        scenario.at(3, .restart(backup))
+        scenario.healed(at: 3, within: 5)
+        let report = scenario.run()
+        #expect(report.ok, "\(describe(report))")
+        #expect(report.snapshotsInstalled >= 1, "\(describe(report))")
+        #expect(report.heights.values.max()! - report.heights[backup]! <= 8, "\(report.heights)")
+    }
+}

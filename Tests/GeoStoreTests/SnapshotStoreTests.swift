@@ -31,6 +31,12 @@ func openSnapshots(_ directory: TemporaryDirectory, identity: LogIdentity = bloc
             #expect(store.list().count == min(index + 1, 2))
         }
         #expect(store.list().map(\.height) == [300, 400])
+        // A peer's state transfer: the height asked for, or else the oldest kept above it.
+        #expect(try store.snapshot(atOrAbove: 300)?.payload == payloads[2])
+        #expect(try store.snapshot(atOrAbove: 400)?.payload == payloads[3])
+        #expect(try store.snapshot(atOrAbove: 100)?.height == 300)
+        #expect(try store.snapshot(atOrAbove: 301)?.height == 400)
+        #expect(try store.snapshot(atOrAbove: 401) == nil)
         #expect(store.list().map(\.path) == [directory.snapshotPath(300), directory.snapshotPath(400)])
         let names = try FileManager.default.contentsOfDirectory(atPath: directory.snapshotsDirectory).sorted()
         #expect(names == [SnapshotFormat.lockFileName, SnapshotFormat.fileName(height: 300), SnapshotFormat.fileName(height: 400)])
