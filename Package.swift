@@ -105,7 +105,8 @@ let package = Package(
         .testTarget(name: "GeoWireTests", dependencies: ["GeoWire", "GeoCore"], swiftSettings: strict),
         .testTarget(name: "GeoCryptoTests", dependencies: ["GeoCrypto", "GeoCore", "GeoWire"], swiftSettings: strict),
         .testTarget(name: "GeoTopologyTests", dependencies: ["GeoTopology", "GeoCore"], swiftSettings: strict),
-        .testTarget(name: "GeoSimTests", dependencies: ["GeoSim", "GeoCore", "GeoWire", "GeoTopology"], swiftSettings: strict),
+        .testTarget(name: "GeoSimTests", dependencies: ["GeoSim", "GeoCore", "GeoWire", "GeoTopology"], exclude: ["traces"],
+                    swiftSettings: strict),
         .testTarget(name: "GeoNodeTests", dependencies: ["GeoNode", "GeoClient", "GeoCore", "GeoCrypto", "GeoTopology"], swiftSettings: strict),
         .testTarget(name: "GeoStoreTests", dependencies: ["GeoStore", "GeoCore", "GeoWire"], swiftSettings: strict),
         .testTarget(
