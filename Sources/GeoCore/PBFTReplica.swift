@@ -162,6 +162,9 @@ public struct PBFTReplica: Sendable {
     /// The highest round of this cluster known to be committed by a correct replica.
     var knownCommitted: UInt64 = 0
     var lastFetchTick: UInt64?
+    /// The last round the latest block request asked for: catching up asks for the next batch
+    /// once this one has landed (blocks of a batch arrive one by one, in order over TCP).
+    var fetchRequestedThrough: UInt64 = 0
     var fetchPeer: UInt16 = 0
 
     struct RequestKey: Hashable, Sendable {
@@ -780,8 +783,9 @@ public struct PBFTReplica: Sendable {
         knownCommitted = max(knownCommitted, round)
         let before = lastDelivered
         deliverReady(effects: &effects)
-        // Catching up: as soon as a batch lands, ask for the next one.
-        if lastDelivered > before, isBehind, fetched.isEmpty { requestBlocks(effects: &effects) }
+        // Catching up: as soon as a batch has landed, ask for the next one (not at every block
+        // of it: that asked for a whole batch again per block, quadratic in the batch).
+        if lastDelivered > before, lastDelivered >= fetchRequestedThrough, isBehind, fetched.isEmpty { requestBlocks(effects: &effects) }
     }
 
     /// Ticks between two reads of the block store for one requester: a replica catching up asks
@@ -810,6 +814,7 @@ public struct PBFTReplica: Sendable {
         advanceFetchPeer()
         let target = max(knownCommitted, stable.statement.round, lastDelivered + 1)
         let request = BlockRequest(cluster: cluster, fromRound: lastDelivered + 1, toRound: min(target, lastDelivered + fetchBatch))
+        fetchRequestedThrough = request.toRound
         effects.append(.send(.blockRequest(request), to: configuration.replica(fetchPeer)))
     }
 
@@ -863,7 +868,8 @@ public struct PBFTReplica: Sendable {
                 // Before blaming the primary: say again what we said (a message may have been lost),
                 // and ask whether the others committed what we are missing.
                 retransmit(effects: &effects)
-                requestBlocks(effects: &effects)
+                // Not twice in one tick (the catch-up above may have asked already).
+                if lastFetchTick != now { requestBlocks(effects: &effects) }
             }
         case let .changingView(target):
             if isBehind && fetchDue { requestBlocks(effects: &effects) }

@@ -47,6 +47,24 @@ import Testing
         #expect(report.messagesByKind["blockRequest", default: 0] > 0)
     }
 
+    /// A backup cut off for less than peers keep blocks in memory catches up with the blocks it
+    /// missed, each sent about once: catching up asks for the next batch when the last one has
+    /// landed, not at every block that lands (which asked for a whole batch again per block).
+    @Test func catchingUpFetchesEachMissedBlockAboutOnce() {
+        var scenario = Scenario(local1x4, seed: 45, seconds: 6)
+        let backup = scenario.replica("s0-local-2")
+        // In order, as TCP delivers a peer's blocks (jitter reorders them and hid the waste).
+        scenario.at(0, .network(NetworkFaults(jitter: 0)))
+        scenario.at(2, .partition(Partition(replicas: [backup])))
+        scenario.at(2.8, .healPartitions)
+        scenario.healed(at: 2.8, within: 3)
+        let report = scenario.run()
+        #expect(report.ok, "\(describe(report))")
+        let sent = report.messagesByKind["certifiedBlock", default: 0]
+        // About 80 rounds missed (0.8 s at about 100 rounds a second).
+        #expect(sent > 40 && sent <= 3 * 80, "certified blocks sent: \(sent)")
+    }
+
     @Test func backupDownLongerThanPeersKeepBlocksRestartsFromItsSnapshot() {
         let (report, backup) = backupDownSixSeconds(local1x4)
         #expect(report.ok, "\(describe(report))")
