@@ -86,6 +86,13 @@ public struct TransportConfiguration: Sendable {
     public var outboundQueueBytesMax = 32 * 1024 * 1024
     /// Frames waiting for one peer: bounds the per-frame overhead when frames are tiny.
     public var outboundQueueFramesMax = 65_536
+    /// Frames kept for a replica that is not connected (down, restarting, unreachable): only the
+    /// latest, oldest dropped first (counted `peer_down`). A replica that comes back after a
+    /// while needs what is current, not the whole backlog: working through tens of thousands of
+    /// stale frames, each a signature to check, delayed its catch-up by seconds, and every
+    /// answer to its requests waited behind them.
+    public var peerDownQueueFramesMax = 1_024
+    public var peerDownQueueBytesMax = 4 * 1024 * 1024
     /// Frames decoded but not yet taken from `Transport.messages` by the owner.
     public var inboundQueueFramesMax = 65_536
     /// Connection events not yet taken from `Transport.events`; the oldest are dropped past it.
@@ -160,8 +167,8 @@ public struct TransportMetrics: Hashable, Sendable {
     /// Connections refused or closed for bad input: handshake refusals (`HandshakeRefusal.label`)
     /// and malformed frames (`frame_` + `WireError.reason`).
     public var rejects: [String: UInt64] = [:]
-    /// Frames dropped without closing anything: `queue_full`, `no_route`, `sender_mismatch`,
-    /// `inbound_full`, `frame_too_large`.
+    /// Frames dropped without closing anything: `queue_full`, `peer_down`, `no_route`,
+    /// `sender_mismatch`, `inbound_full`, `frame_too_large`.
     public var drops: [String: UInt64] = [:]
     public var connectedPeers: [NodeID] = []
     public var backPressuredPeers: [NodeID] = []

@@ -16,7 +16,9 @@
 //
 // Outbound path. `Transport.send` encodes once off the loop, then hops here. A frame joins its
 // peer's queue (bounded in bytes and frames; when full the newest frame is dropped and counted
-// `queue_full`, since the protocol core retransmits what matters). `drain` hands queued frames to
+// `queue_full`, since the protocol core retransmits what matters). While a replica is not
+// connected its queue keeps only the latest frames, within smaller bounds (`peer_down`): when
+// it comes back it gets what is current rather than a backlog of stale rounds. `drain` hands queued frames to
 // the channel while it is writable, and marks the channel for the flush that runs once per loop
 // tick after all sends already queued on the loop: many writes, one flush, one syscall.
 //
@@ -247,6 +249,7 @@ final class TransportCore {
             establishedCount -= 1
             logger.info("disconnected from \(peer)")
             events.yield(.disconnected(peer))
+            trimForPeerDown(link)
             if peer.isClient {
                 // Nothing can reach a client until it dials again; what was queued for it is lost
                 // (it retries its request).
@@ -289,6 +292,7 @@ final class TransportCore {
 
     private func enqueue(_ frame: ByteBuffer, on link: PeerLink) {
         let size = frame.readableBytes
+        if link.channel == nil { trimForPeerDown(link, making: size) }
         guard link.queue.count < configuration.outboundQueueFramesMax,
               link.queuedBytes + size <= configuration.outboundQueueBytesMax else {
             countDrop("queue_full")
@@ -309,6 +313,18 @@ final class TransportCore {
         link.queue.append(QueuedFrame(bytes: frame, releaseAt: releaseAt))
         link.queuedBytes += size
         drain(link)
+    }
+
+    /// A replica that is not connected keeps only its latest frames: the oldest go first, until
+    /// `incoming` more bytes fit in the peer-down bounds.
+    private func trimForPeerDown(_ link: PeerLink, making incoming: Int = 0) {
+        let frames = incoming > 0 ? configuration.peerDownQueueFramesMax - 1 : configuration.peerDownQueueFramesMax
+        while let head = link.queue.first,
+              link.queue.count > frames || link.queuedBytes + incoming > configuration.peerDownQueueBytesMax {
+            link.queue.removeFirst()
+            link.queuedBytes -= head.bytes.readableBytes
+            countDrop("peer_down")
+        }
     }
 
     func drain(_ peer: NodeID) {

@@ -145,8 +145,8 @@ public final class Simulation {
         /// The first snapshot it took (what a `.stale` one serves).
         var firstSnapshot: LedgerSnapshot?
         /// What its peers sent while it was down, per peer, oldest first: as the daemon's
-        /// transport queues frames for a peer it cannot reach (bounded, newest dropped) and
-        /// sends them when the peer is back. A peer that crashes loses its queue.
+        /// transport keeps the latest frames for a peer it cannot reach (bounded, oldest
+        /// dropped) and sends them when the peer is back. A peer that crashes loses its queue.
         var heldWhileDown: [ReplicaID: [Message]] = [:]
         let meter = CostMeter()
         var cpuFreeAt: UInt64 = 0
@@ -350,8 +350,12 @@ public final class Simulation {
         case let .toReplica(id, message, from):
             guard let node = replicas[id] else { return }
             guard node.core != nil else {
-                if case let .replica(sender) = from, node.heldWhileDown[sender, default: []].count < Self.heldWhileDownMax {
+                if case let .replica(sender) = from {
                     node.heldWhileDown[sender, default: []].append(message)
+                    // The transport keeps only the latest frames for a peer that is down.
+                    if node.heldWhileDown[sender, default: []].count > Self.heldWhileDownMax {
+                        node.heldWhileDown[sender]?.removeFirst()
+                    }
                 }
                 return
             }
@@ -835,8 +839,9 @@ public final class Simulation {
 
     // MARK: Faults
 
-    /// Frames a transport queues for one unreachable peer (TransportConfiguration's default).
-    static let heldWhileDownMax = 65_536
+    /// Frames a transport keeps for one peer that is down, the latest (TransportConfiguration's
+    /// `peerDownQueueFramesMax`).
+    static let heldWhileDownMax = 1_024
 
     /// A replica that crashes loses the frames it queued for peers that were down.
     func forgetQueues(of sender: ReplicaID) {

@@ -171,6 +171,29 @@ enum Fixture {
         await zero.shutdown()
     }
 
+    /// Frames for a replica that is not connected: only the latest are kept, and they are what it
+    /// gets when it connects (a restarted replica used to get the whole stale backlog first).
+    @Test func aPeerThatIsDownGetsOnlyTheLatestFramesWhenItConnects() async throws {
+        var configuration = Fixture.configuration(r0)
+        configuration.peerDownQueueFramesMax = 4
+        let zero = Transport(configuration: configuration)
+        for round in 0..<10 { zero.send(Fixture.message(UInt64(round)), to: r1) }
+        #expect(await eventually { await zero.metrics().drops["peer_down"] == 6 })
+        #expect(await zero.metrics().queuedFrames == 4)
+        #expect(await zero.metrics().drops["queue_full", default: 0] == 0)
+        let (one, port) = try await Fixture.replica(1)
+        let inbox = Inbox.collecting(one)
+        zero.connect(peers: [PeerAddress(node: r1, host: "127.0.0.1", port: port)])
+        #expect(await eventually { await inbox.messages.count == 4 })
+        let rounds = await inbox.messages.compactMap { inbound -> UInt64? in
+            if case let .blockRequest(request) = inbound.message { return request.fromRound }
+            return nil
+        }
+        #expect(rounds == [6, 7, 8, 9])
+        await zero.shutdown()
+        await one.shutdown()
+    }
+
     @Test func reconnectsAfterTheListenerRestarts() async throws {
         var configuration = Fixture.configuration(r0)
         configuration.reconnectDelayMax = .milliseconds(200)
