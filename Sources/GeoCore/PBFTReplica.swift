@@ -136,8 +136,8 @@ public struct PBFTReplica: Sendable {
     var ownStateCheckpoints: [StateCheckpoint] = []
     /// The snapshot being fetched, if any.
     var stateTransfer: StateTransferAttempt?
-    /// Peers asked for a snapshot lately, with the height asked for and when (one per peer:
-    /// bounded by n); only their answers are read.
+    /// Peers asked for a snapshot and not answered yet, with the height asked for and when (one
+    /// per peer: bounded by n; cleared when a snapshot is installed); only their answers are read.
     var snapshotsAsked: [UInt16: (height: UInt64, since: UInt64)] = [:]
     /// A snapshot received and waiting for the state checkpoints of its height.
     var receivedSnapshot: ReceivedSnapshot?

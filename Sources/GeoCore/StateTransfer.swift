@@ -111,14 +111,12 @@ extension PBFTReplica {
         effects.append(.send(.stateRequest(StateRequest(cluster: cluster, height: target.height)), to: configuration.replica(peer)))
     }
 
-    /// How long a peer asked for a snapshot may take to answer and still be heard (a replica
-    /// swamped by the frames its peers queued while it was down reads answers late).
+    /// How long a received snapshot may wait for the state checkpoints of its height.
     var snapshotAnswerTicks: UInt64 { 4 * stateTransferPatienceTicks }
 
     /// On every tick: a snapshot late from its peer is asked of the next signer; a replica far
     /// behind that knows of no vouched state asks its peers for their latest state checkpoints.
     mutating func stateTransferTick(effects: inout [Effect]) {
-        snapshotsAsked = snapshotsAsked.filter { now - $0.value.since < snapshotAnswerTicks }
         if let received = receivedSnapshot, now - received.since >= snapshotAnswerTicks { receivedSnapshot = nil }
         if let attempt = stateTransfer {
             if attempt.target.round < ledger.round {
@@ -185,8 +183,9 @@ extension PBFTReplica {
         effects.append(.serveSnapshot(atOrAbove: request.height, to: from))
     }
 
-    /// A snapshot from a peer this replica asked (lately: an answer that comes after the next
-    /// signer was asked, or after a pause began, is still checked and used).
+    /// A snapshot from a peer this replica asked, however late (an answer that comes after the
+    /// next signer was asked, or after a pause began, is still checked and used: on a loaded
+    /// machine real replicas saw answers come seconds after the ask). One answer per ask.
     mutating func onStateTransfer(_ received: LedgerSnapshot, from: ReplicaID, effects: inout [Effect]) {
         guard let asked = snapshotsAsked.removeValue(forKey: from.index) else { return reject(.unexpected) }
         let fromCurrentPeer = stateTransfer?.peer == from.index

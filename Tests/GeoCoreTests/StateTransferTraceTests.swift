@@ -60,4 +60,45 @@ import Testing
             #expect(blockRequests(replica.step(.tick)).isEmpty)
         }
     }
+
+    /// A snapshot at round `round` and the state checkpoint `index` signs over it.
+    func snapshot(round: UInt64) -> LedgerSnapshot {
+        LedgerSnapshot(shard: cluster0.shard, round: round, height: round, head: Digest(w0: round, w1: 1, w2: 0, w3: 0),
+                       localHead: Digest(w0: round, w1: 2, w2: 0, w3: 0), state: KeyValueStore(values: [Array("k".utf8): [7]]),
+                       lastExecution: [:], crossShard: nil)
+    }
+
+    func stateCheckpoint(_ snapshot: LedgerSnapshot, by index: UInt16) -> Message {
+        let statement = StateStatement(cluster: cluster0, round: snapshot.round, height: snapshot.height, ledgerHead: snapshot.head,
+                                       localHead: snapshot.localHead, stateDigest: crypto.digest(of: snapshot))
+        let signer = SimulatedCrypto(owner: peer(index), clientCount: 100)
+        return .stateCheckpoint(StateCheckpoint(statement: statement, replicaIndex: index, signature: signer.sign(.stateCheckpoint(statement))))
+    }
+
+    /// Real replicas on a loaded machine saw a snapshot come seconds after they asked for it,
+    /// after the next signer had been asked and the transfer had paused: it was refused as
+    /// unexpected and the replica replayed the ledger block by block. An answer to an ask is
+    /// checked and installed however late it comes.
+    @Test func aSnapshotThatComesLateIsStillInstalled() {
+        var replica = PBFTReplica(configuration: configuration, suite: SimulatedCrypto(owner: peer(1), clientCount: 100))
+        _ = replica.step(.message(checkpoint(round: 300, by: 0), from: peer(0)))
+        _ = replica.step(.message(checkpoint(round: 300, by: 2), from: peer(2)))
+        _ = replica.step(.tick)
+        let state = snapshot(round: 296)
+        _ = replica.step(.message(stateCheckpoint(state, by: 0), from: peer(0)))
+        let asked = replica.step(.message(stateCheckpoint(state, by: 2), from: peer(2)))
+        #expect(asked.contains(.send(.stateRequest(StateRequest(cluster: cluster0, height: 296)), to: peer(0))), "\(asked)")
+        // Neither signer answers in time: the second is asked, then transfers pause.
+        var later: [Effect] = []
+        for _ in 0..<400 { later += replica.step(.tick) }
+        #expect(later.contains(.send(.stateRequest(StateRequest(cluster: cluster0, height: 296)), to: peer(2))))
+        #expect(replica.lastDelivered == 0)
+        // The first signer's answer comes at last.
+        let installed = replica.step(.message(.stateTransfer(state), from: peer(0)))
+        #expect(installed.contains(.installedSnapshot(state)), "\(installed)")
+        #expect(replica.ledger.height == 296 && replica.rejections.isEmpty, "\(replica.rejections)")
+        // A second answer to the same ask is not read.
+        _ = replica.step(.message(.stateTransfer(state), from: peer(0)))
+        #expect(replica.rejections[.unexpected] == 1)
+    }
 }
