@@ -50,7 +50,7 @@ import Testing
     /// A backup cut off for less than peers keep blocks in memory catches up with the blocks it
     /// missed, each sent about once: catching up asks for the next batch when the last one has
     /// landed, not at every block that lands (which asked for a whole batch again per block).
-    @Test func catchingUpFetchesEachMissedBlockAboutOnce() {
+    @Test func catchingUpFetchesEachMissedBlockAboutOnce() async {
         var scenario = Scenario(local1x4, seed: 45, seconds: 6)
         let backup = scenario.replica("s0-local-2")
         // In order, as TCP delivers a peer's blocks (jitter reorders them and hid the waste).
@@ -58,7 +58,8 @@ import Testing
         scenario.at(2, .partition(Partition(replicas: [backup])))
         scenario.at(2.8, .healPartitions)
         scenario.healed(at: 2.8, within: 3)
-        let report = scenario.run()
+        let fixed = scenario
+        let report = await offTheCooperativePool { fixed.run() }
         #expect(report.ok, "\(describe(report))")
         let sent = report.messagesByKind["certifiedBlock", default: 0]
         // About 80 rounds missed (0.8 s at about 100 rounds a second).
@@ -216,7 +217,7 @@ import Testing
     }()
 
     @Test(arguments: [61, 62, 63, 64, 65, 66] as [UInt64])
-    func aWipedBackupRejoinsByStateTransferWhileSnapshotsRotate(seed: UInt64) {
+    func aWipedBackupRejoinsByStateTransferWhileSnapshotsRotate(seed: UInt64) async {
         var scenario = Scenario(bounded1x4, seed: seed, seconds: 8)
         let backup = scenario.replica("s0-local-3")
         scenario.at(1, .wipe(backup))
@@ -226,7 +227,8 @@ import Testing
         scenario.at(3, .slowLink(backup, milliseconds: 80))
         scenario.at(3, .restart(backup))
         scenario.healed(at: 3, within: 5)
-        let report = scenario.run()
+        let fixed = scenario
+        let report = await offTheCooperativePool { fixed.run() }
         #expect(report.ok, "\(describe(report))")
         #expect(report.snapshotsInstalled >= 1, "\(describe(report))")
         // 80 ms each way behind its peers: some 16 rounds of lag, plus the pipeline's.
@@ -238,7 +240,7 @@ import Testing
     /// checkpoints, and starts fetching blocks before it knows it is far behind. Once it knows,
     /// the fetching must stop for the snapshot (real processes caught it replaying the ledger).
     @Test(arguments: [71, 72, 73, 74, 75, 76] as [UInt64])
-    func aWipedBackupFedItsPeersQueuedFramesStillRejoinsByStateTransfer(seed: UInt64) {
+    func aWipedBackupFedItsPeersQueuedFramesStillRejoinsByStateTransfer(seed: UInt64) async {
         var topology = bounded1x4
         topology.parameters.batchSize = 50
         var scenario = Scenario(topology, seed: seed, seconds: 8)
@@ -250,7 +252,8 @@ import Testing
         scenario.at(0.5, .wipe(backup))
         scenario.at(3, .restart(backup))
         scenario.healed(at: 3, within: 5)
-        let report = scenario.run()
+        let fixed = scenario
+        let report = await offTheCooperativePool { fixed.run() }
         #expect(report.ok, "\(describe(report))")
         #expect(report.snapshotsInstalled >= 1, "\(describe(report))")
         #expect(report.heights.values.max()! - report.heights[backup]! <= 8, "\(report.heights)")
