@@ -405,6 +405,21 @@ public enum Message: Hashable, Sendable {
     case stateTransfer(LedgerSnapshot)
 }
 
+extension Message {
+    /// The client transactions this message carries whose client signatures a replica checks
+    /// before acting on it: the one place that says which messages carry them (the daemon's
+    /// parallel pre-verification reads it; the core checks each of these when it handles the
+    /// message).
+    public var clientTransactions: [ClientTransaction] {
+        switch self {
+        case let .clientTransaction(transaction): return [transaction]
+        case let .prePrepare(prePrepare): return prePrepare.block.transactions
+        case let .newView(newView): return newView.prePrepares.flatMap(\.block.transactions)
+        default: return []
+        }
+    }
+}
+
 /// Everything that carries a signature made by a replica, as it is signed.
 public enum SignedStatement: Hashable, Sendable {
     case prePrepare(VoteStatement)

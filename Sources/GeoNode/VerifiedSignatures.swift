@@ -66,21 +66,12 @@ public struct ClientSignaturePreverifier: Sendable {
         self.verifier = verifier
     }
 
-    /// The client transactions a message carries that a replica would verify.
-    static func transactions(in message: Message) -> [ClientTransaction] {
-        switch message {
-        case let .clientTransaction(transaction): return [transaction]
-        case let .prePrepare(prePrepare): return prePrepare.block.transactions
-        case let .newView(newView): return newView.prePrepares.flatMap(\.block.transactions)
-        default: return []
-        }
-    }
 
     /// Checks what `message` carries; returns how many signatures were invalid (the core will
     /// refuse those itself, and count them).
     @discardableResult
     public func preverify(_ message: Message) -> Int {
-        let candidates = Self.transactions(in: message).filter { !verified.contains($0) }
+        let candidates = message.clientTransactions.filter { !verified.contains($0) }
         guard !candidates.isEmpty else { return 0 }
         var checks: [SignatureCheck] = []
         var checked: [ClientTransaction] = []
