@@ -36,6 +36,8 @@ public actor FabricClient {
     public let client: ClientID
     public let cluster: Cluster
     let topology: Topology
+    /// Replica identities and wire numbers, built once.
+    let directory: ReplicaDirectory
     let transport: Transport
     var core: ClientCore
     var waiting: CheckedContinuation<Completion, any Error>?
@@ -52,9 +54,7 @@ public actor FabricClient {
     /// The home cluster of a client for `key`: the cluster of the key's shard in `region`, or the
     /// shard's first cluster when the shard has none there.
     public static func homeCluster(in topology: Topology, forKey key: [UInt8], region: String?) -> Cluster? {
-        guard let shard = topology.shard(topology.shardID(forKey: key)) else { return nil }
-        if let region, let local = shard.clusters.first(where: { $0.region == region }) { return local }
-        return shard.clusters.first
+        topology.homeCluster(forKey: key, region: region)
     }
 
     /// A client of `cluster` that signs with `key`; `keys` authenticate the replicas at the handshake.
@@ -65,6 +65,7 @@ public actor FabricClient {
     public init(topology: Topology, keys: KeyRing, client: ClientID, key: SigningKey, cluster: Cluster, region: String? = nil,
                 firstRequestID: UInt64 = 1, wanEmulation: WANEmulation? = nil, logger: Logger = Logger(label: "geofabric.client")) {
         self.topology = topology
+        directory = ReplicaDirectory(topology)
         self.client = client
         self.cluster = cluster
         var configuration = TransportConfiguration(identity: .client(client), signingKey: key,
@@ -132,8 +133,8 @@ public actor FabricClient {
         for effect in effects {
             switch effect {
             case let .send(transaction, to: replica):
-                guard let number = topology.replica(replica)?.number else { continue }
-                transport.send(.clientTransaction(transaction), to: .replica(number: number))
+                guard let node = directory.node(of: replica) else { continue }
+                transport.send(.clientTransaction(transaction), to: node)
             case let .completed(requestID, result, position, _):
                 let latency = submittedAt.map { clock.now - $0 } ?? .zero
                 waiting?.resume(returning: Completion(requestID: requestID, result: result, position: position, latency: latency))

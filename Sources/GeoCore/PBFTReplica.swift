@@ -921,6 +921,7 @@ public struct PBFTReplica: Sendable {
         consecutiveViewChanges += 1
         viewChangeDeadline = now + currentTimeout
         effects.append(.persist(.view(newView, normal: false)))
+        effects.append(.event(.viewChangeStarted(from: view, to: newView, reason: reason, round: ledger.round)))
         let viewChange = makeViewChange(newView)
         viewChanges[configuration.index] = viewChange
         effects.append(.broadcast(.viewChange(viewChange)))
@@ -1004,6 +1005,7 @@ public struct PBFTReplica: Sendable {
         lastViewChange = now
         lastNewView = newView
         effects.append(.persist(.view(view, normal: true)))
+        effects.append(.event(.enteredView(view, round: ledger.round)))
         if plan.checkpoint.statement.round > stable.statement.round {
             makeStable(plan.checkpoint, effects: &effects)
         }

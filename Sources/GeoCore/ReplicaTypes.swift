@@ -43,6 +43,17 @@ public enum Effect: Hashable, Sendable {
     /// shell writes it as its latest snapshot, and its block store goes on from the height after
     /// it (the blocks below are not here; peers hold them).
     case installedSnapshot(LedgerSnapshot)
+    /// Something the shell reports (logs, metrics) and that changes nothing: the core tells the
+    /// shell what happened instead of the shell diffing the core's counters.
+    case event(ReplicaEvent)
+}
+
+/// What happened in a step, for the shell's logs.
+public enum ReplicaEvent: Hashable, Sendable {
+    /// This replica asked to leave view `from` for view `to`, and why.
+    case viewChangeStarted(from: UInt64, to: UInt64, reason: ViewChangeReason, round: UInt64)
+    /// This replica entered view `view` (a new view was accepted or made).
+    case enteredView(UInt64, round: UInt64)
 }
 
 /// What a replica signs in one slot; it never signs two different digests for one.

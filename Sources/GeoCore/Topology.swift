@@ -97,6 +97,14 @@ public struct Shard: Hashable, Sendable {
         self.placement = placement
         self.clusters = clusters
     }
+
+    /// The home cluster of a client in `region`: the shard's cluster there, or its first cluster
+    /// when it has none there (and with no region). The one place this rule is written: the
+    /// client library, the command line and the simulator all ask here.
+    public func homeCluster(region: String?) -> Cluster? {
+        if let region, let local = clusters.first(where: { $0.region == region }) { return local }
+        return clusters.first
+    }
 }
 
 /// Protocol parameters, with the defaults a topology file may leave out.
@@ -165,6 +173,11 @@ public struct Topology: Hashable, Sendable {
 
     /// Every replica, in topology order (shard, cluster, index); `number` is the position here.
     public var allReplicas: [ReplicaInfo] { shards.flatMap { $0.clusters.flatMap(\.replicas) } }
+
+    /// The home cluster, for a client in `region`, of the shard that holds `key`.
+    public func homeCluster(forKey key: [UInt8], region: String?) -> Cluster? {
+        shard(shardID(forKey: key))?.homeCluster(region: region)
+    }
 
     public func shard(_ id: ShardID) -> Shard? {
         shards.indices.contains(Int(id.rawValue)) ? shards[Int(id.rawValue)] : nil
@@ -305,4 +318,31 @@ extension Topology {
         }
         return baseline
     }
+}
+
+/// Every replica of a topology under its three names: `ReplicaID` (the core's), the wire's
+/// replica number (frame headers, transport identities) and its readable name. Built once, so
+/// that no hop walks the topology to convert one into another.
+public struct ReplicaDirectory: Sendable {
+    /// In topology order.
+    public let replicas: [ReplicaInfo]
+    private let byNumber: [UInt32: ReplicaInfo]
+    private let numbers: [ReplicaID: UInt32]
+    private let names: [String: UInt32]
+
+    public init(_ topology: Topology) {
+        replicas = topology.allReplicas
+        byNumber = Dictionary(replicas.map { ($0.number, $0) }, uniquingKeysWith: { first, _ in first })
+        numbers = Dictionary(replicas.map { ($0.id, $0.number) }, uniquingKeysWith: { first, _ in first })
+        names = Dictionary(replicas.map { ($0.name, $0.number) }, uniquingKeysWith: { first, _ in first })
+    }
+
+    public func replica(number: UInt32) -> ReplicaInfo? { byNumber[number] }
+
+    public func number(of id: ReplicaID) -> UInt32? { numbers[id] }
+
+    /// The transport's identity of a replica.
+    public func node(of id: ReplicaID) -> NodeID? { numbers[id].map { NodeID.replica(number: $0) } }
+
+    public func replica(named name: String) -> ReplicaInfo? { names[name].flatMap { byNumber[$0] } }
 }

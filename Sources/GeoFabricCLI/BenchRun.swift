@@ -63,8 +63,7 @@ enum BenchPlan {
             let shardsHere = original.shards.indices.filter { original.shards[$0].clusters.contains { $0.region == region } }
             for index in 0..<perRegion {
                 let shard = shardsHere[index % shardsHere.count]
-                let clusters = deployed.shards[shard].clusters
-                let cluster = clusters.first { $0.region == region } ?? clusters[0]
+                guard let cluster = deployed.shards[shard].homeCluster(region: region) else { continue }
                 plans.append(BenchClientPlan(client: ClientID(UInt32(plans.count)), region: region, shard: shard, cluster: cluster,
                                              clusterLabel: "\(deployed.shards[shard].name)/\(cluster.region)"))
             }

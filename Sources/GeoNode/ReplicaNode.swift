@@ -47,6 +47,8 @@ public final class MemoryLog: DurableLog {
 public actor ReplicaNode {
     public let info: ReplicaInfo
     public let topology: Topology
+    /// Replica identities, numbers and names, built once (no per-message walk of the topology).
+    let directory: ReplicaDirectory
     var core: PBFTReplica
     let log: any DurableLog
     /// The executed ledger and its snapshots (the core keeps only a window of blocks).
@@ -96,6 +98,7 @@ public actor ReplicaNode {
         }
         self.info = replica
         self.topology = topology
+        directory = ReplicaDirectory(topology)
         let store = ledgerStore ?? MemoryLedgerStore(clusterCount: configuration.clustersInShard)
         var executed: [ExecutedBlock] = []
         if (recovered.map { $0 != DurableState() } ?? false) || snapshot != nil || !storedBlocks.isEmpty {
@@ -141,7 +144,7 @@ public actor ReplicaNode {
                 if arrivals[key] == nil { arrivals[key] = clock.now }
             }
             step(.client(transaction))
-        } else if let number = node.replicaNumber, let peer = topology.replica(number: number) {
+        } else if let number = node.replicaNumber, let peer = directory.replica(number: number) {
             step(.message(message, from: peer.id))
         } else {
             refuse("unknown_sender")
@@ -167,17 +170,16 @@ public actor ReplicaNode {
 
     func step(_ input: Input) {
         guard failure == nil else { return }
-        let view = core.view
-        let started = core.viewChangesStarted
         let effects = core.step(input)
+        for case let .event(event) in effects {
+            switch event {
+            case let .viewChangeStarted(from, to, reason, round):
+                logger.notice("view change started", metadata: ["from": "\(from)", "to": "\(to)", "reason": "\(reason.rawValue)", "round": "\(round)"])
+            case let .enteredView(view, round):
+                logger.info("entered view", metadata: ["view": "\(view)", "round": "\(round)"])
+            }
+        }
         hold(effects)
-        if core.viewChangesStarted != started {
-            logger.notice("view change started", metadata: ["from": "\(view)", "reason": "\(core.lastViewChangeReason?.rawValue ?? "?")",
-                                                            "round": "\(core.ledger.round)"])
-        }
-        if core.view != view {
-            logger.info("entered view", metadata: ["view": "\(core.view)", "round": "\(core.ledger.round)"])
-        }
     }
 
     // Group commit: the effects of every input that arrives while a flush is pending are held, and
@@ -222,10 +224,10 @@ public actor ReplicaNode {
         }
         for effect in effects {
             switch effect {
-            case .persist, .snapshot, .installedSnapshot:
+            case .persist, .snapshot, .installedSnapshot, .event:
                 break
             case let .serveSnapshot(height, to: replica):
-                guard let number = topology.replica(replica)?.number else { continue }
+                guard let peer = directory.node(of: replica) else { continue }
                 do {
                     if let snapshot = try ledgerStore.snapshot(atOrAbove: height) {
                         // One frame carries one snapshot: a state larger than a frame cannot be
@@ -236,16 +238,16 @@ public actor ReplicaNode {
                                 "height": "\(height)", "bytes": "\(bytes)", "max_message_bytes": "\(topology.parameters.maxMessageBytes)"])
                             continue
                         }
-                        sink.send(.stateTransfer(snapshot), to: .replica(number: number))
+                        sink.send(.stateTransfer(snapshot), to: peer)
                     }
                 } catch {
                     logger.error("cannot read a snapshot for a peer", metadata: ["height": "\(height)", "error": "\(error)"])
                 }
             case let .serveStored(request, to: replica):
-                guard let number = topology.replica(replica)?.number, request.fromRound <= request.toRound else { continue }
+                guard let peer = directory.node(of: replica), request.fromRound <= request.toRound else { continue }
                 do {
                     for block in try ledgerStore.blocks(cluster: request.cluster.index, rounds: request.fromRound...request.toRound) {
-                        sink.send(.certifiedBlock(block), to: .replica(number: number))
+                        sink.send(.certifiedBlock(block), to: peer)
                     }
                 } catch {
                     // A read failure serves nothing (the peer asks another replica); the store
@@ -253,8 +255,8 @@ public actor ReplicaNode {
                     logger.error("cannot read stored blocks for a peer", metadata: ["error": "\(error)"])
                 }
             case let .send(message, to: replica):
-                guard let number = topology.replica(replica)?.number else { continue }
-                sink.send(message, to: .replica(number: number))
+                guard let peer = directory.node(of: replica) else { continue }
+                sink.send(message, to: peer)
             case let .broadcast(message):
                 for peer in peers { sink.send(message, to: peer) }
             case let .executed(block):

@@ -260,8 +260,7 @@ public final class Simulation {
         // region (GeoBFT) or to the shard's one cluster (PBFT baseline).
         for shard in layout.shards {
             for cluster in shard.clusters {
-                let home = topology.shards[Int(shard.id.rawValue)].clusters.first { $0.region == cluster.region }
-                    ?? topology.shards[Int(shard.id.rawValue)].clusters[0]
+                guard let home = topology.shards[Int(shard.id.rawValue)].homeCluster(region: cluster.region) else { continue }
                 for _ in 0..<settings.clientsPerCluster {
                     let id = ClientID(UInt32(clients.count))
                     let signer = SimulatedCrypto(owner: nil, clientCount: clientCount)
@@ -473,7 +472,7 @@ public final class Simulation {
         }
         let coordinator = topology.shardID(forKey: operation.keys[0])
         let shard = topology.shards[Int(coordinator.rawValue)]
-        let home = shard.clusters.first { $0.region == clients[index].region } ?? shard.clusters[0]
+        guard let home = shard.homeCluster(region: clients[index].region) else { return }
         clients[index].submittedAt = now
         clients[index].shard = coordinator
         carryOut(clients[index].core.submit(operation, to: home.id, quorum: home.quorum), ofClient: index)
@@ -485,7 +484,7 @@ public final class Simulation {
             let signer = SimulatedCrypto(owner: nil, clientCount: clients.count)
             let client = clients[index].core.client
             let otherShard = topology.shards[Int(topology.shardID(forKey: to).rawValue)]
-            let otherHome = otherShard.clusters.first { $0.region == clients[index].region } ?? otherShard.clusters[0]
+            guard let otherHome = otherShard.homeCluster(region: clients[index].region) else { return }
             let versions = [(signer.signTransaction(client: client, requestID: requestID, operation: .transfer(from: from, to: to, amount: amount + 1)), home),
                             (signer.signTransaction(client: client, requestID: requestID, operation: .transfer(from: to, to: from, amount: amount)), otherHome)]
             for (version, cluster) in versions {
@@ -521,7 +520,7 @@ public final class Simulation {
                 work.messages += count
             case .serveSnapshot:
                 work.messages += 1
-            case .persist, .executed, .snapshot, .installedSnapshot:
+            case .persist, .executed, .snapshot, .installedSnapshot, .event:
                 break
             }
         }
@@ -598,6 +597,8 @@ public final class Simulation {
             case let .reply(reply):
                 guard Int(reply.client.rawValue) < clients.count else { continue }
                 send(.reply(reply), from: .replica(node.id), to: .client(reply.client), extraDelay: delay)
+            case .event:
+                break
             }
         }
     }

@@ -268,6 +268,8 @@ final class StepHarness {
         case let .serveStored(request, to): return "serveStored \(request.cluster) r\(request.fromRound)...\(request.toRound) -> \(name(to))"
         case let .serveSnapshot(height, to): return "serveSnapshot at or above \(height) -> \(name(to))"
         case let .installedSnapshot(snapshot): return "installedSnapshot height \(snapshot.height)"
+        case let .event(.viewChangeStarted(from, to, reason, round)): return "event view change v\(from) -> v\(to) (\(reason.rawValue)) at round \(round)"
+        case let .event(.enteredView(view, round)): return "event entered view \(view) at round \(round)"
         }
     }
 
