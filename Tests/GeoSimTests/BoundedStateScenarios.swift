@@ -227,12 +227,18 @@ import Testing
         scenario.at(3, .slowLink(backup, milliseconds: 80))
         scenario.at(3, .restart(backup))
         scenario.healed(at: 3, within: 5)
-        let fixed = scenario
-        let report = await offTheCooperativePool { fixed.run() }
-        #expect(report.ok, "\(describe(report))")
-        #expect(report.snapshotsInstalled >= 1, "\(describe(report))")
         // 80 ms each way behind its peers: some 16 rounds of lag, plus the pipeline's.
-        #expect(report.heights.values.max()! - report.heights[backup]! <= 40, "\(report.heights)")
+        await expectRejoinedBySnapshot(scenario, backup, lagging: 40)
+    }
+
+    /// Runs `scenario` off the cooperative pool; `replica` must have installed a snapshot and be
+    /// at most `lagging` heights behind the furthest replica at the end.
+    func expectRejoinedBySnapshot(_ scenario: Scenario, _ replica: ReplicaID, lagging: UInt64,
+                                  sourceLocation: SourceLocation = #_sourceLocation) async {
+        let report = await offTheCooperativePool { scenario.run() }
+        #expect(report.ok, "\(describe(report))", sourceLocation: sourceLocation)
+        #expect(report.snapshotsInstalled >= 1, "\(describe(report))", sourceLocation: sourceLocation)
+        #expect(report.heights.values.max()! - report.heights[replica]! <= lagging, "\(report.heights)", sourceLocation: sourceLocation)
     }
 
     /// Its peers' transports queued what they sent while it was down and deliver it first at the
@@ -252,10 +258,6 @@ import Testing
         scenario.at(0.5, .wipe(backup))
         scenario.at(3, .restart(backup))
         scenario.healed(at: 3, within: 5)
-        let fixed = scenario
-        let report = await offTheCooperativePool { fixed.run() }
-        #expect(report.ok, "\(describe(report))")
-        #expect(report.snapshotsInstalled >= 1, "\(describe(report))")
-        #expect(report.heights.values.max()! - report.heights[backup]! <= 8, "\(report.heights)")
+        await expectRejoinedBySnapshot(scenario, backup, lagging: 8)
     }
 }
