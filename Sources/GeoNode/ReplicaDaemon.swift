@@ -102,21 +102,7 @@ public final class ReplicaDaemon: Sendable {
             log.close()
             throw .store(error)
         }
-        if recovered.created {
-            logger.info("new log", metadata: ["path": "\(log.path)"])
-        } else {
-            logger.info("recovered log", metadata: [
-                "records": "\(recovered.records)", "delivered": "\(recovered.state.delivered.count)",
-                "view": "\(recovered.state.view)", "truncated_bytes": "\(recovered.truncatedBytes)",
-            ])
-        }
-        if ledgerRecovery.snapshot != nil || ledgerStore.storedHeight > 0 {
-            logger.info("recovered ledger", metadata: [
-                "snapshot_height": "\(ledgerRecovery.snapshot?.height ?? 0)", "stored_height": "\(ledgerStore.storedHeight)",
-                "blocks_to_replay": "\(ledgerRecovery.blocksAfterSnapshot.count)",
-                "truncated_bytes": "\(ledgerRecovery.blockStore.truncatedBytes)",
-            ])
-        }
+        logRecovery(recovered, logPath: log.path, ledger: ledgerRecovery, storedHeight: ledgerStore.storedHeight, logger: logger)
 
         var configuration = TransportConfiguration(identity: .replica(number: info.number), signingKey: signingKey,
                                                    topologyHash: fingerprint, keyRing: keys, logger: logger)
@@ -139,6 +125,28 @@ public final class ReplicaDaemon: Sendable {
         }
         transport.connect(peers: PeerAddress.replicas(of: topology).filter { $0.node != .replica(number: info.number) })
 
+        let tasks = startLoops(transport: transport, node: node, keys: keys, verified: verified,
+                               tick: .milliseconds(max(1, topology.parameters.tickMilliseconds)))
+        let (view, height) = (await node.view, await node.height)
+        let metrics = NodeMetrics()
+        let statusServer = makeStatusServer(info: info, topology: topology, node: node, transport: transport, metrics: metrics, logger: logger)
+        do {
+            try await statusServer.start()
+        } catch {
+            for task in tasks { task.cancel() }
+            await transport.shutdown()
+            throw .statusListen(host: info.host, port: info.statusPort, reason: "\(error)")
+        }
+        logger.info("replica started", metadata: ["listen": "\(info.host):\(info.port)", "status": "\(info.host):\(info.statusPort)",
+                                                 "view": "\(view)", "height": "\(height)"])
+        return ReplicaDaemon(info: info, topology: topology, node: node, transport: transport, logger: logger,
+                             metrics: metrics, statusServer: statusServer, tasks: tasks)
+    }
+
+    /// The replica's three loops: client signatures checked on all cores as frames arrive, the
+    /// checked messages handed to the node in order, and the clock that ticks it.
+    static func startLoops(transport: Transport, node: ReplicaNode, keys: KeyRing, verified: VerifiedSignatures,
+                           tick: Duration) -> [Task<Void, Never>] {
         let preverifier = ClientSignaturePreverifier(keys: keys, verified: verified)
         let checked = InboundQueue()
         let verify = Task {
@@ -151,7 +159,6 @@ public final class ReplicaDaemon: Sendable {
         let deliver = Task {
             while let inbound = await checked.next() { await node.receive(inbound.message, from: inbound.from) }
         }
-        let tick = Duration.milliseconds(max(1, topology.parameters.tickMilliseconds))
         let clock = Task {
             let clock = ContinuousClock()
             var next = clock.now
@@ -163,9 +170,32 @@ public final class ReplicaDaemon: Sendable {
                 await node.tick()
             }
         }
-        let (view, height) = (await node.view, await node.height)
-        // GET /status and GET /metrics, on the status port the topology gives this replica.
-        let metrics = NodeMetrics()
+        return [verify, deliver, clock]
+    }
+
+    /// What the log and the ledger store held at start, for the operator.
+    static func logRecovery(_ recovered: RecoveredState, logPath: String, ledger ledgerRecovery: DiskLedgerStore.Recovery,
+                            storedHeight: UInt64, logger: Logger) {
+        if recovered.created {
+            logger.info("new log", metadata: ["path": "\(logPath)"])
+        } else {
+            logger.info("recovered log", metadata: [
+                "records": "\(recovered.records)", "delivered": "\(recovered.state.delivered.count)",
+                "view": "\(recovered.state.view)", "truncated_bytes": "\(recovered.truncatedBytes)",
+            ])
+        }
+        if ledgerRecovery.snapshot != nil || storedHeight > 0 {
+            logger.info("recovered ledger", metadata: [
+                "snapshot_height": "\(ledgerRecovery.snapshot?.height ?? 0)", "stored_height": "\(storedHeight)",
+                "blocks_to_replay": "\(ledgerRecovery.blocksAfterSnapshot.count)",
+                "truncated_bytes": "\(ledgerRecovery.blockStore.truncatedBytes)",
+            ])
+        }
+    }
+
+    /// GET /status and GET /metrics, on the status port the topology gives this replica.
+    static func makeStatusServer(info: ReplicaInfo, topology: Topology, node: ReplicaNode, transport: Transport,
+                                 metrics: NodeMetrics, logger: Logger) -> StatusServer {
         let transportReported = ReportedCounts()
         let peersTotal = topology.allReplicas.count - 1
         let statusServer = StatusServer(
@@ -180,17 +210,7 @@ public final class ReplicaDaemon: Sendable {
                 return metrics.render()
             },
             counters: metrics, logger: logger)
-        do {
-            try await statusServer.start()
-        } catch {
-            for task in [verify, deliver, clock] { task.cancel() }
-            await transport.shutdown()
-            throw .statusListen(host: info.host, port: info.statusPort, reason: "\(error)")
-        }
-        logger.info("replica started", metadata: ["listen": "\(info.host):\(info.port)", "status": "\(info.host):\(info.statusPort)",
-                                                 "view": "\(view)", "height": "\(height)"])
-        return ReplicaDaemon(info: info, topology: topology, node: node, transport: transport, logger: logger,
-                             metrics: metrics, statusServer: statusServer, tasks: [verify, deliver, clock])
+        return statusServer
     }
 
     init(info: ReplicaInfo, topology: Topology, node: ReplicaNode, transport: Transport, logger: Logger,
