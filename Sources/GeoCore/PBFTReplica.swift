@@ -136,9 +136,9 @@ public struct PBFTReplica: Sendable {
     var ownStateCheckpoints: [StateCheckpoint] = []
     /// The snapshot being fetched, if any.
     var stateTransfer: StateTransferAttempt?
-    /// Peers asked for a snapshot and not answered yet, with the height asked for and when (one
-    /// per peer: bounded by n; cleared when a snapshot is installed); only their answers are read.
-    var snapshotsAsked: [UInt16: (height: UInt64, since: UInt64)] = [:]
+    /// Peers asked for a snapshot and not answered yet, with the height asked for (one per peer:
+    /// bounded by n; cleared when a snapshot is installed); only their answers are read.
+    var snapshotsAsked: [UInt16: UInt64] = [:]
     /// A snapshot received and waiting for the state checkpoints of its height.
     var receivedSnapshot: ReceivedSnapshot?
     /// When this replica last asked its peers for their latest state checkpoints.

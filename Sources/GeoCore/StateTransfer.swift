@@ -84,6 +84,9 @@ extension PBFTReplica {
         stateCheckpoints.compactMap { index, kept in kept.contains { $0.statement == statement } ? index : nil }.sorted()
     }
 
+    /// Whether f + 1 replicas of the cluster signed `statement` (one correct replica among them).
+    func isVouched(_ statement: StateStatement) -> Bool { signers(of: statement).count >= quorum.weak }
+
     /// The highest state statement f + 1 replicas of the cluster signed, with its signers.
     func vouchedState() -> (statement: StateStatement, signers: [UInt16])? {
         var best: (statement: StateStatement, signers: [UInt16])?
@@ -107,7 +110,7 @@ extension PBFTReplica {
 
     mutating func askForSnapshot(_ target: StateStatement, from peer: UInt16, tried: Int, effects: inout [Effect]) {
         stateTransfer = StateTransferAttempt(target: target, peer: peer, since: now, tried: tried + 1)
-        snapshotsAsked[peer] = (height: target.height, since: now)
+        snapshotsAsked[peer] = target.height
         effects.append(.send(.stateRequest(StateRequest(cluster: cluster, height: target.height)), to: configuration.replica(peer)))
     }
 
@@ -187,12 +190,7 @@ extension PBFTReplica {
     /// next signer was asked, or after a pause began, is still checked and used: on a loaded
     /// machine real replicas saw answers come seconds after the ask). One answer per ask.
     mutating func onStateTransfer(_ received: LedgerSnapshot, from: ReplicaID, effects: inout [Effect]) {
-        guard let asked = snapshotsAsked.removeValue(forKey: from.index) else { return reject(.unexpected) }
-        let fromCurrentPeer = stateTransfer?.peer == from.index
-        func refuse() {
-            reject(.invalidSnapshot)
-            if fromCurrentPeer, let attempt = stateTransfer { askNextSigner(after: attempt, effects: &effects) }
-        }
+        guard let askedHeight = snapshotsAsked.removeValue(forKey: from.index) else { return reject(.unexpected) }
         // The wire carries no cross-shard layout: the receiver's own goes in.
         var snapshot = received
         switch (snapshot.crossShard, configuration.crossShard) {
@@ -202,11 +200,13 @@ extension PBFTReplica {
                                                   participating: state.participating, watermarks: state.watermarks,
                                                   decisions: state.decisions, decisionOrder: state.decisionOrder)
         default:
-            return refuse()
+            return refuseSnapshot(from: from.index, effects: &effects)
         }
         // The one asked for, or a newer one (the asked one rotated away at the peer); never older.
-        guard snapshot.shard == cluster.shard, snapshot.height >= asked.height,
-              snapshot.height == snapshot.round &* UInt64(configuration.clustersInShard) else { return refuse() }
+        guard snapshot.shard == cluster.shard, snapshot.height >= askedHeight,
+              snapshot.height == snapshot.round &* UInt64(configuration.clustersInShard) else {
+            return refuseSnapshot(from: from.index, effects: &effects)
+        }
         // Passed meanwhile (by another snapshot or by blocks), or lower than one already waiting.
         guard snapshot.round > ledger.round, snapshot.height > receivedSnapshot?.snapshot.height ?? 0 else { return }
         let digest = suite.digest(of: snapshot)
@@ -224,20 +224,25 @@ extension PBFTReplica {
         let snapshot = received.snapshot
         guard snapshot.round > ledger.round else { receivedSnapshot = nil; return }
         let vouched = stateCheckpoints.values.lazy.flatMap { $0 }.map(\.statement)
-            .first { $0.height == snapshot.height && self.signers(of: $0).count >= self.quorum.weak }
+            .first { $0.height == snapshot.height && self.isVouched($0) }
         guard let statement = vouched else { return }
         guard snapshot.round == statement.round, snapshot.head == statement.ledgerHead,
               snapshot.localHead == statement.localHead, received.digest == statement.stateDigest else {
             receivedSnapshot = nil
-            reject(.invalidSnapshot)
-            if let attempt = stateTransfer, attempt.peer == received.from { askNextSigner(after: attempt, effects: &effects) }
-            return
+            return refuseSnapshot(from: received.from, effects: &effects)
         }
         stateTransfer = nil
         receivedSnapshot = nil
         snapshotsAsked = [:]
         stateTransferPausedUntil = 0
         install(snapshot, effects: &effects)
+    }
+
+    /// A snapshot that does not check (forged, stale, from another cluster) is counted, and the
+    /// next signer asked if it came from the one asked last.
+    mutating func refuseSnapshot(from peer: UInt16, effects: inout [Effect]) {
+        reject(.invalidSnapshot)
+        if let attempt = stateTransfer, attempt.peer == peer { askNextSigner(after: attempt, effects: &effects) }
     }
 
     /// Replaces the ledger's state with a checked snapshot and goes on from the round after it.
