@@ -111,20 +111,8 @@ public struct PBFTReplica: Sendable {
     /// When this replica last started or finished a view change (remote requests coalesce around it).
     var lastViewChange: UInt64?
 
-    // Cross-shard statements (CrossShardReplica.swift).
-    /// Signatures collected for statements addressed to our shard, until f + 1 of one cluster agree.
-    var statementInbox: [ShardStatement: StatementSignatures] = [:]
-    /// Proven statements this replica waits to see ordered (request timers, like `watched`).
-    var watchedStatements: [ShardStatement: (proof: ShardStatementProof, since: UInt64)] = [:]
-    /// Primary only: proven statements waiting for a block, and those proposed and not delivered.
-    var pendingStatements: [ShardStatementProof] = []
-    var proposedStatements: Set<ShardStatement> = []
-    /// Our signatures over statements our ledger produced (signing is deterministic; this saves redoing it).
-    var statementSignatures: [ShardStatement: Signature] = [:]
-    var lastStatementRetransmit: UInt64 = 0
-    var statementRetransmissions: UInt64 = 0
-    /// When this replica last answered a stale statement for a transaction (rate limit).
-    var lastAnswered: [CrossShardID: UInt64] = [:]
+    /// Cross-shard statements: proofs assembled, watched, queued and re-sent (StatementRelay.swift).
+    var relay: StatementRelay
     var lastProposalTick: UInt64 = 0
 
     // State checkpoints and state transfer (StateTransfer.swift).
@@ -184,6 +172,7 @@ public struct PBFTReplica: Sendable {
         ledger = ShardLedger(shard: configuration.cluster.shard, clusterCount: configuration.clustersInShard,
                              layout: configuration.crossShard)
         fetchPeer = configuration.index
+        relay = StatementRelay(configuration: configuration, suite: suite)
     }
 
     /// A replica restarted from what it had made durable before it crashed (see `recover`).
@@ -318,6 +307,33 @@ public struct PBFTReplica: Sendable {
         }
     }
 
+    // MARK: Cross-shard statements
+
+    /// A statement from another shard, or a proof forwarded by a peer (StatementRelay).
+    mutating func onShardStatement(_ proof: ShardStatementProof, from: ReplicaID, effects: inout [Effect]) {
+        do {
+            if let proven = try relay.receive(proof, from: from, now: now, ledger: ledger, effects: &effects) {
+                self.proven(proven, effects: &effects)
+            }
+        } catch {
+            reject(error)
+        }
+    }
+
+    /// A proven statement: the primary queues it for a block; everyone watches it until it is ordered.
+    mutating func proven(_ proof: ShardStatementProof, effects: inout [Effect]) {
+        guard relay.watch(proof, now: now) else { return }
+        armProgressTimer()
+        guard status == .normal else { return }
+        if isPrimary {
+            guard relay.queue(proof) else { return }
+            if oldestPendingTick == nil { oldestPendingTick = now }
+            propose(partial: false, effects: &effects)
+        } else {
+            effects.append(.send(.shardStatement(proof), to: primary))
+        }
+    }
+
     // MARK: Client requests
 
     mutating func onClient(_ transaction: ClientTransaction, forwarded: Bool, effects: inout [Effect]) {
@@ -385,15 +401,12 @@ public struct PBFTReplica: Sendable {
             heartbeat = false
             let inFlight = nextProposalRound > lastDelivered + 1 ? nextProposalRound - 1 - lastDelivered : 0
             let partialAllowed = partial && inFlight < configuration.partialBatchesInFlight
-            guard pending.count >= configuration.batchSize || (partialAllowed && !(pending.isEmpty && pendingStatements.isEmpty)) || needed
+            guard pending.count >= configuration.batchSize || (partialAllowed && !(pending.isEmpty && relay.pending.isEmpty)) || needed
             else { break }
             let count = min(configuration.batchSize, pending.count)
             let transactions = Array(pending.prefix(count))
             pending.removeFirst(count)
-            let statementCount = min(configuration.batchSize, pendingStatements.count)
-            let statements = Array(pendingStatements.prefix(statementCount))
-            pendingStatements.removeFirst(statementCount)
-            for proof in statements { proposedStatements.insert(proof.statement) }
+            let statements = relay.takeBatch()
             for transaction in transactions {
                 let key = RequestKey(transaction)
                 pendingKeys.remove(key)
@@ -403,7 +416,7 @@ public struct PBFTReplica: Sendable {
             nextProposalRound += 1
             sendPrePrepare(block, effects: &effects)
         }
-        oldestPendingTick = pending.isEmpty && pendingStatements.isEmpty ? nil : (oldestPendingTick ?? now)
+        oldestPendingTick = pending.isEmpty && relay.pending.isEmpty ? nil : (oldestPendingTick ?? now)
     }
 
     /// Signs and broadcasts a PrePrepare of the current view, and takes it as accepted.
@@ -488,7 +501,13 @@ public struct PBFTReplica: Sendable {
                 return false
             }
         }
-        return areAcceptable(block.statements)
+        do {
+            try relay.checkProposed(block.statements)
+            return true
+        } catch {
+            reject(error)
+            return false
+        }
     }
 
     mutating func onPrepare(_ prepare: Prepare, from: ReplicaID, effects: inout [Effect]) {
@@ -606,7 +625,7 @@ public struct PBFTReplica: Sendable {
             orderedRequests.insert(key)
             if pendingKeys.remove(key) != nil { pending.removeAll { RequestKey($0) == key } }
         }
-        if !block.block.statements.isEmpty { statementsOrdered(block.block.statements) }
+        if !block.block.statements.isEmpty { relay.ordered(block.block.statements) }
         ledger.add(block, digest: digest)
         executeLedger(effects: &effects)
         if isPrimary { share(block, effects: &effects) }
@@ -660,7 +679,7 @@ public struct PBFTReplica: Sendable {
     mutating func record(_ batch: [ExecutedBlock], effects: inout [Effect]) {
         for executed in batch {
             effects.append(.executed(executed))
-            for statement in executed.outgoing { sendStatement(statement, effects: &effects) }
+            for statement in executed.outgoing { relay.send(statement, effects: &effects) }
             for completion in executed.completions where completion.homeCluster == cluster.index {
                 effects.append(.reply(reply(to: completion.transaction, result: completion.result, position: completion.position)))
             }
@@ -821,7 +840,7 @@ public struct PBFTReplica: Sendable {
     // MARK: Timers
 
     var hasOutstandingWork: Bool {
-        if !watched.isEmpty || !pending.isEmpty || !proposed.isEmpty || !watchedStatements.isEmpty { return true }
+        if !watched.isEmpty || !pending.isEmpty || !proposed.isEmpty || !relay.watched.isEmpty { return true }
         return slots.contains { $0.key > lastDelivered && ($0.value.prePrepare != nil || $0.value.certified != nil) }
     }
 
@@ -843,7 +862,13 @@ public struct PBFTReplica: Sendable {
         let fetchDue = lastFetchTick.map { now - $0 >= configuration.fetchIntervalTicks } ?? true
         // Remote blocks are awaited whatever our own view is doing.
         checkRemoteClusters(effects: &effects)
-        if configuration.crossShard != nil { crossShardTick(effects: &effects) }
+        if let layout = configuration.crossShard {
+            relay.tick(now: now, ledger: ledger, effects: &effects)
+            // Keep the coordinator's rounds moving while it waits for votes.
+            if ledger.crossShard?.hasPendingCoordination == true, now - lastProposalTick >= layout.heartbeatTicks {
+                propose(partial: true, heartbeat: true, effects: &effects)
+            }
+        }
         stateTransferTick(effects: &effects)
         switch status {
         case .normal:
@@ -853,7 +878,7 @@ public struct PBFTReplica: Sendable {
             watched = watched.filter { key, _ in
                 !orderedRequests.contains(key) && key.requestID > (ledger.lastExecution[key.client]?.requestID ?? 0)
             }
-            let oldestStatement = watchedStatements.values.map(\.since).min()
+            let oldestStatement = relay.oldestWatch
             if let oldest = watched.values.map(\.since).min().map({ min($0, oldestStatement ?? $0) }) ?? oldestStatement,
                now - oldest >= currentTimeout {
                 // A request waited a whole timeout while others committed: the primary censors it.
@@ -1048,8 +1073,8 @@ public struct PBFTReplica: Sendable {
                 pendingKeys.insert(RequestKey(transaction))
             }
             watched = [:]
-            queueWatchedStatements()
-            if !pending.isEmpty || !pendingStatements.isEmpty { oldestPendingTick = now }
+            relay.queueWatched(reproposed: newView.prePrepares.filter { $0.block.round > lastDelivered }.flatMap(\.block.statements))
+            if !pending.isEmpty || !relay.pending.isEmpty { oldestPendingTick = now }
             reshare(effects: &effects)
             propose(partial: false, effects: &effects)
         } else {
@@ -1058,7 +1083,7 @@ public struct PBFTReplica: Sendable {
             // The new primary gets a full timeout for each request it inherits.
             for key in watched.keys { watched[key]?.since = now }
             for transaction in waiting { effects.append(.send(.clientTransaction(transaction), to: primary)) }
-            handOverWatchedStatements(effects: &effects)
+            for proof in relay.handOver(now: now) { effects.append(.send(.shardStatement(proof), to: primary)) }
         }
     }
 }
@@ -1069,7 +1094,7 @@ extension PBFTReplica {
         let outstanding = slots.filter { $0.key > lastDelivered && ($0.value.prePrepare != nil || $0.value.certified != nil) }.keys.sorted()
         return "\(status) view \(view) delivered \(lastDelivered) knownCommitted \(knownCommitted) next \(nextProposalRound) "
             + "stable \(stable.statement.round) watched \(watched.count) pending \(pending.count) proposed \(proposed.count) "
-            + "watchedStatements \(watchedStatements.keys.map(\.description)) pendingStatements \(pendingStatements.count) "
+            + "watchedStatements \(relay.watched.keys.map(\.description)) pendingStatements \(relay.pending.count) "
             + "outstandingSlots \(outstanding) progressSince \(progressSince.map(String.init) ?? "-") now \(now)"
     }
 }

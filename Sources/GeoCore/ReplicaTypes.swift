@@ -155,8 +155,9 @@ public enum ViewChangeReason: String, Hashable, Sendable, CaseIterable {
     case remoteRequest = "remote-request"
 }
 
-/// Why a replica ignored an input (counted by the shell; never fatal).
-public enum Rejection: String, Hashable, Sendable, CaseIterable {
+/// Why a replica ignored an input (counted by the shell; never fatal). The sub-machines throw it
+/// before they change any state; the composer counts it.
+public enum Rejection: String, Hashable, Sendable, CaseIterable, Error {
     case badClientSignature = "bad_client_signature"
     case badSignature = "bad_signature"
     case wrongCluster = "wrong_cluster"
