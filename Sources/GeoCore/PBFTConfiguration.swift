@@ -78,3 +78,11 @@ public struct PBFTConfiguration: Hashable, Sendable {
     public func primary(of view: UInt64) -> UInt16 { UInt16(view % UInt64(quorum.n)) }
     public func replica(_ index: UInt16) -> ReplicaID { ReplicaID(cluster: cluster, index: index) }
 }
+
+extension PBFTConfiguration {
+    /// Blocks asked for, and served, per request: at least a window, so catching up outpaces the cluster.
+    var fetchBatch: UInt64 { max(window, 64) }
+    /// Blocks kept in memory below the ledger's next round, so that peers catching up within a
+    /// few windows and re-sharing are served without I/O; the block store serves older ones.
+    var blocksInMemoryRounds: UInt64 { 2 * fetchBatch }
+}

@@ -115,33 +115,13 @@ public struct PBFTReplica: Sendable {
     var relay: StatementRelay
     var lastProposalTick: UInt64 = 0
 
-    // State checkpoints and state transfer (StateTransfer.swift).
-    /// Each replica's recent state checkpoints, lowest height first (at most
-    /// `stateCheckpointsKept` per replica: bounded by n).
-    var stateCheckpoints: [UInt16: [StateCheckpoint]] = [:]
-    /// This replica's latest two state checkpoints, those of the snapshots its shell keeps (sent
-    /// to a peer that asks).
-    var ownStateCheckpoints: [StateCheckpoint] = []
-    /// The snapshot being fetched, if any.
-    var stateTransfer: StateTransferAttempt?
-    /// Peers asked for a snapshot and not answered yet, with the height asked for (one per peer:
-    /// bounded by n; cleared when a snapshot is installed); only their answers are read.
-    var snapshotsAsked: [UInt16: UInt64] = [:]
-    /// A snapshot received and waiting for the state checkpoints of its height.
-    var receivedSnapshot: ReceivedSnapshot?
-    /// When this replica last asked its peers for their latest state checkpoints.
-    var lastStateQuery: UInt64?
-    /// Since when this replica has been far behind its cluster (nil when it is not).
-    var farBehindSince: UInt64?
-    /// No new state transfer before this tick (every signer of the last target failed).
-    var stateTransferPausedUntil: UInt64 = 0
+    /// State checkpoints and state transfer (StateTransfer.swift).
+    var transfer: StateTransfer
     /// When each requester was last served blocks from the store (one entry per replica of the
     /// shard: bounded), so that no peer can make this replica read its disk at will.
     var lastStoredServed: [ReplicaID: UInt64] = [:]
-    /// When each peer was last served a snapshot (one per peer: bounded by n).
-    var lastSnapshotServed: [UInt16: UInt64] = [:]
     /// Snapshots installed by state transfer.
-    public internal(set) var snapshotsInstalled = 0
+    public var snapshotsInstalled: Int { transfer.installed }
 
     /// Progress timer: set while there is outstanding work, reset on every delivery.
     var progressSince: UInt64?
@@ -173,6 +153,7 @@ public struct PBFTReplica: Sendable {
                              layout: configuration.crossShard)
         fetchPeer = configuration.index
         relay = StatementRelay(configuration: configuration, suite: suite)
+        transfer = StateTransfer(configuration: configuration, suite: suite)
     }
 
     /// A replica restarted from what it had made durable before it crashed (see `recover`).
@@ -203,7 +184,8 @@ public struct PBFTReplica: Sendable {
             lastDelivered = snapshot.round
             localHead = snapshot.localHead
             knownCommitted = snapshot.round
-            resignStateCheckpoint(snapshot)
+            var ignored: [Effect] = []
+            transfer.sign(snapshot, effects: &ignored)
         }
         for block in storedBlocks {
             let digest = block.certificate.statement.digest
@@ -289,22 +271,74 @@ public struct PBFTReplica: Sendable {
             reject(.wrongCluster)
             return
         }
-        switch message {
-        case let .clientTransaction(transaction): onClient(transaction, forwarded: true, effects: &effects)
-        case let .prePrepare(prePrepare): onPrePrepare(prePrepare, from: from, effects: &effects)
-        case let .prepare(prepare): onPrepare(prepare, from: from, effects: &effects)
-        case let .commit(commit): onCommit(commit, from: from, effects: &effects)
-        case let .checkpoint(checkpoint): onCheckpoint(checkpoint, from: from, effects: &effects)
-        case let .viewChange(viewChange): onViewChange(viewChange, from: from, effects: &effects)
-        case let .newView(newView): onNewView(newView, from: from, effects: &effects)
-        case let .certifiedBlock(block): onCertifiedBlock(block, effects: &effects)
-        case let .blockRequest(request): onBlockRequest(request, from: from, effects: &effects)
-        case let .remoteViewChange(message): onDetection(message, from: from, effects: &effects)
-        case let .stateCheckpoint(checkpoint): onStateCheckpoint(checkpoint, from: from, effects: &effects)
-        case let .stateRequest(request): onStateRequest(request, from: from, effects: &effects)
-        case let .stateTransfer(snapshot): onStateTransfer(snapshot, from: from, effects: &effects)
-        case .reply, .shardStatement: reject(.unexpected)
+        do {
+            switch message {
+            case let .clientTransaction(transaction): onClient(transaction, forwarded: true, effects: &effects)
+            case let .prePrepare(prePrepare): onPrePrepare(prePrepare, from: from, effects: &effects)
+            case let .prepare(prepare): onPrepare(prepare, from: from, effects: &effects)
+            case let .commit(commit): onCommit(commit, from: from, effects: &effects)
+            case let .checkpoint(checkpoint): onCheckpoint(checkpoint, from: from, effects: &effects)
+            case let .viewChange(viewChange): onViewChange(viewChange, from: from, effects: &effects)
+            case let .newView(newView): onNewView(newView, from: from, effects: &effects)
+            case let .certifiedBlock(block): onCertifiedBlock(block, effects: &effects)
+            case let .blockRequest(request): onBlockRequest(request, from: from, effects: &effects)
+            case let .remoteViewChange(message): onDetection(message, from: from, effects: &effects)
+            case let .stateCheckpoint(checkpoint):
+                transferred(try transfer.onCheckpoint(checkpoint, from: from, position: position, now: now, effects: &effects), effects: &effects)
+            case let .stateRequest(request): try transfer.onRequest(request, from: from, position: position, now: now, effects: &effects)
+            case let .stateTransfer(snapshot):
+                transferred(try transfer.onSnapshot(snapshot, from: from, position: position, now: now, effects: &effects), effects: &effects)
+            case .reply, .shardStatement: reject(.unexpected)
+            }
+        } catch {
+            reject(error)
         }
+    }
+
+    // MARK: State transfer
+
+    /// Where the replica stands, for state transfer.
+    var position: ReplicaPosition {
+        ReplicaPosition(ledgerRound: ledger.round, ledgerHeight: ledger.height, committed: max(knownCommitted, stable.statement.round),
+                        lastDelivered: lastDelivered)
+    }
+
+    mutating func transferred(_ outcome: TransferOutcome, effects: inout [Effect]) {
+        switch outcome {
+        case .none: break
+        case let .install(snapshot): install(snapshot, effects: &effects)
+        case .refused: reject(.invalidSnapshot)
+        }
+    }
+
+    /// Replaces the ledger's state with a checked snapshot and goes on from the round after it.
+    mutating func install(_ snapshot: LedgerSnapshot, effects: inout [Effect]) {
+        guard snapshot.round >= ledger.round else { return }
+        ledger = ShardLedger(restoring: snapshot, clusterCount: configuration.clustersInShard)
+        if lastDelivered < snapshot.round {
+            lastDelivered = snapshot.round
+            localHead = snapshot.localHead
+        }
+        knownCommitted = max(knownCommitted, snapshot.round)
+        // Blocks above the snapshot this replica already holds go back to the new ledger.
+        for (round, block) in delivered.sorted(by: { $0.key < $1.key }) where round > snapshot.round {
+            ledger.add(block, digest: block.certificate.statement.digest)
+        }
+        for blocks in remoteBlocks.values {
+            for (round, block) in blocks.sorted(by: { $0.key < $1.key }) where round > snapshot.round {
+                ledger.add(block, digest: block.certificate.statement.digest)
+            }
+        }
+        delivered = delivered.filter { $0.key > snapshot.round }
+        fetched = fetched.filter { $0.key > lastDelivered }
+        snapshotHeads = snapshotHeads.filter { $0.key > snapshot.round }
+        // Requests executed in the installed state are done.
+        orderedRequests = orderedRequests.filter { $0.requestID > (ledger.lastExecution[$0.client]?.requestID ?? 0) }
+        if nextProposalRound <= snapshot.round { nextProposalRound = snapshot.round + 1 }
+        effects.append(.installedSnapshot(snapshot))
+        executeLedger(effects: &effects)
+        deliverReady(effects: &effects)
+        if isBehind { requestBlocks(effects: &effects) }
     }
 
     // MARK: Cross-shard statements
@@ -653,16 +687,14 @@ public struct PBFTReplica: Sendable {
             if let head = snapshotHeads.removeValue(forKey: boundary) {
                 let snapshot = ledger.snapshot(localHead: head)
                 effects.append(.snapshot(snapshot))
-                signStateCheckpoint(snapshot, effects: &effects)
+                transfer.sign(snapshot, effects: &effects)
             }
             snapshotHeads = snapshotHeads.filter { $0.key >= ledger.round }
         }
         if executedAny { forgetExecutedBlocks() }
     }
 
-    /// Blocks kept in memory below the ledger's next round, so that peers catching up within a
-    /// few windows and re-sharing are served without I/O; the block store serves older ones.
-    var blocksInMemoryRounds: UInt64 { 2 * fetchBatch }
+    var blocksInMemoryRounds: UInt64 { configuration.blocksInMemoryRounds }
 
     /// Drops executed blocks older than `blocksInMemoryRounds` (they are in the block store). The
     /// maps are filtered only once they hold twice what is kept, so the cost is amortised.
@@ -811,8 +843,7 @@ public struct PBFTReplica: Sendable {
     /// once a round trip for `fetchBatch` blocks; a peer asking faster is not served faster.
     public static let storedServeIntervalTicks: UInt64 = 2
 
-    /// Blocks asked for, and served, per request: at least a window, so catching up outpaces the cluster.
-    var fetchBatch: UInt64 { max(window, 64) }
+    var fetchBatch: UInt64 { configuration.fetchBatch }
 
     var isBehind: Bool {
         knownCommitted > lastDelivered || stable.statement.round > lastDelivered
@@ -828,8 +859,8 @@ public struct PBFTReplica: Sendable {
         lastFetchTick = now
         // Far behind, a snapshot beats the blocks: they wait while one is fetched, or while the
         // first answers to the state query come (StateTransfer.swift).
-        if stateTransfer == nil { noteFarBehind(effects: &effects) }
-        if prefersStateTransfer { return }
+        if transfer.attempt == nil { transfer.noteFarBehind(position: position, now: now, effects: &effects) }
+        if transfer.prefersTransfer(now: now) { return }
         advanceFetchPeer()
         let target = max(knownCommitted, stable.statement.round, lastDelivered + 1)
         let request = BlockRequest(cluster: cluster, fromRound: lastDelivered + 1, toRound: min(target, lastDelivered + fetchBatch))
@@ -869,7 +900,7 @@ public struct PBFTReplica: Sendable {
                 propose(partial: true, heartbeat: true, effects: &effects)
             }
         }
-        stateTransferTick(effects: &effects)
+        transfer.tick(position: position, now: now, effects: &effects)
         switch status {
         case .normal:
             if !hasOutstandingWork { progressSince = nil }

@@ -28,60 +28,116 @@
 //   height 0) at most once a view timeout. Every signer asked once in vain (none serves a
 //   snapshot that checks), the replica pauses transfers and fetches blocks for a while.
 
-extension PBFTReplica {
+/// Where the replica stands, as state transfer needs to know it (the composer makes it).
+struct ReplicaPosition: Sendable {
+    /// The shard ledger's next round, and its height (rounds executed times clusters).
+    var ledgerRound: UInt64
+    var ledgerHeight: UInt64
+    /// The highest round of its cluster known to be committed (or stable).
+    var committed: UInt64
+    var lastDelivered: UInt64
+}
+
+/// What a state checkpoint or a snapshot leads to.
+enum TransferOutcome: Sendable, Equatable {
+    case none
+    /// A checked snapshot, vouched for by f + 1 state checkpoints: the composer installs it.
+    case install(LedgerSnapshot)
+    /// A snapshot that does not check: counted as `invalidSnapshot` (the next signer was asked).
+    case refused
+}
+
+/// The state-transfer sub-machine: state checkpoints of this replica and its peers, the
+/// snapshot being fetched, and the rate limits of serving them.
+struct StateTransfer: Sendable {
+    let configuration: PBFTConfiguration
+    let suite: any CryptoSuite
+
+    /// Each replica's recent state checkpoints, lowest height first (at most
+    /// `checkpointsKept` per replica: bounded by n).
+    var checkpoints: [UInt16: [StateCheckpoint]] = [:]
+    /// This replica's latest two state checkpoints, those of the snapshots its shell keeps (sent
+    /// to a peer that asks).
+    var own: [StateCheckpoint] = []
+    /// The snapshot being fetched, if any.
+    var attempt: StateTransferAttempt?
+    /// Peers asked for a snapshot and not answered yet, with the height asked for (one per peer:
+    /// bounded by n; cleared when a snapshot is installed); only their answers are read.
+    var asked: [UInt16: UInt64] = [:]
+    /// A snapshot received and waiting for the state checkpoints of its height.
+    var received: ReceivedSnapshot?
+    /// When this replica last asked its peers for their latest state checkpoints.
+    var lastQuery: UInt64?
+    /// Since when this replica has been far behind its cluster (nil when it is not).
+    var farBehindSince: UInt64?
+    /// No new state transfer before this tick (every signer of the last target failed).
+    var pausedUntil: UInt64 = 0
+    /// When each peer was last served a snapshot (one per peer: bounded by n).
+    var lastServed: [UInt16: UInt64] = [:]
+    /// Snapshots installed by state transfer.
+    var installed = 0
+
+    init(configuration: PBFTConfiguration, suite: any CryptoSuite) {
+        self.configuration = configuration
+        self.suite = suite
+    }
+
+    var cluster: ClusterID { configuration.cluster }
+    var quorum: Quorum { configuration.quorum }
+
     /// Ticks to wait for a snapshot before asking the next signer.
-    var stateTransferPatienceTicks: UInt64 { max(configuration.viewTimeoutTicks, 20) }
+    var patienceTicks: UInt64 { max(configuration.viewTimeoutTicks, 20) }
+
+    /// How long a received snapshot may wait for the state checkpoints of its height.
+    var answerTicks: UInt64 { 4 * patienceTicks }
 
     /// State checkpoints kept per peer: enough that peers a snapshot or two apart still have
     /// f + 1 matching ones, and that a newer snapshot served in place of a rotated one finds its own.
-    static let stateCheckpointsKept = 4
+    static let checkpointsKept = 4
 
-    /// The state checkpoint of a snapshot this replica restarted from (signing is deterministic,
-    /// so it is the one it signed before), so that it can answer peers' state queries at once.
-    mutating func resignStateCheckpoint(_ snapshot: LedgerSnapshot) {
-        var ignored: [Effect] = []
-        signStateCheckpoint(snapshot, effects: &ignored)
-    }
-
-    /// Signs and broadcasts the state checkpoint of a snapshot this replica just took.
-    mutating func signStateCheckpoint(_ snapshot: LedgerSnapshot, effects: inout [Effect]) {
+    /// Signs and broadcasts the state checkpoint of a snapshot this replica just took (or, with
+    /// effects it drops, of the snapshot it restarted from: signing is deterministic, so it is
+    /// the one it signed before, and it can answer peers' state queries at once).
+    mutating func sign(_ snapshot: LedgerSnapshot, effects: inout [Effect]) {
         let statement = StateStatement(cluster: cluster, round: snapshot.round, height: snapshot.height, ledgerHead: snapshot.head,
                                        localHead: snapshot.localHead, stateDigest: suite.digest(of: snapshot))
         let checkpoint = StateCheckpoint(statement: statement, replicaIndex: configuration.index,
                                          signature: suite.sign(.stateCheckpoint(statement)))
-        ownStateCheckpoints = Array((ownStateCheckpoints + [checkpoint]).suffix(2))
+        own = Array((own + [checkpoint]).suffix(2))
         keep(checkpoint)
         effects.append(.broadcast(.stateCheckpoint(checkpoint)))
     }
 
     /// Adds a checked state checkpoint to its signer's recent ones (ascending, the latest few).
     mutating func keep(_ checkpoint: StateCheckpoint) {
-        var kept = stateCheckpoints[checkpoint.replicaIndex, default: []]
+        var kept = checkpoints[checkpoint.replicaIndex, default: []]
         kept.append(checkpoint)
         kept.sort { $0.statement.height < $1.statement.height }
-        stateCheckpoints[checkpoint.replicaIndex] = Array(kept.suffix(Self.stateCheckpointsKept))
+        checkpoints[checkpoint.replicaIndex] = Array(kept.suffix(Self.checkpointsKept))
     }
 
-    mutating func onStateCheckpoint(_ checkpoint: StateCheckpoint, from: ReplicaID, effects: inout [Effect]) {
+    mutating func onCheckpoint(_ checkpoint: StateCheckpoint, from: ReplicaID, position: ReplicaPosition, now: UInt64,
+                               effects: inout [Effect]) throws(Rejection) -> TransferOutcome {
         let statement = checkpoint.statement
-        guard statement.cluster == cluster else { return reject(.wrongCluster) }
-        guard checkpoint.replicaIndex == from.index else { return reject(.senderMismatch) }
+        guard statement.cluster == cluster else { throw .wrongCluster }
+        guard checkpoint.replicaIndex == from.index else { throw .senderMismatch }
         // Peer-supplied numbers: no arithmetic that can trap.
         let (height, overflow) = statement.round.multipliedReportingOverflow(by: UInt64(configuration.clustersInShard))
-        guard !overflow, statement.height == height else { return reject(.invalidSnapshot) }
+        guard !overflow, statement.height == height else { throw .invalidSnapshot }
         // Known already, or older than all we keep of this peer: nothing to verify.
-        let kept = stateCheckpoints[from.index, default: []]
-        if kept.contains(where: { $0.statement.height == statement.height }) { return }
-        if kept.count >= Self.stateCheckpointsKept, let oldest = kept.first, statement.height < oldest.statement.height { return }
-        guard suite.isValid(checkpoint.signature, of: .stateCheckpoint(statement), by: from) else { return reject(.badSignature) }
+        let kept = checkpoints[from.index, default: []]
+        if kept.contains(where: { $0.statement.height == statement.height }) { return .none }
+        if kept.count >= Self.checkpointsKept, let oldest = kept.first, statement.height < oldest.statement.height { return .none }
+        guard suite.isValid(checkpoint.signature, of: .stateCheckpoint(statement), by: from) else { throw .badSignature }
         keep(checkpoint)
-        if receivedSnapshot != nil { return installReceivedIfVouched(effects: &effects) }
-        startStateTransferIfBehind(effects: &effects)
+        if received != nil { return installIfVouched(position: position, now: now, effects: &effects) }
+        startIfBehind(position: position, now: now, effects: &effects)
+        return .none
     }
 
     /// The replicas whose kept state checkpoints hold `statement`.
     func signers(of statement: StateStatement) -> [UInt16] {
-        stateCheckpoints.compactMap { index, kept in kept.contains { $0.statement == statement } ? index : nil }.sorted()
+        checkpoints.compactMap { index, kept in kept.contains { $0.statement == statement } ? index : nil }.sorted()
     }
 
     /// Whether f + 1 replicas of the cluster signed `statement` (one correct replica among them).
@@ -90,7 +146,7 @@ extension PBFTReplica {
     /// The highest state statement f + 1 replicas of the cluster signed, with its signers.
     func vouchedState() -> (statement: StateStatement, signers: [UInt16])? {
         var best: (statement: StateStatement, signers: [UInt16])?
-        for kept in stateCheckpoints.values {
+        for kept in checkpoints.values {
             for candidate in kept where candidate.statement.height > (best?.statement.height ?? 0) {
                 let signers = signers(of: candidate.statement)
                 if signers.count >= quorum.weak { best = (candidate.statement, signers) }
@@ -101,35 +157,32 @@ extension PBFTReplica {
 
     /// Starts a transfer when f + 1 replicas vouch for a state further ahead of our ledger than
     /// peers keep blocks for in memory (closer than that, fetching blocks is cheaper).
-    mutating func startStateTransferIfBehind(effects: inout [Effect]) {
-        guard stateTransfer == nil, receivedSnapshot == nil, now >= stateTransferPausedUntil, let (target, signers) = vouchedState(),
-              target.round >= ledger.round + blocksInMemoryRounds else { return }
+    mutating func startIfBehind(position: ReplicaPosition, now: UInt64, effects: inout [Effect]) {
+        guard attempt == nil, received == nil, now >= pausedUntil, let (target, signers) = vouchedState(),
+              target.round >= position.ledgerRound + configuration.blocksInMemoryRounds else { return }
         guard let peer = signers.first(where: { $0 != configuration.index }) else { return }
-        askForSnapshot(target, from: peer, tried: 0, effects: &effects)
+        ask(target, from: peer, tried: 0, now: now, effects: &effects)
     }
 
-    mutating func askForSnapshot(_ target: StateStatement, from peer: UInt16, tried: Int, effects: inout [Effect]) {
-        stateTransfer = StateTransferAttempt(target: target, peer: peer, since: now, tried: tried + 1)
-        snapshotsAsked[peer] = target.height
+    mutating func ask(_ target: StateStatement, from peer: UInt16, tried: Int, now: UInt64, effects: inout [Effect]) {
+        attempt = StateTransferAttempt(target: target, peer: peer, since: now, tried: tried + 1)
+        asked[peer] = target.height
         effects.append(.send(.stateRequest(StateRequest(cluster: cluster, height: target.height)), to: configuration.replica(peer)))
     }
 
-    /// How long a received snapshot may wait for the state checkpoints of its height.
-    var snapshotAnswerTicks: UInt64 { 4 * stateTransferPatienceTicks }
-
     /// On every tick: a snapshot late from its peer is asked of the next signer; a replica far
     /// behind that knows of no vouched state asks its peers for their latest state checkpoints.
-    mutating func stateTransferTick(effects: inout [Effect]) {
-        if let received = receivedSnapshot, now - received.since >= snapshotAnswerTicks { receivedSnapshot = nil }
-        if let attempt = stateTransfer {
-            if attempt.target.round < ledger.round {
-                stateTransfer = nil
-            } else if now - attempt.since >= stateTransferPatienceTicks {
-                askNextSigner(after: attempt, effects: &effects)
+    mutating func tick(position: ReplicaPosition, now: UInt64, effects: inout [Effect]) {
+        if let received, now - received.since >= answerTicks { self.received = nil }
+        if let attempt {
+            if attempt.target.round < position.ledgerRound {
+                self.attempt = nil
+            } else if now - attempt.since >= patienceTicks {
+                askNextSigner(after: attempt, position: position, now: now, effects: &effects)
             }
             return
         }
-        noteFarBehind(effects: &effects)
+        noteFarBehind(position: position, now: now, effects: &effects)
     }
 
     /// Whether this replica is further behind its cluster than peers keep blocks for in memory;
@@ -137,11 +190,11 @@ extension PBFTReplica {
     /// timeout). Checked on every tick and before every block request: a replica that learns
     /// step by step how far its cluster got (from the frames its peers queued while it was
     /// down) is already fetching blocks, and each batch that lands asks for the next at once.
-    mutating func noteFarBehind(effects: inout [Effect]) {
-        let farBehind = max(knownCommitted, stable.statement.round) >= lastDelivered + blocksInMemoryRounds
+    mutating func noteFarBehind(position: ReplicaPosition, now: UInt64, effects: inout [Effect]) {
+        let farBehind = position.committed >= position.lastDelivered + configuration.blocksInMemoryRounds
         farBehindSince = farBehind ? (farBehindSince ?? now) : nil
-        if farBehind, lastStateQuery.map({ now - $0 >= configuration.viewTimeoutTicks }) ?? true {
-            lastStateQuery = now
+        if farBehind, lastQuery.map({ now - $0 >= configuration.viewTimeoutTicks }) ?? true {
+            lastQuery = now
             effects.append(.broadcast(.stateRequest(StateRequest(cluster: cluster, height: 0))))
         }
     }
@@ -149,48 +202,51 @@ extension PBFTReplica {
     /// Far behind, fetching blocks waits: while a snapshot is being fetched or checked, and for a
     /// short while after falling behind, for the peers to answer the state query. When no state
     /// is vouched for by then (no snapshot taken yet), the blocks come from the peers' stores.
-    var prefersStateTransfer: Bool {
-        if stateTransfer != nil || receivedSnapshot != nil { return true }
+    func prefersTransfer(now: UInt64) -> Bool {
+        if attempt != nil || received != nil { return true }
         guard let since = farBehindSince else { return false }
-        return now - since < 2 * stateTransferPatienceTicks
+        return now - since < 2 * patienceTicks
     }
 
     /// The next signer of the highest vouched state. After as many attempts as that state has
     /// other signers, all in vain (none serves a snapshot that checks, or it is too large for a
     /// frame), the replica fetches blocks for a while and asks for state checkpoints again: a
     /// transfer never holds block fetching up for long, whatever the peers do.
-    mutating func askNextSigner(after attempt: StateTransferAttempt, effects: inout [Effect]) {
-        stateTransfer = nil
-        guard let (target, signers) = vouchedState(), target.round >= ledger.round else { return }
+    mutating func askNextSigner(after previous: StateTransferAttempt, position: ReplicaPosition, now: UInt64,
+                                effects: inout [Effect]) {
+        attempt = nil
+        guard let (target, signers) = vouchedState(), target.round >= position.ledgerRound else { return }
         let others = signers.filter { $0 != configuration.index }
-        guard !others.isEmpty, attempt.tried < others.count else {
-            stateTransferPausedUntil = now + 4 * stateTransferPatienceTicks
-            lastStateQuery = nil
+        guard !others.isEmpty, previous.tried < others.count else {
+            pausedUntil = now + 4 * patienceTicks
+            lastQuery = nil
             return
         }
-        let next = others.first(where: { $0 > attempt.peer }) ?? others[0]
-        askForSnapshot(target, from: next, tried: attempt.tried, effects: &effects)
+        let next = others.first(where: { $0 > previous.peer }) ?? others[0]
+        ask(target, from: next, tried: previous.tried, now: now, effects: &effects)
     }
 
-    mutating func onStateRequest(_ request: StateRequest, from: ReplicaID, effects: inout [Effect]) {
-        guard request.cluster == cluster else { return reject(.wrongCluster) }
+    mutating func onRequest(_ request: StateRequest, from: ReplicaID, position: ReplicaPosition, now: UInt64,
+                            effects: inout [Effect]) throws(Rejection) {
+        guard request.cluster == cluster else { throw .wrongCluster }
         if request.height == 0 {
-            for own in ownStateCheckpoints { effects.append(.send(.stateCheckpoint(own), to: from)) }
+            for checkpoint in own { effects.append(.send(.stateCheckpoint(checkpoint), to: from)) }
             return
         }
         // Snapshots are read from disk and can be large: at most one per peer in the time a peer
         // waits for one, and only of a height this replica passed (the shell keeps the latest two).
-        guard request.height <= ledger.height, request.height % UInt64(configuration.clustersInShard) == 0 else { return }
-        if let last = lastSnapshotServed[from.index], now - last < stateTransferPatienceTicks { return }
-        lastSnapshotServed[from.index] = now
+        guard request.height <= position.ledgerHeight, request.height % UInt64(configuration.clustersInShard) == 0 else { return }
+        if let last = lastServed[from.index], now - last < patienceTicks { return }
+        lastServed[from.index] = now
         effects.append(.serveSnapshot(atOrAbove: request.height, to: from))
     }
 
     /// A snapshot from a peer this replica asked, however late (an answer that comes after the
     /// next signer was asked, or after a pause began, is still checked and used: on a loaded
     /// machine real replicas saw answers come seconds after the ask). One answer per ask.
-    mutating func onStateTransfer(_ received: LedgerSnapshot, from: ReplicaID, effects: inout [Effect]) {
-        guard let askedHeight = snapshotsAsked.removeValue(forKey: from.index) else { return reject(.unexpected) }
+    mutating func onSnapshot(_ received: LedgerSnapshot, from: ReplicaID, position: ReplicaPosition, now: UInt64,
+                             effects: inout [Effect]) throws(Rejection) -> TransferOutcome {
+        guard let askedHeight = asked.removeValue(forKey: from.index) else { throw .unexpected }
         // The wire carries no cross-shard layout: the receiver's own goes in.
         var snapshot = received
         switch (snapshot.crossShard, configuration.crossShard) {
@@ -200,80 +256,50 @@ extension PBFTReplica {
                                                   participating: state.participating, watermarks: state.watermarks,
                                                   decisions: state.decisions, decisionOrder: state.decisionOrder)
         default:
-            return refuseSnapshot(from: from.index, effects: &effects)
+            return refuse(from: from.index, position: position, now: now, effects: &effects)
         }
         // The one asked for, or a newer one (the asked one rotated away at the peer); never older.
         guard snapshot.shard == cluster.shard, snapshot.height >= askedHeight,
               snapshot.height == snapshot.round &* UInt64(configuration.clustersInShard) else {
-            return refuseSnapshot(from: from.index, effects: &effects)
+            return refuse(from: from.index, position: position, now: now, effects: &effects)
         }
         // Passed meanwhile (by another snapshot or by blocks), or lower than one already waiting.
-        guard snapshot.round > ledger.round, snapshot.height > receivedSnapshot?.snapshot.height ?? 0 else { return }
+        guard snapshot.round > position.ledgerRound, snapshot.height > self.received?.snapshot.height ?? 0 else { return .none }
         let digest = suite.digest(of: snapshot)
-        receivedSnapshot = ReceivedSnapshot(snapshot: snapshot, digest: digest, from: from.index, since: now)
-        installReceivedIfVouched(effects: &effects)
+        self.received = ReceivedSnapshot(snapshot: snapshot, digest: digest, from: from.index, since: now)
+        return installIfVouched(position: position, now: now, effects: &effects)
     }
 
-    /// Installs the received snapshot once a state statement of its height has f + 1 signers and
-    /// it matches (heights, heads, state digest). One that differs from the vouched statement
+    /// The received snapshot, to install once a state statement of its height has f + 1 signers
+    /// and it matches (heights, heads, state digest). One that differs from the vouched statement
     /// (forged, stale, or from another cluster) is refused, and the next signer asked if it came
     /// from the one asked last; one not yet vouched for (a newer snapshot than asked for) waits
-    /// for the checkpoints of its height, for `snapshotAnswerTicks` at most.
-    mutating func installReceivedIfVouched(effects: inout [Effect]) {
-        guard let received = receivedSnapshot else { return }
+    /// for the checkpoints of its height, for `answerTicks` at most.
+    mutating func installIfVouched(position: ReplicaPosition, now: UInt64, effects: inout [Effect]) -> TransferOutcome {
+        guard let received else { return .none }
         let snapshot = received.snapshot
-        guard snapshot.round > ledger.round else { receivedSnapshot = nil; return }
-        let vouched = stateCheckpoints.values.lazy.flatMap { $0 }.map(\.statement)
+        guard snapshot.round > position.ledgerRound else { self.received = nil; return .none }
+        let vouched = checkpoints.values.lazy.flatMap { $0 }.map(\.statement)
             .first { $0.height == snapshot.height && self.isVouched($0) }
-        guard let statement = vouched else { return }
+        guard let statement = vouched else { return .none }
         guard snapshot.round == statement.round, snapshot.head == statement.ledgerHead,
               snapshot.localHead == statement.localHead, received.digest == statement.stateDigest else {
-            receivedSnapshot = nil
-            return refuseSnapshot(from: received.from, effects: &effects)
+            self.received = nil
+            return refuse(from: received.from, position: position, now: now, effects: &effects)
         }
-        stateTransfer = nil
-        receivedSnapshot = nil
-        snapshotsAsked = [:]
-        stateTransferPausedUntil = 0
-        install(snapshot, effects: &effects)
+        attempt = nil
+        self.received = nil
+        asked = [:]
+        pausedUntil = 0
+        installed += 1
+        return .install(snapshot)
     }
 
-    /// A snapshot that does not check (forged, stale, from another cluster) is counted, and the
+    /// A snapshot that does not check (forged, stale, from another cluster) is refused, and the
     /// next signer asked if it came from the one asked last.
-    mutating func refuseSnapshot(from peer: UInt16, effects: inout [Effect]) {
-        reject(.invalidSnapshot)
-        if let attempt = stateTransfer, attempt.peer == peer { askNextSigner(after: attempt, effects: &effects) }
-    }
-
-    /// Replaces the ledger's state with a checked snapshot and goes on from the round after it.
-    mutating func install(_ snapshot: LedgerSnapshot, effects: inout [Effect]) {
-        guard snapshot.round >= ledger.round else { return }
-        snapshotsInstalled += 1
-        ledger = ShardLedger(restoring: snapshot, clusterCount: configuration.clustersInShard)
-        if lastDelivered < snapshot.round {
-            lastDelivered = snapshot.round
-            localHead = snapshot.localHead
-        }
-        knownCommitted = max(knownCommitted, snapshot.round)
-        // Blocks above the snapshot this replica already holds go back to the new ledger.
-        for (round, block) in delivered.sorted(by: { $0.key < $1.key }) where round > snapshot.round {
-            ledger.add(block, digest: block.certificate.statement.digest)
-        }
-        for blocks in remoteBlocks.values {
-            for (round, block) in blocks.sorted(by: { $0.key < $1.key }) where round > snapshot.round {
-                ledger.add(block, digest: block.certificate.statement.digest)
-            }
-        }
-        delivered = delivered.filter { $0.key > snapshot.round }
-        fetched = fetched.filter { $0.key > lastDelivered }
-        snapshotHeads = snapshotHeads.filter { $0.key > snapshot.round }
-        // Requests executed in the installed state are done.
-        orderedRequests = orderedRequests.filter { $0.requestID > (ledger.lastExecution[$0.client]?.requestID ?? 0) }
-        if nextProposalRound <= snapshot.round { nextProposalRound = snapshot.round + 1 }
-        effects.append(.installedSnapshot(snapshot))
-        executeLedger(effects: &effects)
-        deliverReady(effects: &effects)
-        if isBehind { requestBlocks(effects: &effects) }
+    mutating func refuse(from peer: UInt16, position: ReplicaPosition, now: UInt64, effects: inout [Effect]) -> TransferOutcome {
+        if let attempt, attempt.peer == peer { askNextSigner(after: attempt, position: position, now: now, effects: &effects) }
+        return .refused
     }
 }
 
