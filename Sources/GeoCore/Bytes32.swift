@@ -95,3 +95,8 @@ public enum Hex {
         }
     }
 }
+
+extension Signature {
+    /// All zeroes: the placeholder a message carries while its own signature is computed over it.
+    static let unsigned = Signature(bytes: [UInt8](repeating: 0, count: Signature.byteCount))!
+}

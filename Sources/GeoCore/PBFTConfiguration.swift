@@ -86,3 +86,13 @@ extension PBFTConfiguration {
     /// few windows and re-sharing are served without I/O; the block store serves older ones.
     var blocksInMemoryRounds: UInt64 { 2 * fetchBatch }
 }
+
+extension PBFTConfiguration {
+    /// The next peer of the cluster after `peer`, never this replica: block requests rotate over
+    /// the peers, so one silent or lying peer cannot keep a replica behind.
+    func nextPeer(after peer: UInt16) -> UInt16 {
+        var next = peer
+        repeat { next = UInt16((Int(next) + 1) % quorum.n) } while next == index
+        return next
+    }
+}

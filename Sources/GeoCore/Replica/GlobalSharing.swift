@@ -11,9 +11,44 @@
 //   n - f, replica i sends Rvc to replica i of the late cluster. f + 1 Rvc of one remote cluster,
 //   for an attempt not yet honoured, start a local view change there, and the new primary
 //   re-shares from the round reported missing.
+//
+// A sub-machine of the replica: it owns the remote clusters' blocks and timers and the remote
+// view change votes; the composer hands it what it needs (the ledger, the next peer to ask) and
+// acts on what it returns (a remote block accepted, an attempt honoured).
 
-extension PBFTReplica {
-    static let unsigned = Signature(bytes: [UInt8](repeating: 0, count: Signature.byteCount))!
+struct GlobalSharing: Sendable {
+    let configuration: PBFTConfiguration
+    let suite: any CryptoSuite
+
+    /// Recent certified blocks of the other clusters of the shard, by cluster index then round,
+    /// kept to serve peers that missed them (bounded like the composer's `delivered`).
+    var remoteBlocks: [UInt16: [UInt64: CertifiedBlock]] = [:]
+    /// The highest round of any other cluster seen: the primary keeps up with it (no-op blocks).
+    var remoteHighestRound: UInt64 = 0
+    /// Per remote cluster: since when this replica waits for its block of a round.
+    var remoteWaits: [UInt16: (round: UInt64, since: UInt64)] = [:]
+    /// Per remote cluster: when this replica last asked a peer for its blocks, and whether it now
+    /// asks the remote cluster's replicas (after a whole timeout) rather than its own peers.
+    var lastRemoteFetch: [UInt16: UInt64] = [:]
+    var remoteFetchFromSource: [UInt16: Bool] = [:]
+    /// Per remote cluster: the remote view change attempt being asked for next.
+    var remoteAttempts: [UInt16: UInt64] = [:]
+    /// Per remote cluster and own replica: its latest DRvc (attempt, round).
+    var detections: [UInt16: [UInt16: (attempt: UInt64, round: UInt64)]] = [:]
+    /// Per remote cluster and own replica index of that cluster: the latest Rvc it sent us.
+    var requests: [UInt16: [UInt16: (attempt: UInt64, round: UInt64)]] = [:]
+    /// Per remote cluster: the highest attempt that already moved this cluster to a new view.
+    var honoredAttempts: [UInt16: UInt64] = [:]
+    /// The earliest round a remote cluster reported missing: the next primary re-shares from it.
+    var reshareFrom: UInt64?
+
+    init(configuration: PBFTConfiguration, suite: any CryptoSuite) {
+        self.configuration = configuration
+        self.suite = suite
+    }
+
+    var cluster: ClusterID { configuration.cluster }
+    var quorum: Quorum { configuration.quorum }
 
     var otherClusters: [UInt16] {
         (0..<UInt16(configuration.clustersInShard)).filter { $0 != cluster.index }
@@ -22,7 +57,7 @@ extension PBFTReplica {
     func remoteCluster(_ index: UInt16) -> ClusterID { ClusterID(shard: cluster.shard, index: index) }
 
     /// Primary: sends a block of ours to f + 1 replicas of every other cluster of the shard.
-    mutating func share(_ block: CertifiedBlock, effects: inout [Effect]) {
+    func share(_ block: CertifiedBlock, effects: inout [Effect]) {
         for index in otherClusters {
             let receivers = configuration.shardQuorums[Int(index)].weak
             for replica in 0..<receivers {
@@ -32,9 +67,10 @@ extension PBFTReplica {
     }
 
     /// New primary after a remote view change: re-shares what the remote cluster reported missing.
-    mutating func reshare(effects: inout [Effect]) {
+    mutating func reshare(lastDelivered: UInt64, delivered: [UInt64: CertifiedBlock], effects: inout [Effect]) {
         guard let from = reshareFrom, lastDelivered > 0 else { return }
         reshareFrom = nil
+        let fetchBatch = configuration.fetchBatch
         let first = max(from, lastDelivered > fetchBatch ? lastDelivered - fetchBatch + 1 : 1)
         guard first <= lastDelivered else { return }
         for round in first...lastDelivered {
@@ -42,57 +78,38 @@ extension PBFTReplica {
         }
     }
 
-    /// A message from a replica of another cluster: a shared block, or a remote view change request.
-    mutating func onRemoteMessage(_ message: Message, from: ReplicaID, effects: inout [Effect]) {
-        guard from.cluster.shard == cluster.shard, Int(from.cluster.index) < configuration.clustersInShard,
-              Int(from.index) < configuration.shardQuorums[Int(from.cluster.index)].n else {
-            return reject(.wrongCluster)
-        }
-        switch message {
-        case let .certifiedBlock(block) where block.block.cluster == from.cluster:
-            acceptRemote(block, forward: true, effects: &effects)
-        case let .remoteViewChange(request) where request.phase == .request && request.sender == from:
-            onRemoteRequest(request, forwarded: false, effects: &effects)
-        case let .blockRequest(request) where request.cluster == cluster:
-            // A replica of another cluster missing our blocks: serve them, certificates and all.
-            onBlockRequest(request, from: from, effects: &effects)
-        default:
-            reject(.wrongCluster)
-        }
-    }
-
-    /// Checks a remote cluster's certified block and hands it to the ledger; a designated receiver
-    /// (`forward`) passes it on to its own cluster.
-    mutating func acceptRemote(_ certified: CertifiedBlock, forward: Bool, effects: inout [Effect]) {
+    /// Checks a remote cluster's certified block and keeps it; a designated receiver (`forward`)
+    /// passes it on to its own cluster. Returns whether it is new: the composer then hands it to
+    /// the ledger.
+    mutating func accept(_ certified: CertifiedBlock, forward: Bool, ledger: ShardLedger,
+                         effects: inout [Effect]) throws(Rejection) -> Bool {
         let remote = certified.block.cluster
         let round = certified.block.round
         guard remote.shard == cluster.shard, remote != cluster, Int(remote.index) < configuration.clustersInShard else {
-            return reject(.wrongCluster)
+            throw .wrongCluster
         }
         // Bounded: a block far ahead of the ledger is refused (its cluster cannot be that far ahead
         // of a correct one, since primaries stay within a window of the ledger).
-        guard round >= ledger.round, round < ledger.round + 4 * window else { return }
-        guard !ledger.holds(cluster: remote.index, round: round) else { return }
+        guard round >= ledger.round, round < ledger.round + 4 * configuration.window else { return false }
+        guard !ledger.holds(cluster: remote.index, round: round) else { return false }
         guard CertificateCheck.isValid(certified, quorum: configuration.shardQuorums[Int(remote.index)], suite: suite) else {
-            return reject(.invalidCertificate)
+            throw .invalidCertificate
         }
         effects.append(.persist(.remote(certified)))
         remoteBlocks[remote.index, default: [:]][round] = certified
         remoteHighestRound = max(remoteHighestRound, round)
-        ledger.add(certified, digest: certified.certificate.statement.digest)
         if forward { effects.append(.broadcast(.certifiedBlock(certified))) }
         // Only the block we wait for stops the timer: later ones do not make up for it.
         if let wait = remoteWaits[remote.index], wait.round == round {
             remoteWaits[remote.index] = nil
             remoteFetchFromSource[remote.index] = nil
         }
-        executeLedger(effects: &effects)
-        propose(partial: false, effects: &effects)
+        return true
     }
 
     /// On every tick: time the remote blocks of the round the ledger waits on. Half a timeout: ask
     /// our own cluster (a forward may have been lost); a whole timeout: detect (DRvc).
-    mutating func checkRemoteClusters(effects: inout [Effect]) {
+    mutating func tick(ledger: ShardLedger, lastDelivered: UInt64, now: UInt64, fetchPeer: inout UInt16, effects: inout [Effect]) {
         guard configuration.clustersInShard > 1 else { return }
         let round = ledger.round
         // Only a cluster that holds up a round we could otherwise execute is late.
@@ -129,8 +146,8 @@ extension PBFTReplica {
             }
             guard fetchDue, behind || late || waited >= configuration.remoteTimeoutTicks / 2 else { continue }
             lastRemoteFetch[index] = now
-            let request = BlockRequest(cluster: remoteCluster(index), fromRound: round, toRound: round + fetchBatch - 1)
-            advanceFetchPeer()
+            let request = BlockRequest(cluster: remoteCluster(index), fromRound: round, toRound: round + configuration.fetchBatch - 1)
+            fetchPeer = configuration.nextPeer(after: fetchPeer)
             if remoteFetchFromSource[index] != true {
                 // A peer of ours probably has it (a forward was lost, or we were down).
                 effects.append(.send(.blockRequest(request), to: configuration.replica(fetchPeer)))
@@ -144,7 +161,7 @@ extension PBFTReplica {
 
     func signedRemoteViewChange(_ phase: RemoteViewChange.Phase, target: UInt16, round: UInt64, attempt: UInt64) -> RemoteViewChange {
         var message = RemoteViewChange(phase: phase, target: remoteCluster(target), round: round, attempt: attempt,
-                                       sender: configuration.me, signature: Self.unsigned)
+                                       sender: configuration.me, signature: .unsigned)
         message.signature = suite.sign(.remoteViewChange(message))
         return message
     }
@@ -157,22 +174,16 @@ extension PBFTReplica {
         recordDetection(target, index: configuration.index, attempt: attempt, round: round, effects: &effects)
     }
 
-    /// A remote view change message from a replica of our own cluster: its DRvc, or an Rvc of a
-    /// remote cluster that it received and forwards to us.
-    mutating func onDetection(_ message: RemoteViewChange, from: ReplicaID, effects: inout [Effect]) {
-        switch message.phase {
-        case .detect:
-            let target = message.target
-            guard target.shard == cluster.shard, target != cluster, Int(target.index) < configuration.clustersInShard else {
-                return reject(.wrongCluster)
-            }
-            guard message.sender == from else { return reject(.senderMismatch) }
-            if let existing = detections[target.index]?[from.index], existing.attempt >= message.attempt { return }
-            guard suite.isValid(message.signature, of: .remoteViewChange(message), by: from) else { return reject(.badSignature) }
-            recordDetection(target.index, index: from.index, attempt: message.attempt, round: message.round, effects: &effects)
-        case .request:
-            onRemoteRequest(message, forwarded: true, effects: &effects)
+    /// A peer's DRvc: a replica of our own cluster finds a remote cluster late.
+    mutating func onDetection(_ message: RemoteViewChange, from: ReplicaID, effects: inout [Effect]) throws(Rejection) {
+        let target = message.target
+        guard target.shard == cluster.shard, target != cluster, Int(target.index) < configuration.clustersInShard else {
+            throw .wrongCluster
         }
+        guard message.sender == from else { throw .senderMismatch }
+        if let existing = detections[target.index]?[from.index], existing.attempt >= message.attempt { return }
+        guard suite.isValid(message.signature, of: .remoteViewChange(message), by: from) else { throw .badSignature }
+        recordDetection(target.index, index: from.index, attempt: message.attempt, round: message.round, effects: &effects)
     }
 
     mutating func recordDetection(_ target: UInt16, index: UInt16, attempt: UInt64, round: UInt64, effects: inout [Effect]) {
@@ -194,37 +205,37 @@ extension PBFTReplica {
     }
 
     /// An Rvc asking our cluster for a view change: straight from our counterpart in the asking
-    /// cluster (then we forward it inside our cluster), or forwarded by one of our peers. f + 1 of
-    /// them from distinct replicas of one cluster, for an attempt not yet honoured, start a view change.
-    mutating func onRemoteRequest(_ request: RemoteViewChange, forwarded: Bool, effects: inout [Effect]) {
+    /// cluster (then we forward it inside our cluster), or forwarded by one of our peers. Returns
+    /// true when f + 1 of them from distinct replicas of one cluster ask for an attempt not yet
+    /// honoured: the composer then changes view (or coalesces it with one under way).
+    mutating func onRequest(_ request: RemoteViewChange, forwarded: Bool, lastDelivered: UInt64,
+                            effects: inout [Effect]) throws(Rejection) -> Bool {
         let sender = request.sender
         guard request.phase == .request, request.target == cluster, sender.cluster.shard == cluster.shard,
               sender.cluster != cluster, Int(sender.cluster.index) < configuration.clustersInShard,
-              Int(sender.index) < configuration.shardQuorums[Int(sender.cluster.index)].n else { return reject(.wrongCluster) }
+              Int(sender.index) < configuration.shardQuorums[Int(sender.cluster.index)].n else { throw .wrongCluster }
         let source = sender.cluster.index
-        if let existing = requests[source]?[sender.index], existing.attempt >= request.attempt { return }
-        guard suite.isValid(request.signature, of: .remoteViewChange(request), by: sender) else { return reject(.badSignature) }
+        if let existing = requests[source]?[sender.index], existing.attempt >= request.attempt { return false }
+        guard suite.isValid(request.signature, of: .remoteViewChange(request), by: sender) else { throw .badSignature }
         requests[source, default: [:]][sender.index] = (request.attempt, request.round)
         if !forwarded { effects.append(.broadcast(.remoteViewChange(request))) }
         let honored = honoredAttempts[source] ?? 0
         let fresh = requests[source, default: [:]].values.filter { $0.attempt > honored }
-        guard fresh.count >= configuration.shardQuorums[Int(source)].weak else { return }
+        guard fresh.count >= configuration.shardQuorums[Int(source)].weak else { return false }
         // At least one correct replica of the asking cluster finds our blocks late.
         honoredAttempts[source] = fresh.map(\.attempt).min() ?? honored + 1
         let missing = fresh.map(\.round).min() ?? lastDelivered
         reshareFrom = min(reshareFrom ?? missing, missing)
-        // One view change answers every asking cluster, since the new primary re-shares to all of
-        // them. Requests that arrive while a view change is under way, or soon after one started or
-        // ended (for whatever reason: a local timeout, peers we joined, another cluster's request),
-        // are the same complaint: honouring each with a view change of its own moved a cluster
-        // several views at once, back onto the faulty primary whenever the count was a multiple of
-        // n (the simulator found it on geo-4x4: seeds 1321 and 1740). A remote cluster asks again
-        // only a whole remote timeout later, past this grace, if the new primary did not deliver.
-        if case .changingView = status { return }
-        if let last = lastViewChange, now - last < configuration.remoteTimeoutTicks / 2 {
-            if isPrimary { reshare(effects: &effects) }
-            return
+        return true
+    }
+
+    /// Blocks of other clusters held in memory.
+    var blocksInMemory: Int { remoteBlocks.values.reduce(0) { $0 + $1.count } }
+
+    /// Drops remote blocks below `floor` once a cluster's map holds more than `limit` (amortised).
+    mutating func forget(below floor: UInt64, limit: Int) {
+        for (index, blocks) in remoteBlocks where blocks.count > limit {
+            remoteBlocks[index] = blocks.filter { $0.key >= floor }
         }
-        startViewChange(to: view + 1, reason: .remoteRequest, effects: &effects)
     }
 }
