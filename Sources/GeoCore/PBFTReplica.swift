@@ -46,10 +46,10 @@ public struct PBFTReplica: Sendable {
     public private(set) var now: UInt64 = 0
     /// Counts of ignored inputs by reason.
     public private(set) var rejections: [Rejection: Int] = [:]
-    public private(set) var viewChangesStarted = 0
+    public var viewChangesStarted: Int { viewChanger.started }
     /// Why this replica started each of those (joining others counts as `.joined`).
-    public private(set) var viewChangeReasons: [ViewChangeReason: Int] = [:]
-    public private(set) var lastViewChangeReason: ViewChangeReason?
+    public var viewChangeReasons: [ViewChangeReason: Int] { viewChanger.reasons }
+    public var lastViewChangeReason: ViewChangeReason? { viewChanger.lastReason }
 
     var slots: [UInt64: Slot] = [:]
     /// This cluster's recent certified blocks, by round: what the replica serves to laggards and
@@ -64,10 +64,8 @@ public struct PBFTReplica: Sendable {
     var ownCheckpoints: [UInt64: Digest] = [:]
     /// Each replica's latest checkpoint (one per replica keeps this bounded; checkpoints only move up).
     var latestCheckpoints: [UInt16: Checkpoint] = [:]
-    /// Each replica's latest ViewChange.
-    var viewChanges: [UInt16: ViewChange] = [:]
-    var lastNewView: NewView?
-    var newViewSentFor: UInt64?
+    /// PBFT's view change: ViewChanges, claimed views, the timeout (ViewChange.swift).
+    var viewChanger: ViewChanger
     var signed: [SignSlot: Digest] = [:]
 
     /// Primary only: transactions waiting for a block, and keys already proposed and not executed.
@@ -82,14 +80,9 @@ public struct PBFTReplica: Sendable {
     /// Requests this replica knows of and waits to see executed, with the tick it started waiting:
     /// PBFT's request timers. One that waits too long means the primary censors it.
     var watched: [RequestKey: (transaction: ClientTransaction, since: UInt64)] = [:]
-    /// The highest view each peer votes in: one entry per replica, so a Byzantine peer cannot grow
-    /// it. f + 1 claims include a correct one.
-    var claimedViews: [UInt16: UInt64] = [:]
 
     /// GeoBFT's global sharing and remote view change (GlobalSharing.swift).
     var sharing: GlobalSharing
-    /// When this replica last started or finished a view change (remote requests coalesce around it).
-    var lastViewChange: UInt64?
 
     /// Cross-shard statements: proofs assembled, watched, queued and re-sent (StatementRelay.swift).
     var relay: StatementRelay
@@ -105,8 +98,6 @@ public struct PBFTReplica: Sendable {
 
     /// Progress timer: set while there is outstanding work, reset on every delivery.
     var progressSince: UInt64?
-    var consecutiveViewChanges = 0
-    var viewChangeDeadline: UInt64 = 0
     /// The highest round of this cluster known to be committed by a correct replica.
     var knownCommitted: UInt64 = 0
     var lastFetchTick: UInt64?
@@ -135,6 +126,7 @@ public struct PBFTReplica: Sendable {
         relay = StatementRelay(configuration: configuration, suite: suite)
         transfer = StateTransfer(configuration: configuration, suite: suite)
         sharing = GlobalSharing(configuration: configuration, suite: suite)
+        viewChanger = ViewChanger(configuration: configuration, suite: suite)
     }
 
     /// A replica restarted from what it had made durable before it crashed (see `recover`).
@@ -201,7 +193,7 @@ public struct PBFTReplica: Sendable {
             slots[round, default: Slot()].blocks[proof.prePrepare.digest] = proof.prePrepare.block
         }
         nextProposalRound = max(lastDelivered, stable.statement.round) + 1
-        if case .changingView = status { viewChangeDeadline = configuration.viewTimeoutTicks }
+        if case .changingView = status { viewChanger.deadline = configuration.viewTimeoutTicks }
         return executed
     }
 
@@ -265,7 +257,7 @@ public struct PBFTReplica: Sendable {
         case let .prepare(prepare): onPrepare(prepare, from: from, effects: &effects)
         case let .commit(commit): onCommit(commit, from: from, effects: &effects)
         case let .checkpoint(checkpoint): onCheckpoint(checkpoint, from: from, effects: &effects)
-        case let .viewChange(viewChange): onViewChange(viewChange, from: from, effects: &effects)
+        case let .viewChange(viewChange): try onViewChange(viewChange, from: from, effects: &effects)
         case let .newView(newView): onNewView(newView, from: from, effects: &effects)
         case let .certifiedBlock(block): onCertifiedBlock(block, effects: &effects)
         case let .blockRequest(request): onBlockRequest(request, from: from, effects: &effects)
@@ -322,7 +314,7 @@ public struct PBFTReplica: Sendable {
         // n (the simulator found it on geo-4x4: seeds 1321 and 1740). A remote cluster asks again
         // only a whole remote timeout later, past this grace, if the new primary did not deliver.
         if case .changingView = status { return }
-        if let last = lastViewChange, now - last < configuration.remoteTimeoutTicks / 2 {
+        if let last = viewChanger.lastChange, now - last < configuration.remoteTimeoutTicks / 2 {
             if isPrimary { sharing.reshare(lastDelivered: lastDelivered, delivered: delivered, effects: &effects) }
             return
         }
@@ -687,7 +679,7 @@ public struct PBFTReplica: Sendable {
         executeLedger(effects: &effects)
         if isPrimary { sharing.share(block, effects: &effects) }
         // Progress: the primary is doing its job.
-        consecutiveViewChanges = 0
+        viewChanger.consecutive = 0
         progressSince = hasOutstandingWork ? now : nil
         if block.block.round % configuration.checkpointEvery == 0 {
             sendCheckpoint(round: block.block.round, effects: &effects)
@@ -776,7 +768,7 @@ public struct PBFTReplica: Sendable {
     mutating func recordCheckpoint(_ checkpoint: Checkpoint, effects: inout [Effect]) {
         latestCheckpoints[checkpoint.replicaIndex] = checkpoint
         let rounds = Dictionary(uniqueKeysWithValues: latestCheckpoints.map { ($0.key, $0.value.statement.round) })
-        knownCommitted = max(knownCommitted, Self.weakQuorumValue(rounds, quorum: quorum))
+        knownCommitted = max(knownCommitted, quorum.weakValue(of: rounds))
         let matching = latestCheckpoints.values.filter { $0.statement == checkpoint.statement }
         guard matching.count >= quorum.decide else { return }
         let proof = CheckpointProof(statement: checkpoint.statement,
@@ -798,19 +790,10 @@ public struct PBFTReplica: Sendable {
         propose(partial: false, effects: &effects)
     }
 
-    /// The largest value that at least f + 1 peers claim (so at least one correct peer does).
-    static func weakQuorumValue(_ claims: [UInt16: UInt64], quorum: Quorum) -> UInt64 {
-        let sorted = claims.values.sorted(by: >)
-        return sorted.count >= quorum.weak ? sorted[quorum.weak - 1] : 0
-    }
-
-    /// A replica that missed a NewView (it was down or cut off) sees f + 1 peers vote in a higher
-    /// view: it asks to change view, and the peers answer its ViewChange with their NewView.
+    /// A peer votes in `claimed`: f + 1 peers in a higher view make a replica that missed a
+    /// NewView ask to change to it.
     mutating func noteView(_ claimed: UInt64, from index: UInt16, effects: inout [Effect]) {
-        guard claimed > view, claimed > claimedViews[index] ?? 0 else { return }
-        claimedViews[index] = claimed
-        let target = Self.weakQuorumValue(claimedViews, quorum: quorum)
-        guard target > view else { return }
+        guard let target = viewChanger.noteView(claimed, from: index, view: view) else { return }
         if case let .changingView(current) = status, current >= target { return }
         startViewChange(to: target, reason: .peersInLaterView, effects: &effects)
     }
@@ -896,13 +879,7 @@ public struct PBFTReplica: Sendable {
         if progressSince == nil { progressSince = now }
     }
 
-    /// The view-change timeout doubles with each consecutive view change, up to 8x: enough to
-    /// outgrow any delay the base timeout underestimated, without leaving a cluster that went
-    /// through a bad patch waiting minutes for its next attempt (the simulator found that 256x
-    /// could keep correct replicas in different views long after the network healed).
-    var currentTimeout: UInt64 {
-        configuration.viewTimeoutTicks << UInt64(min(consecutiveViewChanges, 3))
-    }
+    var currentTimeout: UInt64 { viewChanger.currentTimeout }
 
     mutating func onTick(effects: inout [Effect]) {
         now += 1
@@ -946,19 +923,13 @@ public struct PBFTReplica: Sendable {
             }
         case let .changingView(target):
             if isBehind && fetchDue { requestBlocks(effects: &effects) }
-            // Replicas that asked for this view or a later one all want to leave the current one.
-            let supporters = viewChanges.values.filter { $0.newView >= target }.count
-            if now >= viewChangeDeadline && supporters >= quorum.decide {
-                // n - f of us wanted this view and its primary did not deliver: try the next one.
-                startViewChange(to: target + 1, reason: .newViewLate, effects: &effects)
-            } else if now >= viewChangeDeadline || (fetchDue && viewChanges[configuration.index]?.newView == target) {
-                // Alone (so far) in wanting this view, or a ViewChange may have been lost: say it
-                // again rather than run ahead of the others, which would leave us in a view nobody
-                // else reaches (PBFT moves on only with a quorum behind the stalled view).
+            switch viewChanger.tick(target: target, now: now, fetchDue: fetchDue) {
+            case .wait: break
+            case .nextView: startViewChange(to: target + 1, reason: .newViewLate, effects: &effects)
+            case let .rebroadcast(sent):
                 lastFetchTick = now
-                if now >= viewChangeDeadline { viewChangeDeadline = now + currentTimeout }
-                let mine = viewChanges[configuration.index].flatMap { $0.newView == target ? $0 : nil } ?? makeViewChange(target)
-                viewChanges[configuration.index] = mine
+                let mine = sent ?? makeViewChange(target)
+                viewChanger.viewChanges[configuration.index] = mine
                 effects.append(.broadcast(.viewChange(mine)))
             }
         }
@@ -987,16 +958,11 @@ public struct PBFTReplica: Sendable {
         if case let .changingView(target) = status, target >= newView { return }
         guard newView > view else { return }
         status = .changingView(to: newView)
-        lastViewChange = now
-        viewChangesStarted += 1
-        viewChangeReasons[reason, default: 0] += 1
-        lastViewChangeReason = reason
-        consecutiveViewChanges += 1
-        viewChangeDeadline = now + currentTimeout
+        viewChanger.begin(reason: reason, now: now)
         effects.append(.persist(.view(newView, normal: false)))
         effects.append(.event(.viewChangeStarted(from: view, to: newView, reason: reason, round: ledger.round)))
         let viewChange = makeViewChange(newView)
-        viewChanges[configuration.index] = viewChange
+        viewChanger.viewChanges[configuration.index] = viewChange
         effects.append(.broadcast(.viewChange(viewChange)))
         tryNewView(effects: &effects)
     }
@@ -1004,33 +970,24 @@ public struct PBFTReplica: Sendable {
     /// Our signed ViewChange for `newView`: the stable checkpoint and every prepared round above it.
     func makeViewChange(_ newView: UInt64) -> ViewChange {
         let prepared = slots.filter { $0.key > stable.statement.round }.compactMap { $0.value.prepared }.sorted { $0.round < $1.round }
-        var viewChange = ViewChange(cluster: cluster, newView: newView, checkpoint: stable, prepared: prepared,
-                                    replicaIndex: configuration.index, signature: .unsigned)
-        viewChange.signature = suite.sign(.viewChange(viewChange))
-        return viewChange
+        return viewChanger.make(newView, stable: stable, prepared: prepared)
     }
 
-    mutating func onViewChange(_ viewChange: ViewChange, from: ReplicaID, effects: inout [Effect]) {
-        guard viewChange.cluster == cluster else { return reject(.wrongCluster) }
-        guard viewChange.replicaIndex == from.index else { return reject(.senderMismatch) }
+    mutating func onViewChange(_ viewChange: ViewChange, from: ReplicaID, effects: inout [Effect]) throws(Rejection) {
+        guard viewChange.cluster == cluster else { throw .wrongCluster }
+        guard viewChange.replicaIndex == from.index else { throw .senderMismatch }
         if viewChange.newView <= view {
             // The sender is behind: show it the view we are in, if it came from a NewView.
-            if let newView = lastNewView, newView.view == view, status == .normal {
+            if let newView = viewChanger.lastNewView, newView.view == view, status == .normal {
                 effects.append(.send(.newView(newView), to: from))
             }
             return
         }
-        if let existing = viewChanges[from.index], existing.newView >= viewChange.newView { return }
-        guard ViewChangeCheck.isValid(viewChange, configuration: configuration, suite: suite) else {
-            return reject(.invalidViewChange)
-        }
-        viewChanges[from.index] = viewChange
-        // f + 1 replicas want a higher view: at least one correct replica timed out, so join.
         let target: UInt64
         if case let .changingView(to) = status { target = to } else { target = view }
-        let higher = viewChanges.values.filter { $0.newView > target }
-        if higher.count >= quorum.weak, let smallest = higher.map(\.newView).min() {
-            startViewChange(to: smallest, reason: .joined, effects: &effects)
+        // f + 1 replicas want a higher view: at least one correct replica timed out, so join.
+        if let join = try viewChanger.record(viewChange, from: from, target: target) {
+            startViewChange(to: join, reason: .joined, effects: &effects)
         }
         tryNewView(effects: &effects)
     }
@@ -1038,10 +995,7 @@ public struct PBFTReplica: Sendable {
     /// The new primary: with n - f ViewChanges for its view, announce the NewView.
     mutating func tryNewView(effects: inout [Effect]) {
         guard case let .changingView(target) = status, configuration.primary(of: target) == configuration.index,
-              newViewSentFor != target else { return }
-        let changes = viewChanges.values.filter { $0.newView == target }.sorted { $0.replicaIndex < $1.replicaIndex }
-        guard changes.count >= quorum.decide else { return }
-        let chosen = Array(changes.prefix(quorum.decide))
+              let chosen = viewChanger.newViewQuorum(target) else { return }
         let plan = NewViewPlan(viewChanges: chosen, cluster: cluster)
         var prePrepares: [PrePrepare] = []
         for block in plan.blocks {
@@ -1053,7 +1007,7 @@ public struct PBFTReplica: Sendable {
         var newView = NewView(cluster: cluster, view: target, viewChanges: chosen, prePrepares: prePrepares,
                               signature: Signature(bytes: [UInt8](repeating: 0, count: 64))!)
         newView.signature = suite.sign(.newView(newView))
-        newViewSentFor = target
+        viewChanger.newViewSentFor = target
         effects.append(.broadcast(.newView(newView)))
         enter(newView, plan: plan, effects: &effects)
     }
@@ -1075,8 +1029,7 @@ public struct PBFTReplica: Sendable {
     mutating func enter(_ newView: NewView, plan: NewViewPlan, effects: inout [Effect]) {
         view = newView.view
         status = .normal
-        lastViewChange = now
-        lastNewView = newView
+        viewChanger.entered(newView, now: now)
         effects.append(.persist(.view(view, normal: true)))
         effects.append(.event(.enteredView(view, round: ledger.round)))
         if plan.checkpoint.statement.round > stable.statement.round {
@@ -1086,7 +1039,6 @@ public struct PBFTReplica: Sendable {
             slots[round]?.prePrepare = nil
             slots[round]?.commitSentInView = nil
         }
-        viewChanges = viewChanges.filter { $0.value.newView > view }
         progressSince = now
         for prePrepare in newView.prePrepares where prePrepare.block.round > stable.statement.round {
             accept(prePrepare)

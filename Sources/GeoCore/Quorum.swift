@@ -55,3 +55,11 @@ public struct Quorum: Hashable, Sendable, CustomStringConvertible {
 
     public var description: String { "n=\(n) f=\(f)" }
 }
+
+extension Quorum {
+    /// The largest value that at least f + 1 peers claim (so at least one correct peer does).
+    func weakValue(of claims: [UInt16: UInt64]) -> UInt64 {
+        let sorted = claims.values.sorted(by: >)
+        return sorted.count >= weak ? sorted[weak - 1] : 0
+    }
+}
