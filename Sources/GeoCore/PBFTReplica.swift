@@ -43,7 +43,10 @@ public struct PBFTReplica: Sendable {
     /// Head of the chain of this cluster's delivered block digests (what checkpoints vouch for).
     public internal(set) var localHead: Digest = .zero
     public internal(set) var ledger: ShardLedger
-    public private(set) var now: UInt64 = 0
+    /// Ticks since the replica started: the clock of its timer table.
+    public var now: UInt64 { timers.now }
+    /// Every timer of the replica and its sub-machines (TimerTable.swift).
+    var timers = TimerTable()
     /// Counts of ignored inputs by reason.
     public private(set) var rejections: [Rejection: Int] = [:]
     public var viewChangesStarted: Int { viewChanger.started }
@@ -73,7 +76,6 @@ public struct PBFTReplica: Sendable {
     var pendingKeys: Set<RequestKey> = []
     var proposed: Set<RequestKey> = []
     var nextProposalRound: UInt64 = 1
-    var oldestPendingTick: UInt64?
     /// Requests our cluster ordered that the shard ledger has not executed yet (it may be waiting
     /// for other clusters' blocks of their round). Bounded by the window times the batch size.
     var orderedRequests: Set<RequestKey> = []
@@ -86,7 +88,6 @@ public struct PBFTReplica: Sendable {
 
     /// Cross-shard statements: proofs assembled, watched, queued and re-sent (StatementRelay.swift).
     var relay: StatementRelay
-    var lastProposalTick: UInt64 = 0
 
     /// State checkpoints and state transfer (StateTransfer.swift).
     var transfer: StateTransfer
@@ -96,11 +97,8 @@ public struct PBFTReplica: Sendable {
     /// Snapshots installed by state transfer.
     public var snapshotsInstalled: Int { transfer.installed }
 
-    /// Progress timer: set while there is outstanding work, reset on every delivery.
-    var progressSince: UInt64?
     /// The highest round of this cluster known to be committed by a correct replica.
     var knownCommitted: UInt64 = 0
-    var lastFetchTick: UInt64?
     /// The last round the latest block request asked for: catching up asks for the next batch
     /// once this one has landed (blocks of a batch arrive one by one, in order over TCP).
     var fetchRequestedThrough: UInt64 = 0
@@ -127,6 +125,9 @@ public struct PBFTReplica: Sendable {
         transfer = StateTransfer(configuration: configuration, suite: suite)
         sharing = GlobalSharing(configuration: configuration, suite: suite)
         viewChanger = ViewChanger(configuration: configuration, suite: suite)
+        // Paces that count from the replica's start, not from a first event.
+        timers.start(.heartbeat)
+        timers.start(.statementRetransmit)
     }
 
     /// A replica restarted from what it had made durable before it crashed (see `recover`).
@@ -193,7 +194,7 @@ public struct PBFTReplica: Sendable {
             slots[round, default: Slot()].blocks[proof.prePrepare.digest] = proof.prePrepare.block
         }
         nextProposalRound = max(lastDelivered, stable.statement.round) + 1
-        if case .changingView = status { viewChanger.deadline = configuration.viewTimeoutTicks }
+        if case .changingView = status { timers.setDeadline(.viewChange, at: configuration.viewTimeoutTicks) }
         return executed
     }
 
@@ -267,10 +268,10 @@ public struct PBFTReplica: Sendable {
             remoteRequested(try sharing.onRequest(message, forwarded: true, lastDelivered: lastDelivered, effects: &effects),
                             effects: &effects)
         case let .stateCheckpoint(checkpoint):
-            transferred(try transfer.onCheckpoint(checkpoint, from: from, position: position, now: now, effects: &effects), effects: &effects)
-        case let .stateRequest(request): try transfer.onRequest(request, from: from, position: position, now: now, effects: &effects)
+            transferred(try transfer.onCheckpoint(checkpoint, from: from, position: position, timers: &timers, effects: &effects), effects: &effects)
+        case let .stateRequest(request): try transfer.onRequest(request, from: from, position: position, timers: &timers, effects: &effects)
         case let .stateTransfer(snapshot):
-            transferred(try transfer.onSnapshot(snapshot, from: from, position: position, now: now, effects: &effects), effects: &effects)
+            transferred(try transfer.onSnapshot(snapshot, from: from, position: position, timers: &timers, effects: &effects), effects: &effects)
         case .reply, .shardStatement: throw .unexpected
         }
     }
@@ -314,7 +315,7 @@ public struct PBFTReplica: Sendable {
         // n (the simulator found it on geo-4x4: seeds 1321 and 1740). A remote cluster asks again
         // only a whole remote timeout later, past this grace, if the new primary did not deliver.
         if case .changingView = status { return }
-        if let last = viewChanger.lastChange, now - last < configuration.remoteTimeoutTicks / 2 {
+        if let since = timers.elapsed(.sinceViewChange), since < configuration.remoteTimeoutTicks / 2 {
             if isPrimary { sharing.reshare(lastDelivered: lastDelivered, delivered: delivered, effects: &effects) }
             return
         }
@@ -376,7 +377,7 @@ public struct PBFTReplica: Sendable {
         guard status == .normal else { return }
         if isPrimary {
             guard relay.queue(proof) else { return }
-            if oldestPendingTick == nil { oldestPendingTick = now }
+            timers.startIfIdle(.batch)
             propose(partial: false, effects: &effects)
         } else {
             effects.append(.send(.shardStatement(proof), to: primary))
@@ -415,7 +416,7 @@ public struct PBFTReplica: Sendable {
             }
             pending.append(transaction)
             pendingKeys.insert(key)
-            if oldestPendingTick == nil { oldestPendingTick = now }
+            timers.startIfIdle(.batch)
             propose(partial: false, effects: &effects)
         } else if !forwarded {
             // A client that timed out sends to every replica: pass it to the primary and watch it
@@ -465,7 +466,7 @@ public struct PBFTReplica: Sendable {
             nextProposalRound += 1
             sendPrePrepare(block, effects: &effects)
         }
-        oldestPendingTick = pending.isEmpty && relay.pending.isEmpty ? nil : (oldestPendingTick ?? now)
+        if pending.isEmpty && relay.pending.isEmpty { timers.cancel(.batch) } else { timers.startIfIdle(.batch) }
     }
 
     /// Signs and broadcasts a PrePrepare of the current view, and takes it as accepted.
@@ -475,7 +476,7 @@ public struct PBFTReplica: Sendable {
         guard claimSignature(SignSlot(phase: .prePrepare, view: view, round: block.round), digest, effects: &effects) else { return }
         let prePrepare = PrePrepare(view: view, digest: digest, block: block, signature: suite.sign(.prePrepare(statement)))
         effects.append(.broadcast(.prePrepare(prePrepare)))
-        lastProposalTick = now
+        timers.start(.heartbeat)
         accept(prePrepare)
         armProgressTimer()
         checkPrepared(block.round, effects: &effects)
@@ -651,7 +652,7 @@ public struct PBFTReplica: Sendable {
     }
 
     /// The oldest pending transaction or statement has waited the batch delay: a partial batch may go.
-    var batchDelayPassed: Bool { oldestPendingTick.map { now - $0 >= configuration.batchDelayTicks } ?? false }
+    var batchDelayPassed: Bool { timers.hasRun(.batch, ticks: configuration.batchDelayTicks, idle: false) }
 
     mutating func recordDelivery(_ block: CertifiedBlock, digest: Digest) {
         lastDelivered = block.block.round
@@ -680,7 +681,7 @@ public struct PBFTReplica: Sendable {
         if isPrimary { sharing.share(block, effects: &effects) }
         // Progress: the primary is doing its job.
         viewChanger.consecutive = 0
-        progressSince = hasOutstandingWork ? now : nil
+        if hasOutstandingWork { timers.start(.progress) } else { timers.cancel(.progress) }
         if block.block.round % configuration.checkpointEvery == 0 {
             sendCheckpoint(round: block.block.round, effects: &effects)
         }
@@ -856,11 +857,11 @@ public struct PBFTReplica: Sendable {
 
 
     mutating func requestBlocks(effects: inout [Effect]) {
-        lastFetchTick = now
+        timers.start(.fetch)
         // Far behind, a snapshot beats the blocks: they wait while one is fetched, or while the
         // first answers to the state query come (StateTransfer.swift).
-        if transfer.attempt == nil { transfer.noteFarBehind(position: position, now: now, effects: &effects) }
-        if transfer.prefersTransfer(now: now) { return }
+        if transfer.attempt == nil { transfer.noteFarBehind(position: position, timers: &timers, effects: &effects) }
+        if transfer.prefersTransfer(timers: timers) { return }
         fetchPeer = configuration.nextPeer(after: fetchPeer)
         let target = max(knownCommitted, stable.statement.round, lastDelivered + 1)
         let request = BlockRequest(cluster: cluster, fromRound: lastDelivered + 1, toRound: min(target, lastDelivered + fetchBatch))
@@ -876,28 +877,30 @@ public struct PBFTReplica: Sendable {
     }
 
     mutating func armProgressTimer() {
-        if progressSince == nil { progressSince = now }
+        timers.startIfIdle(.progress)
     }
 
     var currentTimeout: UInt64 { viewChanger.currentTimeout }
 
     mutating func onTick(effects: inout [Effect]) {
-        now += 1
+        timers.advance()
+        // The composer fires the deadlines it owns: a paused state transfer may start again.
+        if timers.isDue(.transferPause) { timers.cancel(.transferPause) }
         if batchDelayPassed { propose(partial: true, effects: &effects) }
-        let fetchDue = lastFetchTick.map { now - $0 >= configuration.fetchIntervalTicks } ?? true
+        let fetchDue = timers.hasRun(.fetch, ticks: configuration.fetchIntervalTicks, idle: true)
         // Remote blocks are awaited whatever our own view is doing.
-        sharing.tick(ledger: ledger, lastDelivered: lastDelivered, now: now, fetchPeer: &fetchPeer, effects: &effects)
+        sharing.tick(ledger: ledger, lastDelivered: lastDelivered, timers: &timers, fetchPeer: &fetchPeer, effects: &effects)
         if let layout = configuration.crossShard {
-            relay.tick(now: now, ledger: ledger, effects: &effects)
+            relay.tick(timers: &timers, ledger: ledger, effects: &effects)
             // Keep the coordinator's rounds moving while it waits for votes.
-            if ledger.crossShard?.hasPendingCoordination == true, now - lastProposalTick >= layout.heartbeatTicks {
+            if ledger.crossShard?.hasPendingCoordination == true, timers.hasRun(.heartbeat, ticks: layout.heartbeatTicks, idle: true) {
                 propose(partial: true, heartbeat: true, effects: &effects)
             }
         }
-        transfer.tick(position: position, now: now, effects: &effects)
+        transfer.tick(position: position, timers: &timers, effects: &effects)
         switch status {
         case .normal:
-            if !hasOutstandingWork { progressSince = nil }
+            if !hasOutstandingWork { timers.cancel(.progress) }
             if isBehind && fetchDue { requestBlocks(effects: &effects) }
             // A request watched after it was ordered (a late retransmission) needs no timer.
             watched = watched.filter { key, _ in
@@ -910,8 +913,7 @@ public struct PBFTReplica: Sendable {
                 startViewChange(to: view + 1, reason: .requestTimeout, effects: &effects)
                 return
             }
-            guard let since = progressSince else { return }
-            let waited = now - since
+            guard let waited = timers.elapsed(.progress) else { return }
             if waited >= currentTimeout {
                 startViewChange(to: view + 1, reason: .noProgress, effects: &effects)
             } else if waited >= currentTimeout / 8 && fetchDue {
@@ -919,15 +921,15 @@ public struct PBFTReplica: Sendable {
                 // and ask whether the others committed what we are missing.
                 retransmit(effects: &effects)
                 // Not twice in one tick (the catch-up above may have asked already).
-                if lastFetchTick != now { requestBlocks(effects: &effects) }
+                if timers.started(.fetch) != now { requestBlocks(effects: &effects) }
             }
         case let .changingView(target):
             if isBehind && fetchDue { requestBlocks(effects: &effects) }
-            switch viewChanger.tick(target: target, now: now, fetchDue: fetchDue) {
+            switch viewChanger.tick(target: target, timers: &timers, fetchDue: fetchDue) {
             case .wait: break
             case .nextView: startViewChange(to: target + 1, reason: .newViewLate, effects: &effects)
             case let .rebroadcast(sent):
-                lastFetchTick = now
+                timers.start(.fetch)
                 let mine = sent ?? makeViewChange(target)
                 viewChanger.viewChanges[configuration.index] = mine
                 effects.append(.broadcast(.viewChange(mine)))
@@ -958,7 +960,7 @@ public struct PBFTReplica: Sendable {
         if case let .changingView(target) = status, target >= newView { return }
         guard newView > view else { return }
         status = .changingView(to: newView)
-        viewChanger.begin(reason: reason, now: now)
+        viewChanger.begin(reason: reason, timers: &timers)
         effects.append(.persist(.view(newView, normal: false)))
         effects.append(.event(.viewChangeStarted(from: view, to: newView, reason: reason, round: ledger.round)))
         let viewChange = makeViewChange(newView)
@@ -1029,7 +1031,7 @@ public struct PBFTReplica: Sendable {
     mutating func enter(_ newView: NewView, plan: NewViewPlan, effects: inout [Effect]) {
         view = newView.view
         status = .normal
-        viewChanger.entered(newView, now: now)
+        viewChanger.entered(newView, timers: &timers)
         effects.append(.persist(.view(view, normal: true)))
         effects.append(.event(.enteredView(view, round: ledger.round)))
         if plan.checkpoint.statement.round > stable.statement.round {
@@ -1039,7 +1041,7 @@ public struct PBFTReplica: Sendable {
             slots[round]?.prePrepare = nil
             slots[round]?.commitSentInView = nil
         }
-        progressSince = now
+        timers.start(.progress)
         for prePrepare in newView.prePrepares where prePrepare.block.round > stable.statement.round {
             accept(prePrepare)
             let round = prePrepare.block.round
@@ -1074,14 +1076,15 @@ public struct PBFTReplica: Sendable {
             }
             watched = [:]
             relay.queueWatched(reproposed: newView.prePrepares.filter { $0.block.round > lastDelivered }.flatMap(\.block.statements))
-            if !pending.isEmpty || !relay.pending.isEmpty { oldestPendingTick = now }
+            if !pending.isEmpty || !relay.pending.isEmpty { timers.start(.batch) }
             sharing.reshare(lastDelivered: lastDelivered, delivered: delivered, effects: &effects)
             propose(partial: false, effects: &effects)
         } else {
             pending = []
             pendingKeys = []
             // The new primary gets a full timeout for each request it inherits.
-            for key in watched.keys { watched[key]?.since = now }
+            let current = now
+            for key in watched.keys { watched[key]?.since = current }
             for transaction in waiting { effects.append(.send(.clientTransaction(transaction), to: primary)) }
             for proof in relay.handOver(now: now) { effects.append(.send(.shardStatement(proof), to: primary)) }
         }
@@ -1095,7 +1098,7 @@ extension PBFTReplica {
         return "\(status) view \(view) delivered \(lastDelivered) knownCommitted \(knownCommitted) next \(nextProposalRound) "
             + "stable \(stable.statement.round) watched \(watched.count) pending \(pending.count) proposed \(proposed.count) "
             + "watchedStatements \(relay.watched.keys.map(\.description)) pendingStatements \(relay.pending.count) "
-            + "outstandingSlots \(outstanding) progressSince \(progressSince.map(String.init) ?? "-") now \(now)"
+            + "outstandingSlots \(outstanding) timers \(timers.summary) now \(now)"
     }
 }
 

@@ -27,9 +27,9 @@ struct GlobalSharing: Sendable {
     var remoteHighestRound: UInt64 = 0
     /// Per remote cluster: since when this replica waits for its block of a round.
     var remoteWaits: [UInt16: (round: UInt64, since: UInt64)] = [:]
-    /// Per remote cluster: when this replica last asked a peer for its blocks, and whether it now
-    /// asks the remote cluster's replicas (after a whole timeout) rather than its own peers.
-    var lastRemoteFetch: [UInt16: UInt64] = [:]
+    /// Per remote cluster: whether this replica now asks the remote cluster's replicas for its
+    /// blocks (after a whole timeout) rather than its own peers. When it last asked is the timer
+    /// `.remoteFetch(cluster)` of the replica's table.
     var remoteFetchFromSource: [UInt16: Bool] = [:]
     /// Per remote cluster: the remote view change attempt being asked for next.
     var remoteAttempts: [UInt16: UInt64] = [:]
@@ -109,8 +109,10 @@ struct GlobalSharing: Sendable {
 
     /// On every tick: time the remote blocks of the round the ledger waits on. Half a timeout: ask
     /// our own cluster (a forward may have been lost); a whole timeout: detect (DRvc).
-    mutating func tick(ledger: ShardLedger, lastDelivered: UInt64, now: UInt64, fetchPeer: inout UInt16, effects: inout [Effect]) {
+    mutating func tick(ledger: ShardLedger, lastDelivered: UInt64, timers: inout TimerTable, fetchPeer: inout UInt16,
+                       effects: inout [Effect]) {
         guard configuration.clustersInShard > 1 else { return }
+        let now = timers.now
         let round = ledger.round
         // Only a cluster that holds up a round we could otherwise execute is late.
         guard lastDelivered >= round else {
@@ -132,7 +134,7 @@ struct GlobalSharing: Sendable {
             // Behind, rather than waiting on a slow cluster: later blocks exist (remote ones, or
             // our own cluster is well ahead), so a peer of ours very likely holds this one.
             let behind = remoteHighestRound > round || lastDelivered > round + 1
-            let fetchDue = now - (lastRemoteFetch[index] ?? 0) >= configuration.fetchIntervalTicks
+            let fetchDue = now - (timers.started(.remoteFetch(index)) ?? 0) >= configuration.fetchIntervalTicks
             // A whole timeout: the cluster's primary did not share this block in time. Ask for a
             // remote view change (it takes n - f of us to agree) and start a fresh timeout, so
             // requests are at least a timeout apart and a cluster that is changing view is given
@@ -145,7 +147,7 @@ struct GlobalSharing: Sendable {
                 remoteFetchFromSource[index] = true
             }
             guard fetchDue, behind || late || waited >= configuration.remoteTimeoutTicks / 2 else { continue }
-            lastRemoteFetch[index] = now
+            timers.start(.remoteFetch(index))
             let request = BlockRequest(cluster: remoteCluster(index), fromRound: round, toRound: round + configuration.fetchBatch - 1)
             fetchPeer = configuration.nextPeer(after: fetchPeer)
             if remoteFetchFromSource[index] != true {

@@ -66,12 +66,9 @@ struct StateTransfer: Sendable {
     var asked: [UInt16: UInt64] = [:]
     /// A snapshot received and waiting for the state checkpoints of its height.
     var received: ReceivedSnapshot?
-    /// When this replica last asked its peers for their latest state checkpoints.
-    var lastQuery: UInt64?
-    /// Since when this replica has been far behind its cluster (nil when it is not).
-    var farBehindSince: UInt64?
-    /// No new state transfer before this tick (every signer of the last target failed).
-    var pausedUntil: UInt64 = 0
+    // Its timers are in the replica's table: `.stateQuery` (the last query of the peers' state
+    // checkpoints), `.farBehind` (since when it is further behind than peers keep blocks for),
+    // `.transferPause` (no new transfer before its deadline: every signer of a target failed).
     /// When each peer was last served a snapshot (one per peer: bounded by n).
     var lastServed: [UInt16: UInt64] = [:]
     /// Snapshots installed by state transfer.
@@ -116,7 +113,7 @@ struct StateTransfer: Sendable {
         checkpoints[checkpoint.replicaIndex] = Array(kept.suffix(Self.checkpointsKept))
     }
 
-    mutating func onCheckpoint(_ checkpoint: StateCheckpoint, from: ReplicaID, position: ReplicaPosition, now: UInt64,
+    mutating func onCheckpoint(_ checkpoint: StateCheckpoint, from: ReplicaID, position: ReplicaPosition, timers: inout TimerTable,
                                effects: inout [Effect]) throws(Rejection) -> TransferOutcome {
         let statement = checkpoint.statement
         guard statement.cluster == cluster else { throw .wrongCluster }
@@ -130,8 +127,8 @@ struct StateTransfer: Sendable {
         if kept.count >= Self.checkpointsKept, let oldest = kept.first, statement.height < oldest.statement.height { return .none }
         guard suite.isValid(checkpoint.signature, of: .stateCheckpoint(statement), by: from) else { throw .badSignature }
         keep(checkpoint)
-        if received != nil { return installIfVouched(position: position, now: now, effects: &effects) }
-        startIfBehind(position: position, now: now, effects: &effects)
+        if received != nil { return installIfVouched(position: position, timers: &timers, effects: &effects) }
+        startIfBehind(position: position, timers: &timers, effects: &effects)
         return .none
     }
 
@@ -157,32 +154,33 @@ struct StateTransfer: Sendable {
 
     /// Starts a transfer when f + 1 replicas vouch for a state further ahead of our ledger than
     /// peers keep blocks for in memory (closer than that, fetching blocks is cheaper).
-    mutating func startIfBehind(position: ReplicaPosition, now: UInt64, effects: inout [Effect]) {
-        guard attempt == nil, received == nil, now >= pausedUntil, let (target, signers) = vouchedState(),
+    mutating func startIfBehind(position: ReplicaPosition, timers: inout TimerTable, effects: inout [Effect]) {
+        guard attempt == nil, received == nil, !timers.isRunning(.transferPause) || timers.isDue(.transferPause),
+              let (target, signers) = vouchedState(),
               target.round >= position.ledgerRound + configuration.blocksInMemoryRounds else { return }
         guard let peer = signers.first(where: { $0 != configuration.index }) else { return }
-        ask(target, from: peer, tried: 0, now: now, effects: &effects)
+        ask(target, from: peer, tried: 0, timers: &timers, effects: &effects)
     }
 
-    mutating func ask(_ target: StateStatement, from peer: UInt16, tried: Int, now: UInt64, effects: inout [Effect]) {
-        attempt = StateTransferAttempt(target: target, peer: peer, since: now, tried: tried + 1)
+    mutating func ask(_ target: StateStatement, from peer: UInt16, tried: Int, timers: inout TimerTable, effects: inout [Effect]) {
+        attempt = StateTransferAttempt(target: target, peer: peer, since: timers.now, tried: tried + 1)
         asked[peer] = target.height
         effects.append(.send(.stateRequest(StateRequest(cluster: cluster, height: target.height)), to: configuration.replica(peer)))
     }
 
     /// On every tick: a snapshot late from its peer is asked of the next signer; a replica far
     /// behind that knows of no vouched state asks its peers for their latest state checkpoints.
-    mutating func tick(position: ReplicaPosition, now: UInt64, effects: inout [Effect]) {
-        if let received, now - received.since >= answerTicks { self.received = nil }
+    mutating func tick(position: ReplicaPosition, timers: inout TimerTable, effects: inout [Effect]) {
+        if let received, timers.now - received.since >= answerTicks { self.received = nil }
         if let attempt {
             if attempt.target.round < position.ledgerRound {
                 self.attempt = nil
-            } else if now - attempt.since >= patienceTicks {
-                askNextSigner(after: attempt, position: position, now: now, effects: &effects)
+            } else if timers.now - attempt.since >= patienceTicks {
+                askNextSigner(after: attempt, position: position, timers: &timers, effects: &effects)
             }
             return
         }
-        noteFarBehind(position: position, now: now, effects: &effects)
+        noteFarBehind(position: position, timers: &timers, effects: &effects)
     }
 
     /// Whether this replica is further behind its cluster than peers keep blocks for in memory;
@@ -190,11 +188,11 @@ struct StateTransfer: Sendable {
     /// timeout). Checked on every tick and before every block request: a replica that learns
     /// step by step how far its cluster got (from the frames its peers queued while it was
     /// down) is already fetching blocks, and each batch that lands asks for the next at once.
-    mutating func noteFarBehind(position: ReplicaPosition, now: UInt64, effects: inout [Effect]) {
+    mutating func noteFarBehind(position: ReplicaPosition, timers: inout TimerTable, effects: inout [Effect]) {
         let farBehind = position.committed >= position.lastDelivered + configuration.blocksInMemoryRounds
-        farBehindSince = farBehind ? (farBehindSince ?? now) : nil
-        if farBehind, lastQuery.map({ now - $0 >= configuration.viewTimeoutTicks }) ?? true {
-            lastQuery = now
+        if farBehind { timers.startIfIdle(.farBehind) } else { timers.cancel(.farBehind) }
+        if farBehind, timers.hasRun(.stateQuery, ticks: configuration.viewTimeoutTicks, idle: true) {
+            timers.start(.stateQuery)
             effects.append(.broadcast(.stateRequest(StateRequest(cluster: cluster, height: 0))))
         }
     }
@@ -202,31 +200,31 @@ struct StateTransfer: Sendable {
     /// Far behind, fetching blocks waits: while a snapshot is being fetched or checked, and for a
     /// short while after falling behind, for the peers to answer the state query. When no state
     /// is vouched for by then (no snapshot taken yet), the blocks come from the peers' stores.
-    func prefersTransfer(now: UInt64) -> Bool {
+    func prefersTransfer(timers: TimerTable) -> Bool {
         if attempt != nil || received != nil { return true }
-        guard let since = farBehindSince else { return false }
-        return now - since < 2 * patienceTicks
+        guard let waited = timers.elapsed(.farBehind) else { return false }
+        return waited < 2 * patienceTicks
     }
 
     /// The next signer of the highest vouched state. After as many attempts as that state has
     /// other signers, all in vain (none serves a snapshot that checks, or it is too large for a
     /// frame), the replica fetches blocks for a while and asks for state checkpoints again: a
     /// transfer never holds block fetching up for long, whatever the peers do.
-    mutating func askNextSigner(after previous: StateTransferAttempt, position: ReplicaPosition, now: UInt64,
+    mutating func askNextSigner(after previous: StateTransferAttempt, position: ReplicaPosition, timers: inout TimerTable,
                                 effects: inout [Effect]) {
         attempt = nil
         guard let (target, signers) = vouchedState(), target.round >= position.ledgerRound else { return }
         let others = signers.filter { $0 != configuration.index }
         guard !others.isEmpty, previous.tried < others.count else {
-            pausedUntil = now + 4 * patienceTicks
-            lastQuery = nil
+            timers.setDeadline(.transferPause, at: timers.now + 4 * patienceTicks)
+            timers.cancel(.stateQuery)
             return
         }
         let next = others.first(where: { $0 > previous.peer }) ?? others[0]
-        ask(target, from: next, tried: previous.tried, now: now, effects: &effects)
+        ask(target, from: next, tried: previous.tried, timers: &timers, effects: &effects)
     }
 
-    mutating func onRequest(_ request: StateRequest, from: ReplicaID, position: ReplicaPosition, now: UInt64,
+    mutating func onRequest(_ request: StateRequest, from: ReplicaID, position: ReplicaPosition, timers: inout TimerTable,
                             effects: inout [Effect]) throws(Rejection) {
         guard request.cluster == cluster else { throw .wrongCluster }
         if request.height == 0 {
@@ -236,15 +234,15 @@ struct StateTransfer: Sendable {
         // Snapshots are read from disk and can be large: at most one per peer in the time a peer
         // waits for one, and only of a height this replica passed (the shell keeps the latest two).
         guard request.height <= position.ledgerHeight, request.height % UInt64(configuration.clustersInShard) == 0 else { return }
-        if let last = lastServed[from.index], now - last < patienceTicks { return }
-        lastServed[from.index] = now
+        if let last = lastServed[from.index], timers.now - last < patienceTicks { return }
+        lastServed[from.index] = timers.now
         effects.append(.serveSnapshot(atOrAbove: request.height, to: from))
     }
 
     /// A snapshot from a peer this replica asked, however late (an answer that comes after the
     /// next signer was asked, or after a pause began, is still checked and used: on a loaded
     /// machine real replicas saw answers come seconds after the ask). One answer per ask.
-    mutating func onSnapshot(_ received: LedgerSnapshot, from: ReplicaID, position: ReplicaPosition, now: UInt64,
+    mutating func onSnapshot(_ received: LedgerSnapshot, from: ReplicaID, position: ReplicaPosition, timers: inout TimerTable,
                              effects: inout [Effect]) throws(Rejection) -> TransferOutcome {
         guard let askedHeight = asked.removeValue(forKey: from.index) else { throw .unexpected }
         // The wire carries no cross-shard layout: the receiver's own goes in.
@@ -256,18 +254,18 @@ struct StateTransfer: Sendable {
                                                   participating: state.participating, watermarks: state.watermarks,
                                                   decisions: state.decisions, decisionOrder: state.decisionOrder)
         default:
-            return refuse(from: from.index, position: position, now: now, effects: &effects)
+            return refuse(from: from.index, position: position, timers: &timers, effects: &effects)
         }
         // The one asked for, or a newer one (the asked one rotated away at the peer); never older.
         guard snapshot.shard == cluster.shard, snapshot.height >= askedHeight,
               snapshot.height == snapshot.round &* UInt64(configuration.clustersInShard) else {
-            return refuse(from: from.index, position: position, now: now, effects: &effects)
+            return refuse(from: from.index, position: position, timers: &timers, effects: &effects)
         }
         // Passed meanwhile (by another snapshot or by blocks), or lower than one already waiting.
         guard snapshot.round > position.ledgerRound, snapshot.height > self.received?.snapshot.height ?? 0 else { return .none }
         let digest = suite.digest(of: snapshot)
-        self.received = ReceivedSnapshot(snapshot: snapshot, digest: digest, from: from.index, since: now)
-        return installIfVouched(position: position, now: now, effects: &effects)
+        self.received = ReceivedSnapshot(snapshot: snapshot, digest: digest, from: from.index, since: timers.now)
+        return installIfVouched(position: position, timers: &timers, effects: &effects)
     }
 
     /// The received snapshot, to install once a state statement of its height has f + 1 signers
@@ -275,7 +273,7 @@ struct StateTransfer: Sendable {
     /// (forged, stale, or from another cluster) is refused, and the next signer asked if it came
     /// from the one asked last; one not yet vouched for (a newer snapshot than asked for) waits
     /// for the checkpoints of its height, for `answerTicks` at most.
-    mutating func installIfVouched(position: ReplicaPosition, now: UInt64, effects: inout [Effect]) -> TransferOutcome {
+    mutating func installIfVouched(position: ReplicaPosition, timers: inout TimerTable, effects: inout [Effect]) -> TransferOutcome {
         guard let received else { return .none }
         let snapshot = received.snapshot
         guard snapshot.round > position.ledgerRound else { self.received = nil; return .none }
@@ -285,20 +283,20 @@ struct StateTransfer: Sendable {
         guard snapshot.round == statement.round, snapshot.head == statement.ledgerHead,
               snapshot.localHead == statement.localHead, received.digest == statement.stateDigest else {
             self.received = nil
-            return refuse(from: received.from, position: position, now: now, effects: &effects)
+            return refuse(from: received.from, position: position, timers: &timers, effects: &effects)
         }
         attempt = nil
         self.received = nil
         asked = [:]
-        pausedUntil = 0
+        timers.cancel(.transferPause)
         installed += 1
         return .install(snapshot)
     }
 
     /// A snapshot that does not check (forged, stale, from another cluster) is refused, and the
     /// next signer asked if it came from the one asked last.
-    mutating func refuse(from peer: UInt16, position: ReplicaPosition, now: UInt64, effects: inout [Effect]) -> TransferOutcome {
-        if let attempt, attempt.peer == peer { askNextSigner(after: attempt, position: position, now: now, effects: &effects) }
+    mutating func refuse(from peer: UInt16, position: ReplicaPosition, timers: inout TimerTable, effects: inout [Effect]) -> TransferOutcome {
+        if let attempt, attempt.peer == peer { askNextSigner(after: attempt, position: position, timers: &timers, effects: &effects) }
         return .refused
     }
 }

@@ -26,7 +26,6 @@ struct StatementRelay: Sendable {
     var proposed: Set<ShardStatement> = []
     /// Our signatures over statements our ledger produced (signing is deterministic; this saves redoing it).
     var signatures: [ShardStatement: Signature] = [:]
-    var lastRetransmit: UInt64 = 0
     var retransmissions: UInt64 = 0
     /// When this replica last answered a stale statement for a transaction (rate limit).
     var lastAnswered: [CrossShardID: UInt64] = [:]
@@ -205,8 +204,10 @@ struct StatementRelay: Sendable {
         return watched.sorted(by: { $0.value.since < $1.value.since }).map(\.value.proof)
     }
 
-    /// Every tick: forget what the ledger is done with, and re-send what it waits on.
-    mutating func tick(now: UInt64, ledger: ShardLedger, effects: inout [Effect]) {
+    /// Every tick: forget what the ledger is done with, and re-send what it waits on (paced by the
+    /// timer `.statementRetransmit`, which runs from the replica's start).
+    mutating func tick(timers: inout TimerTable, ledger: ShardLedger, effects: inout [Effect]) {
+        let now = timers.now
         guard let layout = configuration.crossShard else { return }
         if !watched.isEmpty { watched = watched.filter { !ledger.isStale($0.key) } }
         if !pending.isEmpty { pending.removeAll { ledger.isStale($0.statement) } }
@@ -214,8 +215,8 @@ struct StatementRelay: Sendable {
             let expiry = inboxExpiryTicks
             inbox = inbox.filter { now - $0.value.since < expiry && !ledger.isStale($0.key) }
         }
-        guard now - lastRetransmit >= layout.retransmitTicks else { return }
-        lastRetransmit = now
+        guard now - (timers.started(.statementRetransmit) ?? 0) >= layout.retransmitTicks else { return }
+        timers.start(.statementRetransmit)
         retransmissions += 1
         for statement in ledger.outstandingStatements() {
             send(statement, rotation: retransmissions, effects: &effects)

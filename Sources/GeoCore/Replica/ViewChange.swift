@@ -32,10 +32,8 @@ struct ViewChanger: Sendable {
     var claimedViews: [UInt16: UInt64] = [:]
     /// View changes since the last delivery: the timeout doubles with each.
     var consecutive = 0
-    /// When the view change under way gives up on the new primary.
-    var deadline: UInt64 = 0
-    /// When this replica last started or finished a view change (remote requests coalesce around it).
-    var lastChange: UInt64?
+    // Its timers are in the replica's table: `.viewChange` (its deadline gives up on the new
+    // primary) and `.sinceViewChange` (remote requests coalesce around the last view change).
     /// View changes this replica started, and why (joining others counts as `.joined`).
     var started = 0
     var reasons: [ViewChangeReason: Int] = [:]
@@ -67,13 +65,13 @@ struct ViewChanger: Sendable {
     }
 
     /// Records that this replica starts a view change, and why.
-    mutating func begin(reason: ViewChangeReason, now: UInt64) {
-        lastChange = now
+    mutating func begin(reason: ViewChangeReason, timers: inout TimerTable) {
+        timers.start(.sinceViewChange)
         started += 1
         reasons[reason, default: 0] += 1
         lastReason = reason
         consecutive += 1
-        deadline = now + currentTimeout
+        timers.start(.viewChange, deadlineAfter: currentTimeout)
     }
 
     /// Our signed ViewChange for `newView`: the stable checkpoint and the prepared rounds above it.
@@ -105,22 +103,24 @@ struct ViewChanger: Sendable {
     }
 
     /// Entered the view of `newView`.
-    mutating func entered(_ newView: NewView, now: UInt64) {
-        lastChange = now
+    mutating func entered(_ newView: NewView, timers: inout TimerTable) {
+        timers.start(.sinceViewChange)
+        timers.cancel(.viewChange)
         lastNewView = newView
         viewChanges = viewChanges.filter { $0.value.newView > newView.view }
     }
 
     /// A tick while changing to `target`.
-    mutating func tick(target: UInt64, now: UInt64, fetchDue: Bool) -> ViewChangeTick {
+    func tick(target: UInt64, timers: inout TimerTable, fetchDue: Bool) -> ViewChangeTick {
+        let late = timers.isDue(.viewChange)
         // Replicas that asked for this view or a later one all want to leave the current one.
         let supporters = viewChanges.values.filter { $0.newView >= target }.count
-        if now >= deadline && supporters >= quorum.decide { return .nextView }
-        guard now >= deadline || (fetchDue && viewChanges[configuration.index]?.newView == target) else { return .wait }
+        if late && supporters >= quorum.decide { return .nextView }
+        guard late || (fetchDue && viewChanges[configuration.index]?.newView == target) else { return .wait }
         // Alone (so far) in wanting this view, or a ViewChange may have been lost: say it
         // again rather than run ahead of the others, which would leave us in a view nobody
         // else reaches (PBFT moves on only with a quorum behind the stalled view).
-        if now >= deadline { deadline = now + currentTimeout }
+        if late { timers.setDeadline(.viewChange, at: timers.now + currentTimeout) }
         return .rebroadcast(viewChanges[configuration.index].flatMap { $0.newView == target ? $0 : nil })
     }
 }
