@@ -47,8 +47,11 @@ public struct PBFTReplica: Sendable {
     public var now: UInt64 { timers.now }
     /// Every timer of the replica and its sub-machines (TimerTable.swift).
     var timers = TimerTable()
-    /// Counts of ignored inputs by reason.
+    /// Counts of ignored inputs by reason (the simulator's report reads them; the shell counts
+    /// the `rejected` events instead).
     public private(set) var rejections: [Rejection: Int] = [:]
+    /// The rejections of the step under way, told as events at its end.
+    var rejectionsThisStep: [Rejection] = []
     public var viewChangesStarted: Int { viewChanger.started }
     /// Why this replica started each of those (joining others counts as `.joined`).
     public var viewChangeReasons: [ViewChangeReason: Int] { viewChanger.reasons }
@@ -198,6 +201,17 @@ public struct PBFTReplica: Sendable {
         return executed
     }
 
+    /// What the replica's status shows of its core.
+    public func report(unfinishedShown: Int) -> ReplicaReport {
+        var changing = false
+        if case .changingView = status { changing = true }
+        return ReplicaReport(view: view, changingView: changing, height: ledger.height, round: ledger.round, head: ledger.head,
+                             snapshotsInstalled: snapshotsInstalled, blocksInMemory: blocksInMemory,
+                             crossShardLocks: ledger.crossShard?.locks.count,
+                             crossShardInProgress: ledger.crossShard?.transactionsInProgress,
+                             crossShardUnfinished: ledger.crossShard?.unfinished(limit: unfinishedShown))
+    }
+
     /// Certified blocks the core holds for serving and re-sharing (bounded: `blocksInMemoryRounds`).
     public var blocksInMemory: Int { delivered.count + sharing.blocksInMemory }
 
@@ -211,6 +225,7 @@ public struct PBFTReplica: Sendable {
 
     public mutating func step(_ input: Input) -> [Effect] {
         var effects: [Effect] = []
+        let rejectionsBefore = rejectionsThisStep.count
         switch input {
         case let .client(transaction):
             onClient(transaction, forwarded: false, effects: &effects)
@@ -220,10 +235,18 @@ public struct PBFTReplica: Sendable {
             onTick(effects: &effects)
         }
         checkInvariants()
+        // What was ignored, told to the shell (which counts it) after what was done.
+        if rejectionsThisStep.count > rejectionsBefore {
+            for reason in rejectionsThisStep { effects.append(.event(.rejected(reason))) }
+        }
+        rejectionsThisStep.removeAll(keepingCapacity: true)
         return effects
     }
 
-    mutating func reject(_ reason: Rejection) { rejections[reason, default: 0] += 1 }
+    mutating func reject(_ reason: Rejection) {
+        rejections[reason, default: 0] += 1
+        rejectionsThisStep.append(reason)
+    }
 
     /// Cheap invariants, checked after every step.
     func checkInvariants() {

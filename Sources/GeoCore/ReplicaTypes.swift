@@ -54,6 +54,25 @@ public enum ReplicaEvent: Hashable, Sendable {
     case viewChangeStarted(from: UInt64, to: UInt64, reason: ViewChangeReason, round: UInt64)
     /// This replica entered view `view` (a new view was accepted or made).
     case enteredView(UInt64, round: UInt64)
+    /// This replica finds a remote cluster of its shard late with its block of `round`, and asks
+    /// its own cluster to agree (DRvc) on remote view change `attempt`.
+    case remoteClusterSuspected(cluster: UInt16, round: UInt64, attempt: UInt64)
+    /// This replica ignored an input, and why (the shell counts these).
+    case rejected(Rejection)
+}
+
+/// What a replica's status shows of its core, as one value (the shell reads no core fields).
+public struct ReplicaReport: Sendable, Equatable {
+    public var view: UInt64
+    public var changingView: Bool
+    public var height: UInt64
+    public var round: UInt64
+    public var head: Digest
+    public var snapshotsInstalled: Int
+    public var blocksInMemory: Int
+    public var crossShardLocks: Int?
+    public var crossShardInProgress: Int?
+    public var crossShardUnfinished: [String]?
 }
 
 /// What a replica signs in one slot; it never signs two different digests for one.

@@ -177,7 +177,12 @@ public actor ReplicaNode {
                 logger.notice("view change started", metadata: ["from": "\(from)", "to": "\(to)", "reason": "\(reason.rawValue)", "round": "\(round)"])
             case let .enteredView(view, round):
                 logger.info("entered view", metadata: ["view": "\(view)", "round": "\(round)"])
+            case let .remoteClusterSuspected(cluster, round, attempt):
+                logger.notice("remote cluster late", metadata: ["cluster": "\(cluster)", "round": "\(round)", "attempt": "\(attempt)"])
+            case let .rejected(reason):
+                coreRejections[reason, default: 0] += 1
             }
+            if case .viewChangeStarted = event { viewChangesStarted += 1 }
         }
         hold(effects)
     }
@@ -341,18 +346,18 @@ public actor ReplicaNode {
 
     // MARK: Observation
 
-    public var view: UInt64 { core.view }
-    public var isChangingView: Bool {
-        if case .changingView = core.status { return true }
-        return false
-    }
-    public var height: UInt64 { core.ledger.height }
-    public var head: Digest { core.ledger.head }
-    public var round: UInt64 { core.ledger.round }
-    public var viewChangesStarted: Int { core.viewChangesStarted }
-    public var snapshotsInstalled: Int { core.snapshotsInstalled }
-    public var blocksInMemory: Int { core.blocksInMemory }
-    public var coreRejections: [Rejection: Int] { core.rejections }
+    /// What the core reports of itself (the shell reads no core fields).
+    public var report: ReplicaReport { core.report(unfinishedShown: ReplicaStatus.unfinishedShown) }
+    public var view: UInt64 { report.view }
+    public var isChangingView: Bool { report.changingView }
+    public var height: UInt64 { report.height }
+    public var head: Digest { report.head }
+    public var round: UInt64 { report.round }
+    public var snapshotsInstalled: Int { report.snapshotsInstalled }
+    public var blocksInMemory: Int { report.blocksInMemory }
+    /// View changes this replica started and inputs its core ignored, counted from the core's events.
+    public private(set) var viewChangesStarted = 0
+    public private(set) var coreRejections: [Rejection: Int] = [:]
     /// The value of `key` in this replica's copy of the shard state.
     public func value(of key: [UInt8]) -> [UInt8]? { core.ledger.state.value(key) }
 
@@ -371,33 +376,34 @@ public actor ReplicaNode {
     /// The document GET /status serves.
     public func status(peersConnected: Int, peersTotal: Int) -> ReplicaStatus {
         let uptime = ContinuousClock.now - startedAt
+        let core = report
         var status = ReplicaStatus(
             replica: info.name, shard: topology.shard(info.id.cluster.shard)?.name ?? "?", region: info.region,
-            cluster: Int(info.id.cluster.index), view: core.view, height: core.ledger.height, round: core.ledger.round,
-            head: core.ledger.head.hex, status: isChangingView ? .viewChange : .normal, peersConnected: peersConnected,
+            cluster: Int(info.id.cluster.index), view: core.view, height: core.height, round: core.round,
+            head: core.head.hex, status: core.changingView ? .viewChange : .normal, peersConnected: peersConnected,
             peersTotal: peersTotal, committedTransactions: UInt64(committedTransactions),
-            uptimeSeconds: uptime.seconds, crossShardLocks: core.ledger.crossShard?.locks.count,
-            crossShardInProgress: core.ledger.crossShard?.transactionsInProgress,
-            crossShardUnfinished: core.ledger.crossShard?.unfinished(limit: ReplicaStatus.unfinishedShown))
+            uptimeSeconds: uptime.seconds, crossShardLocks: core.crossShardLocks,
+            crossShardInProgress: core.crossShardInProgress, crossShardUnfinished: core.crossShardUnfinished)
         status.snapshotHeight = snapshotHeight
         status.snapshotsInstalled = core.snapshotsInstalled
         status.blocksInMemory = core.blocksInMemory
         return status
     }
 
-    /// Brings `metrics` up to date with the core's counters (called before each scrape).
+    /// Brings `metrics` up to date with what the core told (called before each scrape).
     public func refresh(_ metrics: NodeMetrics) {
-        metrics.setHeight(core.ledger.height)
+        let core = report
+        metrics.setHeight(core.height)
         metrics.setView(core.view)
-        if core.viewChangesStarted > reported.viewChanges {
-            for _ in reported.viewChanges..<core.viewChangesStarted { metrics.viewChangeStarted() }
-            reported.viewChanges = core.viewChangesStarted
+        if viewChangesStarted > reported.viewChanges {
+            for _ in reported.viewChanges..<viewChangesStarted { metrics.viewChangeStarted() }
+            reported.viewChanges = viewChangesStarted
         }
         if committedTransactions > reported.committed {
             metrics.committed(committedTransactions - reported.committed)
             reported.committed = committedTransactions
         }
-        for (reason, count) in core.rejections where count > reported.rejections[reason, default: 0] {
+        for (reason, count) in coreRejections where count > reported.rejections[reason, default: 0] {
             metrics.rejected(reason: reason, count: count - reported.rejections[reason, default: 0])
             reported.rejections[reason] = count
         }

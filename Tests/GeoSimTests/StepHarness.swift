@@ -270,6 +270,9 @@ final class StepHarness {
         case let .installedSnapshot(snapshot): return "installedSnapshot height \(snapshot.height)"
         case let .event(.viewChangeStarted(from, to, reason, round)): return "event view change v\(from) -> v\(to) (\(reason.rawValue)) at round \(round)"
         case let .event(.enteredView(view, round)): return "event entered view \(view) at round \(round)"
+        case let .event(.remoteClusterSuspected(cluster, round, attempt)):
+            return "event remote cluster \(cluster) suspected at round \(round) (attempt \(attempt))"
+        case let .event(.rejected(reason)): return "event rejected \(reason.rawValue)"
         }
     }
 

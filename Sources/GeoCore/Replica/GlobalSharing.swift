@@ -172,6 +172,7 @@ struct GlobalSharing: Sendable {
     mutating func detect(_ target: UInt16, round: UInt64, effects: inout [Effect]) {
         let attempt = remoteAttempts[target] ?? 1
         if let mine = detections[target]?[configuration.index], mine.attempt >= attempt { return }
+        effects.append(.event(.remoteClusterSuspected(cluster: target, round: round, attempt: attempt)))
         effects.append(.broadcast(.remoteViewChange(signedRemoteViewChange(.detect, target: target, round: round, attempt: attempt))))
         recordDetection(target, index: configuration.index, attempt: attempt, round: round, effects: &effects)
     }
