@@ -15,30 +15,13 @@ public struct PBFTReplica: Sendable {
         case changingView(to: UInt64)
     }
 
-    /// One round's consensus state.
-    struct Slot: Sendable {
-        /// Blocks seen for this round by digest (from PrePrepares, proofs and new views).
-        var blocks: [Digest: Block] = [:]
-        /// The PrePrepare accepted in the current view.
-        var prePrepare: PrePrepare?
-        /// Each replica's latest Prepare and Commit: a peer can fill only its own entry, so the
-        /// state a Byzantine replica can make grow is bounded by n per round.
-        var prepares: [UInt16: Prepare] = [:]
-        var commits: [UInt16: Commit] = [:]
-        /// The highest-view prepared proof this replica holds.
-        var prepared: PreparedProof?
-        var commitSentInView: UInt64?
-        var certified: CertifiedBlock?
-    }
-
-    static let maxBlocksPerSlot = 8
-
     public let configuration: PBFTConfiguration
     let suite: any CryptoSuite
 
     public private(set) var view: UInt64 = 0
     public private(set) var status: Status = .normal
-    public private(set) var stable: CheckpointProof
+    /// The latest stable checkpoint (n - f matching checkpoints).
+    public var stable: CheckpointProof { agreement.stable }
     public internal(set) var lastDelivered: UInt64 = 0
     /// Head of the chain of this cluster's delivered block digests (what checkpoints vouch for).
     public internal(set) var localHead: Digest = .zero
@@ -57,7 +40,8 @@ public struct PBFTReplica: Sendable {
     public var viewChangeReasons: [ViewChangeReason: Int] { viewChanger.reasons }
     public var lastViewChangeReason: ViewChangeReason? { viewChanger.lastReason }
 
-    var slots: [UInt64: Slot] = [:]
+    /// PBFT's normal case and checkpoints: slots, signing records, the stable checkpoint (Agreement.swift).
+    var agreement: Agreement
     /// This cluster's recent certified blocks, by round: what the replica serves to laggards and
     /// re-shares without I/O. Executed blocks older than `blocksInMemoryRounds` below the ledger
     /// are forgotten (`forgetExecutedBlocks`): the shell's block store serves them (`serveStored`).
@@ -67,12 +51,8 @@ public struct PBFTReplica: Sendable {
     var snapshotHeads: [UInt64: Digest] = [:]
     /// Certified blocks fetched ahead of delivery (bounded to one window above lastDelivered).
     var fetched: [UInt64: CertifiedBlock] = [:]
-    var ownCheckpoints: [UInt64: Digest] = [:]
-    /// Each replica's latest checkpoint (one per replica keeps this bounded; checkpoints only move up).
-    var latestCheckpoints: [UInt16: Checkpoint] = [:]
     /// PBFT's view change: ViewChanges, claimed views, the timeout (ViewChange.swift).
     var viewChanger: ViewChanger
-    var signed: [SignSlot: Digest] = [:]
 
     /// Primary only: transactions waiting for a block, and keys already proposed and not executed.
     var pending: [ClientTransaction] = []
@@ -107,20 +87,11 @@ public struct PBFTReplica: Sendable {
     var fetchRequestedThrough: UInt64 = 0
     var fetchPeer: UInt16 = 0
 
-    struct RequestKey: Hashable, Sendable {
-        var client: ClientID
-        var requestID: UInt64
-        init(_ transaction: ClientTransaction) {
-            client = transaction.client
-            requestID = transaction.requestID
-        }
-    }
-
     /// A fresh replica.
     public init(configuration: PBFTConfiguration, suite: any CryptoSuite) {
         self.configuration = configuration
         self.suite = suite
-        stable = .genesis(configuration.cluster)
+        agreement = Agreement(configuration: configuration, suite: suite)
         ledger = ShardLedger(shard: configuration.cluster.shard, clusterCount: configuration.clustersInShard,
                              layout: configuration.crossShard)
         fetchPeer = configuration.index
@@ -155,7 +126,7 @@ public struct PBFTReplica: Sendable {
     private mutating func restore(_ durable: DurableState, snapshot: LedgerSnapshot?, storedBlocks: [CertifiedBlock]) -> [ExecutedBlock] {
         view = durable.view
         status = durable.targetView > durable.view ? .changingView(to: durable.targetView) : .normal
-        signed = durable.signed
+        agreement.signed = durable.signed
         if let snapshot, snapshot.shard == cluster.shard {
             ledger = ShardLedger(restoring: snapshot, clusterCount: configuration.clustersInShard)
             lastDelivered = snapshot.round
@@ -189,12 +160,12 @@ public struct PBFTReplica: Sendable {
         // The stable checkpoint may be above what was delivered (adopted from peers, blocks still
         // to fetch): keep it anyway, since the signing records below it were dropped with it.
         if let proof = durable.stable {
-            stable = proof
+            agreement.stable = proof
             knownCommitted = max(knownCommitted, proof.statement.round)
         }
         for (round, proof) in durable.prepared where round > stable.statement.round {
-            slots[round, default: Slot()].prepared = proof
-            slots[round, default: Slot()].blocks[proof.prePrepare.digest] = proof.prePrepare.block
+            agreement.slots[round, default: Slot()].prepared = proof
+            agreement.slots[round, default: Slot()].blocks[proof.prePrepare.digest] = proof.prePrepare.block
         }
         nextProposalRound = max(lastDelivered, stable.statement.round) + 1
         if case .changingView = status { timers.setDeadline(.viewChange, at: configuration.viewTimeoutTicks) }
@@ -251,7 +222,7 @@ public struct PBFTReplica: Sendable {
     /// Cheap invariants, checked after every step.
     func checkInvariants() {
         precondition(ledger.round <= lastDelivered + 1, "the ledger never executes a round this cluster has not delivered")
-        precondition(slots.keys.allSatisfy { $0 > stable.statement.round }, "no slot at or below the stable checkpoint")
+        precondition(agreement.slots.keys.allSatisfy { $0 > stable.statement.round }, "no slot at or below the stable checkpoint")
         precondition(fetched.keys.allSatisfy { $0 > lastDelivered }, "fetched blocks wait above the delivered prefix")
     }
 
@@ -277,10 +248,11 @@ public struct PBFTReplica: Sendable {
     mutating func onClusterMessage(_ message: Message, from: ReplicaID, effects: inout [Effect]) throws(Rejection) {
         switch message {
         case let .clientTransaction(transaction): onClient(transaction, forwarded: true, effects: &effects)
-        case let .prePrepare(prePrepare): onPrePrepare(prePrepare, from: from, effects: &effects)
-        case let .prepare(prepare): onPrepare(prepare, from: from, effects: &effects)
-        case let .commit(commit): onCommit(commit, from: from, effects: &effects)
-        case let .checkpoint(checkpoint): onCheckpoint(checkpoint, from: from, effects: &effects)
+        case let .prePrepare(prePrepare): try onPrePrepare(prePrepare, from: from, effects: &effects)
+        case let .prepare(prepare): try onPrepare(prepare, from: from, effects: &effects)
+        case let .commit(commit): try onCommit(commit, from: from, effects: &effects)
+        case let .checkpoint(checkpoint):
+            if try agreement.check(checkpoint, from: from) { recordCheckpoint(checkpoint, effects: &effects) }
         case let .viewChange(viewChange): try onViewChange(viewChange, from: from, effects: &effects)
         case let .newView(newView): onNewView(newView, from: from, effects: &effects)
         case let .certifiedBlock(block): onCertifiedBlock(block, effects: &effects)
@@ -494,171 +466,51 @@ public struct PBFTReplica: Sendable {
 
     /// Signs and broadcasts a PrePrepare of the current view, and takes it as accepted.
     mutating func sendPrePrepare(_ block: Block, effects: inout [Effect]) {
-        let digest = suite.digest(of: block)
-        let statement = VoteStatement(cluster: cluster, view: view, round: block.round, digest: digest)
-        guard claimSignature(SignSlot(phase: .prePrepare, view: view, round: block.round), digest, effects: &effects) else { return }
-        let prePrepare = PrePrepare(view: view, digest: digest, block: block, signature: suite.sign(.prePrepare(statement)))
+        guard let prePrepare = agreement.signPrePrepare(block, view: view, effects: &effects) else { return }
         effects.append(.broadcast(.prePrepare(prePrepare)))
         timers.start(.heartbeat)
-        accept(prePrepare)
+        agreement.accept(prePrepare)
         armProgressTimer()
         checkPrepared(block.round, effects: &effects)
     }
 
-    /// Records that the replica is about to sign `digest` in `slot`; false if it signed another
-    /// digest there before (possibly before a crash), which it must never do.
-    mutating func claimSignature(_ slot: SignSlot, _ digest: Digest, effects: inout [Effect]) -> Bool {
-        if let previous = signed[slot] { return previous == digest }
-        signed[slot] = digest
-        effects.append(.persist(.signed(slot, digest)))
-        return true
-    }
+    // MARK: Normal case (Agreement.swift decides; the composer delivers)
 
-    mutating func accept(_ prePrepare: PrePrepare) {
-        let round = prePrepare.block.round
-        var slot = slots[round] ?? Slot()
-        slot.prePrepare = prePrepare
-        if slot.blocks.count < Self.maxBlocksPerSlot || slot.blocks[prePrepare.digest] != nil {
-            slot.blocks[prePrepare.digest] = prePrepare.block
-        }
-        slots[round] = slot
-    }
-
-    // MARK: Normal case
-
-    func inWindow(_ round: UInt64) -> Bool {
-        round > stable.statement.round && round <= stable.statement.round + window
-    }
-
-    mutating func onPrePrepare(_ prePrepare: PrePrepare, from: ReplicaID, effects: inout [Effect]) {
-        let round = prePrepare.block.round
-        guard status == .normal, prePrepare.view == view else { return reject(.staleView) }
-        guard from.index == configuration.primary(of: view) else { return reject(.notPrimary) }
-        guard prePrepare.block.cluster == cluster else { return reject(.wrongCluster) }
-        guard inWindow(round), round > lastDelivered else { return reject(.outsideWindow) }
-        if let existing = slots[round]?.prePrepare, existing.view == view {
-            if existing.digest != prePrepare.digest { reject(.conflictingProposal) }
-            return
-        }
-        guard suite.isValid(prePrepare.signature, of: .prePrepare(prePrepare.statement), by: from) else {
-            return reject(.badSignature)
-        }
-        guard isAcceptable(prePrepare) else { return }
-        accept(prePrepare)
-        guard claimSignature(SignSlot(phase: .prepare, view: view, round: round), prePrepare.digest, effects: &effects) else { return }
-        let prepare = Prepare(statement: prePrepare.statement, replicaIndex: configuration.index,
-                              signature: suite.sign(.prepare(prePrepare.statement)))
-        let me = configuration.index
-        slots[round]?.prepares[me] = prepare
-        effects.append(.broadcast(.prepare(prepare)))
+    mutating func onPrePrepare(_ prePrepare: PrePrepare, from: ReplicaID, effects: inout [Effect]) throws(Rejection) {
+        guard try agreement.check(prePrepare, from: from, view: view, normal: status == .normal, lastDelivered: lastDelivered) else { return }
+        try relay.checkProposed(prePrepare.block.statements)
+        guard agreement.prepare(prePrepare, view: view, effects: &effects) else { return }
         armProgressTimer()
+        let round = prePrepare.block.round
         checkPrepared(round, effects: &effects)
         checkCommitted(round, effects: &effects)
     }
 
-    /// Checks a proposed block: its digest, its size, and every client signature in it.
-    mutating func isAcceptable(_ prePrepare: PrePrepare) -> Bool {
-        let block = prePrepare.block
-        guard block.transactions.count <= configuration.batchSize else {
-            reject(.invalidBlock)
-            return false
-        }
-        guard suite.digest(of: block) == prePrepare.digest else {
-            reject(.badDigest)
-            return false
-        }
-        var keys = Set<RequestKey>()
-        for transaction in block.transactions {
-            guard keys.insert(RequestKey(transaction)).inserted, suite.isValid(transaction) else {
-                reject(.invalidBlock)
-                return false
-            }
-        }
-        do {
-            try relay.checkProposed(block.statements)
-            return true
-        } catch {
-            reject(error)
-            return false
-        }
+    mutating func onPrepare(_ prepare: Prepare, from: ReplicaID, effects: inout [Effect]) throws(Rejection) {
+        guard try agreement.check(prepare, from: from, view: view) else { return }
+        noteView(prepare.statement.view, from: from.index, effects: &effects)
+        try agreement.record(prepare)
+        checkPrepared(prepare.statement.round, effects: &effects)
     }
 
-    mutating func onPrepare(_ prepare: Prepare, from: ReplicaID, effects: inout [Effect]) {
-        let statement = prepare.statement
-        guard statement.cluster == cluster else { return reject(.wrongCluster) }
-        guard prepare.replicaIndex == from.index else { return reject(.senderMismatch) }
-        guard statement.view >= view else { return reject(.staleView) }
-        guard from.index != configuration.primary(of: statement.view) else { return reject(.notPrimary) }
-        if let existing = slots[statement.round]?.prepares[from.index], existing.statement.view >= statement.view { return }
-        guard suite.isValid(prepare.signature, of: .prepare(statement), by: from) else { return reject(.badSignature) }
-        noteView(statement.view, from: from.index, effects: &effects)
-        guard inWindow(statement.round) else { return reject(.outsideWindow) }
-        slots[statement.round, default: Slot()].prepares[from.index] = prepare
-        checkPrepared(statement.round, effects: &effects)
-    }
-
-    /// Prepared: the current view's PrePrepare and n - f - 1 matching Prepares of distinct backups.
-    /// Then persist the proof, sign and broadcast a Commit.
     mutating func checkPrepared(_ round: UInt64, effects: inout [Effect]) {
-        guard status == .normal, let slot = slots[round], let prePrepare = slot.prePrepare, prePrepare.view == view,
-              slot.commitSentInView != view else { return }
-        let primaryIndex = configuration.primary(of: view)
-        let matching = slot.prepares.values
-            .filter { $0.statement == prePrepare.statement && $0.replicaIndex != primaryIndex }
-            .sorted { $0.replicaIndex < $1.replicaIndex }
-        guard matching.count >= quorum.prepared else { return }
-        let proof = PreparedProof(prePrepare: prePrepare, prepares: Array(matching.prefix(quorum.prepared)))
-        slots[round]?.prepared = proof
-        effects.append(.persist(.prepared(proof)))
-        guard claimSignature(SignSlot(phase: .commit, view: view, round: round), prePrepare.digest, effects: &effects) else { return }
-        slots[round]?.commitSentInView = view
-        let commit = Commit(statement: prePrepare.statement, replicaIndex: configuration.index,
-                            signature: suite.sign(.commit(prePrepare.statement)))
-        let me = configuration.index
-        slots[round]?.commits[me] = commit
-        effects.append(.broadcast(.commit(commit)))
-        checkCommitted(round, effects: &effects)
-    }
-
-    mutating func onCommit(_ commit: Commit, from: ReplicaID, effects: inout [Effect]) {
-        let statement = commit.statement
-        guard statement.cluster == cluster else { return reject(.wrongCluster) }
-        guard commit.replicaIndex == from.index else { return reject(.senderMismatch) }
-        // Late Commits for delivered rounds are normal (only n - f were needed): ignore them quietly.
-        guard statement.round > lastDelivered else { return }
-        if let existing = slots[statement.round]?.commits[from.index], existing.statement.view >= statement.view { return }
-        guard suite.isValid(commit.signature, of: .commit(statement), by: from) else { return reject(.badSignature) }
-        noteView(statement.view, from: from.index, effects: &effects)
-        guard inWindow(statement.round) else { return reject(.outsideWindow) }
-        slots[statement.round, default: Slot()].commits[from.index] = commit
-        checkCommitted(statement.round, effects: &effects)
-    }
-
-    /// Committed: n - f matching Commits (of any one view) for a block this replica holds.
-    mutating func checkCommitted(_ round: UInt64, effects: inout [Effect]) {
-        guard let slot = slots[round], slot.certified == nil, round > lastDelivered else { return }
-        // n is small: counting matches directly beats hashing statements into groups.
-        let commits = Array(slot.commits.values)
-        for (offset, candidate) in commits.enumerated() {
-            let statement = candidate.statement
-            if commits[..<offset].contains(where: { $0.statement == statement }) { continue }
-            let matching = commits.filter { $0.statement == statement }
-            guard matching.count >= quorum.decide else { continue }
-            let fallback = [slot.prePrepare, slot.prepared?.prePrepare].compactMap { $0 }.first { $0.digest == statement.digest }?.block
-            guard let block = slot.blocks[statement.digest] ?? fallback else {
-                // Committed, but the block never reached this replica: fetch it.
-                knownCommitted = max(knownCommitted, round)
-                continue
-            }
-            let signers = matching.sorted { $0.replicaIndex < $1.replicaIndex }.prefix(quorum.decide)
-            let certificate = CommitCertificate(statement: statement, signatures: signers.map {
-                CertificateSignature(replicaIndex: $0.replicaIndex, signature: $0.signature)
-            })
-            slots[round]?.certified = CertifiedBlock(block: block, certificate: certificate)
-            knownCommitted = max(knownCommitted, round)
-            deliverReady(effects: &effects)
-            return
+        if agreement.checkPrepared(round, view: view, normal: status == .normal, effects: &effects) {
+            checkCommitted(round, effects: &effects)
         }
+    }
+
+    mutating func onCommit(_ commit: Commit, from: ReplicaID, effects: inout [Effect]) throws(Rejection) {
+        guard try agreement.check(commit, from: from, lastDelivered: lastDelivered) else { return }
+        noteView(commit.statement.view, from: from.index, effects: &effects)
+        try agreement.record(commit)
+        checkCommitted(commit.statement.round, effects: &effects)
+    }
+
+    /// A round committed: known to be (fetch its block if it is missing), and delivered once certified.
+    mutating func checkCommitted(_ round: UInt64, effects: inout [Effect]) {
+        let check = agreement.checkCommitted(round, lastDelivered: lastDelivered)
+        if check.committed { knownCommitted = max(knownCommitted, round) }
+        if check.certified { deliverReady(effects: &effects) }
     }
 
     // MARK: Delivery and execution
@@ -666,7 +518,7 @@ public struct PBFTReplica: Sendable {
     mutating func deliverReady(effects: inout [Effect]) {
         while true {
             let round = lastDelivered + 1
-            guard let block = slots[round]?.certified ?? fetched[round] else { break }
+            guard let block = agreement.slots[round]?.certified ?? fetched[round] else { break }
             fetched[round] = nil
             deliver(block, effects: &effects)
         }
@@ -767,48 +619,22 @@ public struct PBFTReplica: Sendable {
     // MARK: Checkpoints
 
     mutating func sendCheckpoint(round: UInt64, effects: inout [Effect]) {
-        let statement = CheckpointStatement(cluster: cluster, round: round, digest: localHead)
-        ownCheckpoints[round] = localHead
-        let checkpoint = Checkpoint(statement: statement, replicaIndex: configuration.index, signature: suite.sign(.checkpoint(statement)))
-        effects.append(.broadcast(.checkpoint(checkpoint)))
+        let checkpoint = agreement.signCheckpoint(round: round, head: localHead, effects: &effects)
         if round > stable.statement.round { recordCheckpoint(checkpoint, effects: &effects) }
     }
 
-    mutating func onCheckpoint(_ checkpoint: Checkpoint, from: ReplicaID, effects: inout [Effect]) {
-        let statement = checkpoint.statement
-        guard statement.cluster == cluster else { return reject(.wrongCluster) }
-        guard checkpoint.replicaIndex == from.index else { return reject(.senderMismatch) }
-        guard statement.round > stable.statement.round, statement.round % configuration.checkpointEvery == 0 else {
-            return reject(.outsideWindow)
-        }
-        if let latest = latestCheckpoints[from.index], latest.statement.round >= statement.round { return }
-        guard suite.isValid(checkpoint.signature, of: .checkpoint(statement), by: from) else { return reject(.badSignature) }
-        recordCheckpoint(checkpoint, effects: &effects)
-    }
-
-    /// Keeps each replica's latest checkpoint. However far ahead, f + 1 of them tell a replica that
-    /// restarted or was cut off how far the cluster got; n - f matching ones make a stable
-    /// checkpoint, which such a replica adopts and then fetches the blocks below it.
+    /// f + 1 checkpoints tell a replica that restarted or was cut off how far the cluster got;
+    /// n - f matching ones make a stable checkpoint, which such a replica adopts and then fetches
+    /// the blocks below it.
     mutating func recordCheckpoint(_ checkpoint: Checkpoint, effects: inout [Effect]) {
-        latestCheckpoints[checkpoint.replicaIndex] = checkpoint
-        let rounds = Dictionary(uniqueKeysWithValues: latestCheckpoints.map { ($0.key, $0.value.statement.round) })
-        knownCommitted = max(knownCommitted, quorum.weakValue(of: rounds))
-        let matching = latestCheckpoints.values.filter { $0.statement == checkpoint.statement }
-        guard matching.count >= quorum.decide else { return }
-        let proof = CheckpointProof(statement: checkpoint.statement,
-                                    checkpoints: matching.sorted { $0.replicaIndex < $1.replicaIndex }.prefix(quorum.decide).map { $0 })
-        makeStable(proof, effects: &effects)
+        let (reached, proof) = agreement.record(checkpoint)
+        knownCommitted = max(knownCommitted, reached)
+        if let proof { makeStable(proof, effects: &effects) }
     }
 
     mutating func makeStable(_ proof: CheckpointProof, effects: inout [Effect]) {
+        guard agreement.makeStable(proof, effects: &effects) else { return }
         let round = proof.statement.round
-        guard round > stable.statement.round else { return }
-        stable = proof
-        effects.append(.persist(.stable(proof)))
-        slots = slots.filter { $0.key > round }
-        latestCheckpoints = latestCheckpoints.filter { $0.value.statement.round > round }
-        ownCheckpoints = ownCheckpoints.filter { $0.key >= round }
-        signed = signed.filter { $0.key.round > round }
         knownCommitted = max(knownCommitted, round)
         if nextProposalRound <= round { nextProposalRound = round + 1 }
         propose(partial: false, effects: &effects)
@@ -857,7 +683,7 @@ public struct PBFTReplica: Sendable {
             return
         }
         guard round > lastDelivered, round <= lastDelivered + fetchBatch else { return }
-        guard slots[round]?.certified == nil, fetched[round] == nil else { return }
+        guard agreement.slots[round]?.certified == nil, fetched[round] == nil else { return }
         guard CertificateCheck.isValid(certified, quorum: quorum, suite: suite) else { return reject(.invalidCertificate) }
         fetched[round] = certified
         knownCommitted = max(knownCommitted, round)
@@ -896,7 +722,7 @@ public struct PBFTReplica: Sendable {
 
     var hasOutstandingWork: Bool {
         if !watched.isEmpty || !pending.isEmpty || !proposed.isEmpty || !relay.watched.isEmpty { return true }
-        return slots.contains { $0.key > lastDelivered && ($0.value.prePrepare != nil || $0.value.certified != nil) }
+        return agreement.hasWorkInFlight(above: lastDelivered)
     }
 
     mutating func armProgressTimer() {
@@ -960,21 +786,8 @@ public struct PBFTReplica: Sendable {
         }
     }
 
-    /// Re-sends this replica's own PrePrepares, Prepares and Commits of the current view for rounds
-    /// that are not yet delivered. Duplicates are harmless: every handler ignores what it has.
     mutating func retransmit(effects: inout [Effect]) {
-        for round in slots.keys.sorted() where round > lastDelivered {
-            guard let slot = slots[round], slot.certified == nil else { continue }
-            if isPrimary, let prePrepare = slot.prePrepare, prePrepare.view == view {
-                effects.append(.broadcast(.prePrepare(prePrepare)))
-            }
-            if let prepare = slot.prepares[configuration.index], prepare.statement.view == view {
-                effects.append(.broadcast(.prepare(prepare)))
-            }
-            if let commit = slot.commits[configuration.index], commit.statement.view == view {
-                effects.append(.broadcast(.commit(commit)))
-            }
-        }
+        agreement.retransmit(view: view, isPrimary: isPrimary, lastDelivered: lastDelivered, effects: &effects)
     }
 
     // MARK: View change
@@ -994,8 +807,7 @@ public struct PBFTReplica: Sendable {
 
     /// Our signed ViewChange for `newView`: the stable checkpoint and every prepared round above it.
     func makeViewChange(_ newView: UInt64) -> ViewChange {
-        let prepared = slots.filter { $0.key > stable.statement.round }.compactMap { $0.value.prepared }.sorted { $0.round < $1.round }
-        return viewChanger.make(newView, stable: stable, prepared: prepared)
+        viewChanger.make(newView, stable: stable, prepared: agreement.preparedAboveStable)
     }
 
     mutating func onViewChange(_ viewChange: ViewChange, from: ReplicaID, effects: inout [Effect]) throws(Rejection) {
@@ -1025,7 +837,7 @@ public struct PBFTReplica: Sendable {
         var prePrepares: [PrePrepare] = []
         for block in plan.blocks {
             let digest = suite.digest(of: block)
-            guard claimSignature(SignSlot(phase: .prePrepare, view: target, round: block.round), digest, effects: &effects) else { return }
+            guard agreement.claim(SignSlot(phase: .prePrepare, view: target, round: block.round), digest, effects: &effects) else { return }
             let statement = VoteStatement(cluster: cluster, view: target, round: block.round, digest: digest)
             prePrepares.append(PrePrepare(view: target, digest: digest, block: block, signature: suite.sign(.prePrepare(statement))))
         }
@@ -1060,21 +872,13 @@ public struct PBFTReplica: Sendable {
         if plan.checkpoint.statement.round > stable.statement.round {
             makeStable(plan.checkpoint, effects: &effects)
         }
-        for round in slots.keys {
-            slots[round]?.prePrepare = nil
-            slots[round]?.commitSentInView = nil
-        }
+        agreement.resetForNewView()
         timers.start(.progress)
         for prePrepare in newView.prePrepares where prePrepare.block.round > stable.statement.round {
-            accept(prePrepare)
-            let round = prePrepare.block.round
-            if !isPrimary,
-               claimSignature(SignSlot(phase: .prepare, view: view, round: round), prePrepare.digest, effects: &effects) {
-                let prepare = Prepare(statement: prePrepare.statement, replicaIndex: configuration.index,
-                                      signature: suite.sign(.prepare(prePrepare.statement)))
-                let me = configuration.index
-                slots[round]?.prepares[me] = prepare
-                effects.append(.broadcast(.prepare(prepare)))
+            if isPrimary {
+                agreement.accept(prePrepare)
+            } else {
+                _ = agreement.prepare(prePrepare, view: view, effects: &effects)
             }
         }
         for prePrepare in newView.prePrepares where prePrepare.block.round > stable.statement.round {
@@ -1117,7 +921,7 @@ public struct PBFTReplica: Sendable {
 extension PBFTReplica {
     /// One line of the internal state that decides timers and proposals, for traces and reports.
     public var debugSummary: String {
-        let outstanding = slots.filter { $0.key > lastDelivered && ($0.value.prePrepare != nil || $0.value.certified != nil) }.keys.sorted()
+        let outstanding = agreement.slots.filter { $0.key > lastDelivered && ($0.value.prePrepare != nil || $0.value.certified != nil) }.keys.sorted()
         return "\(status) view \(view) delivered \(lastDelivered) knownCommitted \(knownCommitted) next \(nextProposalRound) "
             + "stable \(stable.statement.round) watched \(watched.count) pending \(pending.count) proposed \(proposed.count) "
             + "watchedStatements \(relay.watched.keys.map(\.description)) pendingStatements \(relay.pending.count) "

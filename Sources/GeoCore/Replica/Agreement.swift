@@ -1,0 +1,307 @@
+// PBFT's normal case and checkpoints, the safety half of the cluster's agreement: what this
+// replica signed in each slot (never two digests for one), the PrePrepares, Prepares and Commits
+// of the rounds in the window, the prepared proofs, the commit certificates, and the stable
+// checkpoint that moves the window.
+//
+// A sub-machine of the replica. It decides what is prepared, committed and stable, and signs
+// only what the rules allow; when to give up on a primary is the view change's and the timer
+// table's business. The composer passes the view it is in and how far it delivered, and acts on
+// what the functions return (a Commit sent, a round committed or certified, a checkpoint stable).
+
+/// One round's consensus state.
+struct Slot: Sendable {
+    /// Blocks seen for this round by digest (from PrePrepares, proofs and new views).
+    var blocks: [Digest: Block] = [:]
+    /// The PrePrepare accepted in the current view.
+    var prePrepare: PrePrepare?
+    /// Each replica's latest Prepare and Commit: a peer can fill only its own entry, so the
+    /// state a Byzantine replica can make grow is bounded by n per round.
+    var prepares: [UInt16: Prepare] = [:]
+    var commits: [UInt16: Commit] = [:]
+    /// The highest-view prepared proof this replica holds.
+    var prepared: PreparedProof?
+    var commitSentInView: UInt64?
+    var certified: CertifiedBlock?
+}
+
+/// What checking a round for a commit certificate found.
+struct CommitCheck: Sendable, Equatable {
+    /// n - f matching Commits: the round is committed (whether or not the block is here).
+    var committed = false
+    /// ... and the block is here: the round has its certificate and can be delivered.
+    var certified = false
+}
+
+struct Agreement: Sendable {
+    let configuration: PBFTConfiguration
+    let suite: any CryptoSuite
+
+    var slots: [UInt64: Slot] = [:]
+    /// What this replica signed in each slot (persisted before it is sent).
+    var signed: [SignSlot: Digest] = [:]
+    var stable: CheckpointProof
+    var ownCheckpoints: [UInt64: Digest] = [:]
+    /// Each replica's latest checkpoint (one per replica keeps this bounded; checkpoints only move up).
+    var latestCheckpoints: [UInt16: Checkpoint] = [:]
+
+    static let maxBlocksPerSlot = 8
+
+    init(configuration: PBFTConfiguration, suite: any CryptoSuite) {
+        self.configuration = configuration
+        self.suite = suite
+        stable = .genesis(configuration.cluster)
+    }
+
+    var cluster: ClusterID { configuration.cluster }
+    var quorum: Quorum { configuration.quorum }
+    var me: UInt16 { configuration.index }
+
+    func inWindow(_ round: UInt64) -> Bool {
+        round > stable.statement.round && round <= stable.statement.round + configuration.window
+    }
+
+    /// Records that the replica is about to sign `digest` in `slot`; false if it signed another
+    /// digest there before (possibly before a crash), which it must never do.
+    mutating func claim(_ slot: SignSlot, _ digest: Digest, effects: inout [Effect]) -> Bool {
+        if let previous = signed[slot] { return previous == digest }
+        signed[slot] = digest
+        effects.append(.persist(.signed(slot, digest)))
+        return true
+    }
+
+    mutating func accept(_ prePrepare: PrePrepare) {
+        let round = prePrepare.block.round
+        var slot = slots[round] ?? Slot()
+        slot.prePrepare = prePrepare
+        if slot.blocks.count < Self.maxBlocksPerSlot || slot.blocks[prePrepare.digest] != nil {
+            slot.blocks[prePrepare.digest] = prePrepare.block
+        }
+        slots[round] = slot
+    }
+
+    /// A PrePrepare of `view` for `block`, signed (unless this replica signed another block in
+    /// that slot before) and taken as accepted.
+    mutating func signPrePrepare(_ block: Block, view: UInt64, effects: inout [Effect]) -> PrePrepare? {
+        let digest = suite.digest(of: block)
+        let statement = VoteStatement(cluster: cluster, view: view, round: block.round, digest: digest)
+        guard claim(SignSlot(phase: .prePrepare, view: view, round: block.round), digest, effects: &effects) else { return nil }
+        return PrePrepare(view: view, digest: digest, block: block, signature: suite.sign(.prePrepare(statement)))
+    }
+
+    /// Backup: checks a PrePrepare of the primary of `view` (all but the statements it carries,
+    /// which the relay checks). False for one already accepted in this view.
+    func check(_ prePrepare: PrePrepare, from: ReplicaID, view: UInt64, normal: Bool, lastDelivered: UInt64) throws(Rejection) -> Bool {
+        let round = prePrepare.block.round
+        guard normal, prePrepare.view == view else { throw .staleView }
+        guard from.index == configuration.primary(of: view) else { throw .notPrimary }
+        guard prePrepare.block.cluster == cluster else { throw .wrongCluster }
+        guard inWindow(round), round > lastDelivered else { throw .outsideWindow }
+        if let existing = slots[round]?.prePrepare, existing.view == view {
+            if existing.digest != prePrepare.digest { throw .conflictingProposal }
+            return false
+        }
+        guard suite.isValid(prePrepare.signature, of: .prePrepare(prePrepare.statement), by: from) else { throw .badSignature }
+        // The block: its size, its digest, and every client signature in it, each request once.
+        let block = prePrepare.block
+        guard block.transactions.count <= configuration.batchSize else { throw .invalidBlock }
+        guard suite.digest(of: block) == prePrepare.digest else { throw .badDigest }
+        var keys = Set<RequestKey>()
+        for transaction in block.transactions {
+            guard keys.insert(RequestKey(transaction)).inserted, suite.isValid(transaction) else { throw .invalidBlock }
+        }
+        return true
+    }
+
+    /// Backup: accepts a checked PrePrepare and signs and broadcasts its Prepare; false if it
+    /// signed another digest in that slot.
+    mutating func prepare(_ prePrepare: PrePrepare, view: UInt64, effects: inout [Effect]) -> Bool {
+        accept(prePrepare)
+        let round = prePrepare.block.round
+        guard claim(SignSlot(phase: .prepare, view: view, round: round), prePrepare.digest, effects: &effects) else { return false }
+        let me = self.me
+        let prepare = Prepare(statement: prePrepare.statement, replicaIndex: me, signature: suite.sign(.prepare(prePrepare.statement)))
+        slots[round]?.prepares[me] = prepare
+        effects.append(.broadcast(.prepare(prepare)))
+        return true
+    }
+
+    /// A peer's Prepare: checked; false if it has a Prepare of that view or later for the round.
+    func check(_ prepare: Prepare, from: ReplicaID, view: UInt64) throws(Rejection) -> Bool {
+        let statement = prepare.statement
+        guard statement.cluster == cluster else { throw .wrongCluster }
+        guard prepare.replicaIndex == from.index else { throw .senderMismatch }
+        guard statement.view >= view else { throw .staleView }
+        guard from.index != configuration.primary(of: statement.view) else { throw .notPrimary }
+        if let existing = slots[statement.round]?.prepares[from.index], existing.statement.view >= statement.view { return false }
+        guard suite.isValid(prepare.signature, of: .prepare(statement), by: from) else { throw .badSignature }
+        return true
+    }
+
+    mutating func record(_ prepare: Prepare) throws(Rejection) {
+        guard inWindow(prepare.statement.round) else { throw .outsideWindow }
+        slots[prepare.statement.round, default: Slot()].prepares[prepare.replicaIndex] = prepare
+    }
+
+    /// Prepared: the current view's PrePrepare and n - f - 1 matching Prepares of distinct backups.
+    /// Then persist the proof, sign and broadcast a Commit; true when it did.
+    mutating func checkPrepared(_ round: UInt64, view: UInt64, normal: Bool, effects: inout [Effect]) -> Bool {
+        guard normal, let slot = slots[round], let prePrepare = slot.prePrepare, prePrepare.view == view,
+              slot.commitSentInView != view else { return false }
+        let primaryIndex = configuration.primary(of: view)
+        let matching = slot.prepares.values
+            .filter { $0.statement == prePrepare.statement && $0.replicaIndex != primaryIndex }
+            .sorted { $0.replicaIndex < $1.replicaIndex }
+        guard matching.count >= quorum.prepared else { return false }
+        let proof = PreparedProof(prePrepare: prePrepare, prepares: Array(matching.prefix(quorum.prepared)))
+        slots[round]?.prepared = proof
+        effects.append(.persist(.prepared(proof)))
+        guard claim(SignSlot(phase: .commit, view: view, round: round), prePrepare.digest, effects: &effects) else { return false }
+        slots[round]?.commitSentInView = view
+        let me = self.me
+        let commit = Commit(statement: prePrepare.statement, replicaIndex: me, signature: suite.sign(.commit(prePrepare.statement)))
+        slots[round]?.commits[me] = commit
+        effects.append(.broadcast(.commit(commit)))
+        return true
+    }
+
+    /// A peer's Commit for a round not yet delivered: checked; false if it has one of that view
+    /// or later for the round.
+    func check(_ commit: Commit, from: ReplicaID, lastDelivered: UInt64) throws(Rejection) -> Bool {
+        let statement = commit.statement
+        guard statement.cluster == cluster else { throw .wrongCluster }
+        guard commit.replicaIndex == from.index else { throw .senderMismatch }
+        // Late Commits for delivered rounds are normal (only n - f were needed): ignore them quietly.
+        guard statement.round > lastDelivered else { return false }
+        if let existing = slots[statement.round]?.commits[from.index], existing.statement.view >= statement.view { return false }
+        guard suite.isValid(commit.signature, of: .commit(statement), by: from) else { throw .badSignature }
+        return true
+    }
+
+    mutating func record(_ commit: Commit) throws(Rejection) {
+        guard inWindow(commit.statement.round) else { throw .outsideWindow }
+        slots[commit.statement.round, default: Slot()].commits[commit.replicaIndex] = commit
+    }
+
+    /// Committed: n - f matching Commits (of any one view) for a block this replica holds.
+    mutating func checkCommitted(_ round: UInt64, lastDelivered: UInt64) -> CommitCheck {
+        var check = CommitCheck()
+        guard let slot = slots[round], slot.certified == nil, round > lastDelivered else { return check }
+        // n is small: counting matches directly beats hashing statements into groups.
+        let commits = Array(slot.commits.values)
+        for (offset, candidate) in commits.enumerated() {
+            let statement = candidate.statement
+            if commits[..<offset].contains(where: { $0.statement == statement }) { continue }
+            let matching = commits.filter { $0.statement == statement }
+            guard matching.count >= quorum.decide else { continue }
+            check.committed = true
+            let fallback = [slot.prePrepare, slot.prepared?.prePrepare].compactMap { $0 }.first { $0.digest == statement.digest }?.block
+            // Committed, but the block never reached this replica: the composer fetches it.
+            guard let block = slot.blocks[statement.digest] ?? fallback else { continue }
+            let signers = matching.sorted { $0.replicaIndex < $1.replicaIndex }.prefix(quorum.decide)
+            let certificate = CommitCertificate(statement: statement, signatures: signers.map {
+                CertificateSignature(replicaIndex: $0.replicaIndex, signature: $0.signature)
+            })
+            slots[round]?.certified = CertifiedBlock(block: block, certificate: certificate)
+            check.certified = true
+            return check
+        }
+        return check
+    }
+
+    /// Re-sends this replica's own PrePrepares, Prepares and Commits of `view` for rounds that are
+    /// not yet delivered. Duplicates are harmless: every handler ignores what it has.
+    func retransmit(view: UInt64, isPrimary: Bool, lastDelivered: UInt64, effects: inout [Effect]) {
+        for round in slots.keys.sorted() where round > lastDelivered {
+            guard let slot = slots[round], slot.certified == nil else { continue }
+            if isPrimary, let prePrepare = slot.prePrepare, prePrepare.view == view {
+                effects.append(.broadcast(.prePrepare(prePrepare)))
+            }
+            if let prepare = slot.prepares[me], prepare.statement.view == view {
+                effects.append(.broadcast(.prepare(prepare)))
+            }
+            if let commit = slot.commits[me], commit.statement.view == view {
+                effects.append(.broadcast(.commit(commit)))
+            }
+        }
+    }
+
+    /// Rounds with a PrePrepare or a certificate above `lastDelivered`: work in flight.
+    func hasWorkInFlight(above lastDelivered: UInt64) -> Bool {
+        slots.contains { $0.key > lastDelivered && ($0.value.prePrepare != nil || $0.value.certified != nil) }
+    }
+
+    /// The prepared proofs above the stable checkpoint, by round (what a ViewChange carries).
+    var preparedAboveStable: [PreparedProof] {
+        slots.filter { $0.key > stable.statement.round }.compactMap { $0.value.prepared }.sorted { $0.round < $1.round }
+    }
+
+    /// A new view begins: nothing accepted or committed in the old one counts for it.
+    mutating func resetForNewView() {
+        for round in slots.keys {
+            slots[round]?.prePrepare = nil
+            slots[round]?.commitSentInView = nil
+        }
+    }
+
+    // MARK: Checkpoints
+
+    /// Signs and broadcasts our checkpoint of `round` (the chain head `head`); returns it.
+    mutating func signCheckpoint(round: UInt64, head: Digest, effects: inout [Effect]) -> Checkpoint {
+        let statement = CheckpointStatement(cluster: cluster, round: round, digest: head)
+        ownCheckpoints[round] = head
+        let checkpoint = Checkpoint(statement: statement, replicaIndex: me, signature: suite.sign(.checkpoint(statement)))
+        effects.append(.broadcast(.checkpoint(checkpoint)))
+        return checkpoint
+    }
+
+    /// A peer's checkpoint above the stable one: checked; false if it has a later one of that peer.
+    func check(_ checkpoint: Checkpoint, from: ReplicaID) throws(Rejection) -> Bool {
+        let statement = checkpoint.statement
+        guard statement.cluster == cluster else { throw .wrongCluster }
+        guard checkpoint.replicaIndex == from.index else { throw .senderMismatch }
+        guard statement.round > stable.statement.round, statement.round % configuration.checkpointEvery == 0 else {
+            throw .outsideWindow
+        }
+        if let latest = latestCheckpoints[from.index], latest.statement.round >= statement.round { return false }
+        guard suite.isValid(checkpoint.signature, of: .checkpoint(statement), by: from) else { throw .badSignature }
+        return true
+    }
+
+    /// Keeps each replica's latest checkpoint. Returns the round f + 1 of them reach (however far
+    /// ahead, it tells a replica that restarted or was cut off how far the cluster got) and,
+    /// with n - f matching ones, the proof of a stable checkpoint.
+    mutating func record(_ checkpoint: Checkpoint) -> (reached: UInt64, stable: CheckpointProof?) {
+        latestCheckpoints[checkpoint.replicaIndex] = checkpoint
+        let rounds = Dictionary(uniqueKeysWithValues: latestCheckpoints.map { ($0.key, $0.value.statement.round) })
+        let reached = quorum.weakValue(of: rounds)
+        let matching = latestCheckpoints.values.filter { $0.statement == checkpoint.statement }
+        guard matching.count >= quorum.decide else { return (reached, nil) }
+        let proof = CheckpointProof(statement: checkpoint.statement,
+                                    checkpoints: matching.sorted { $0.replicaIndex < $1.replicaIndex }.prefix(quorum.decide).map { $0 })
+        return (reached, proof)
+    }
+
+    /// Makes `proof` the stable checkpoint if it is above the current one, and forgets what is
+    /// below it; false when it is not above.
+    mutating func makeStable(_ proof: CheckpointProof, effects: inout [Effect]) -> Bool {
+        let round = proof.statement.round
+        guard round > stable.statement.round else { return false }
+        stable = proof
+        effects.append(.persist(.stable(proof)))
+        slots = slots.filter { $0.key > round }
+        latestCheckpoints = latestCheckpoints.filter { $0.value.statement.round > round }
+        ownCheckpoints = ownCheckpoints.filter { $0.key >= round }
+        signed = signed.filter { $0.key.round > round }
+        return true
+    }
+}
+
+/// A client request, by client and request number.
+struct RequestKey: Hashable, Sendable {
+    var client: ClientID
+    var requestID: UInt64
+    init(_ transaction: ClientTransaction) {
+        client = transaction.client
+        requestID = transaction.requestID
+    }
+}
