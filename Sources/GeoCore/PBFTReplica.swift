@@ -54,17 +54,8 @@ public struct PBFTReplica: Sendable {
     /// PBFT's view change: ViewChanges, claimed views, the timeout (ViewChange.swift).
     var viewChanger: ViewChanger
 
-    /// Primary only: transactions waiting for a block, and keys already proposed and not executed.
-    var pending: [ClientTransaction] = []
-    var pendingKeys: Set<RequestKey> = []
-    var proposed: Set<RequestKey> = []
-    var nextProposalRound: UInt64 = 1
-    /// Requests our cluster ordered that the shard ledger has not executed yet (it may be waiting
-    /// for other clusters' blocks of their round). Bounded by the window times the batch size.
-    var orderedRequests: Set<RequestKey> = []
-    /// Requests this replica knows of and waits to see executed, with the tick it started waiting:
-    /// PBFT's request timers. One that waits too long means the primary censors it.
-    var watched: [RequestKey: (transaction: ClientTransaction, since: UInt64)] = [:]
+    /// Client requests: the primary's queue, what it proposed, what was ordered, the request timers (Intake.swift).
+    var intake: Intake
 
     /// GeoBFT's global sharing and remote view change (GlobalSharing.swift).
     var sharing: GlobalSharing
@@ -92,6 +83,7 @@ public struct PBFTReplica: Sendable {
         self.configuration = configuration
         self.suite = suite
         agreement = Agreement(configuration: configuration, suite: suite)
+        intake = Intake(limit: configuration.pendingLimit)
         ledger = ShardLedger(shard: configuration.cluster.shard, clusterCount: configuration.clustersInShard,
                              layout: configuration.crossShard)
         fetchPeer = configuration.index
@@ -167,7 +159,7 @@ public struct PBFTReplica: Sendable {
             agreement.slots[round, default: Slot()].prepared = proof
             agreement.slots[round, default: Slot()].blocks[proof.prePrepare.digest] = proof.prePrepare.block
         }
-        nextProposalRound = max(lastDelivered, stable.statement.round) + 1
+        intake.nextProposalRound = max(lastDelivered, stable.statement.round) + 1
         if case .changingView = status { timers.setDeadline(.viewChange, at: configuration.viewTimeoutTicks) }
         return executed
     }
@@ -355,8 +347,8 @@ public struct PBFTReplica: Sendable {
         fetched = fetched.filter { $0.key > lastDelivered }
         snapshotHeads = snapshotHeads.filter { $0.key > snapshot.round }
         // Requests executed in the installed state are done.
-        orderedRequests = orderedRequests.filter { $0.requestID > (ledger.lastExecution[$0.client]?.requestID ?? 0) }
-        if nextProposalRound <= snapshot.round { nextProposalRound = snapshot.round + 1 }
+        intake.installed(lastExecution: ledger.lastExecution)
+        if intake.nextProposalRound <= snapshot.round { intake.nextProposalRound = snapshot.round + 1 }
         effects.append(.installedSnapshot(snapshot))
         executeLedger(effects: &effects)
         deliverReady(effects: &effects)
@@ -388,10 +380,8 @@ public struct PBFTReplica: Sendable {
         // signature is checked: whatever a copy carries, the replica keeps the version it has,
         // so checking each cost a primary already behind n verifications per resend for nothing.
         // (A backup acts on no forward, and on a client's copy only once.)
-        let held = status == .normal && isPrimary
-            ? pendingKeys.contains(key) || proposed.contains(key) || orderedRequests.contains(key)
-            : forwarded || watched[key] != nil || orderedRequests.contains(key)
-        if held { return }
+        let leading = status == .normal && isPrimary
+        if intake.holds(key, asPrimary: leading, forwarded: forwarded) { return }
         guard suite.isValid(transaction) else {
             reject(.badClientSignature)
             return
@@ -403,27 +393,20 @@ public struct PBFTReplica: Sendable {
             }
             return
         }
-        if status == .normal && isPrimary {
-            guard !pendingKeys.contains(key), !proposed.contains(key), !orderedRequests.contains(key) else { return }
-            guard pending.count < configuration.pendingLimit else {
-                reject(.queueFull)
-                return
+        do throws(Rejection) {
+            if leading {
+                try intake.enqueue(transaction)
+                timers.startIfIdle(.batch)
+                propose(partial: false, effects: &effects)
+            } else if !forwarded {
+                // A client that timed out sends to every replica: pass it to the primary and watch it
+                // (`holds` above: unless our cluster already ordered it and it only waits for execution).
+                try intake.watch(transaction, now: now)
+                if status == .normal { effects.append(.send(.clientTransaction(transaction), to: primary)) }
+                armProgressTimer()
             }
-            pending.append(transaction)
-            pendingKeys.insert(key)
-            timers.startIfIdle(.batch)
-            propose(partial: false, effects: &effects)
-        } else if !forwarded {
-            // A client that timed out sends to every replica: pass it to the primary and watch it
-            // (unless our cluster already ordered it and it only waits for execution).
-            guard watched[key] == nil, !orderedRequests.contains(key) else { return }
-            guard watched.count < configuration.pendingLimit else {
-                reject(.queueFull)
-                return
-            }
-            watched[key] = (transaction, now)
-            if status == .normal { effects.append(.send(.clientTransaction(transaction), to: primary)) }
-            armProgressTimer()
+        } catch {
+            reject(error)
         }
     }
 
@@ -439,29 +422,23 @@ public struct PBFTReplica: Sendable {
         var heartbeat = heartbeat
         // Never more than a window above the stable checkpoint, nor above the shard ledger (so a
         // cluster cannot run further ahead of the slowest cluster than its peers keep blocks for).
-        while nextProposalRound <= stable.statement.round + window, nextProposalRound <= ledger.round + window {
+        while intake.nextProposalRound <= stable.statement.round + window, intake.nextProposalRound <= ledger.round + window {
+            let round = intake.nextProposalRound
             // Another cluster reached this round: propose, if need be a no-op block, so that the
             // shard's rounds never wait for us.
-            let needed = sharing.remoteHighestRound >= nextProposalRound || heartbeat
+            let needed = sharing.remoteHighestRound >= round || heartbeat
             heartbeat = false
-            let inFlight = nextProposalRound > lastDelivered + 1 ? nextProposalRound - 1 - lastDelivered : 0
+            let inFlight = round > lastDelivered + 1 ? round - 1 - lastDelivered : 0
             let partialAllowed = partial && inFlight < configuration.partialBatchesInFlight
-            guard pending.count >= configuration.batchSize || (partialAllowed && !(pending.isEmpty && relay.pending.isEmpty)) || needed
-            else { break }
-            let count = min(configuration.batchSize, pending.count)
-            let transactions = Array(pending.prefix(count))
-            pending.removeFirst(count)
+            let nothingWaits = intake.queued == 0 && relay.pending.isEmpty
+            guard intake.queued >= configuration.batchSize || (partialAllowed && !nothingWaits) || needed else { break }
+            let transactions = intake.takeBatch(configuration.batchSize)
             let statements = relay.takeBatch()
-            for transaction in transactions {
-                let key = RequestKey(transaction)
-                pendingKeys.remove(key)
-                proposed.insert(key)
-            }
-            let block = Block(cluster: cluster, round: nextProposalRound, transactions: transactions, statements: statements)
-            nextProposalRound += 1
+            let block = Block(cluster: cluster, round: round, transactions: transactions, statements: statements)
+            intake.nextProposalRound += 1
             sendPrePrepare(block, effects: &effects)
         }
-        if pending.isEmpty && relay.pending.isEmpty { timers.cancel(.batch) } else { timers.startIfIdle(.batch) }
+        if intake.queued == 0 && relay.pending.isEmpty { timers.cancel(.batch) } else { timers.startIfIdle(.batch) }
     }
 
     /// Signs and broadcasts a PrePrepare of the current view, and takes it as accepted.
@@ -541,15 +518,7 @@ public struct PBFTReplica: Sendable {
         let digest = block.certificate.statement.digest
         recordDelivery(block, digest: digest)
         effects.append(.persist(.delivered(block)))
-        // Ordered by this cluster: the request timers of its transactions stop here, not at
-        // execution, which may wait for other clusters (their lateness is the remote timers' job).
-        for transaction in block.block.transactions {
-            let key = RequestKey(transaction)
-            proposed.remove(key)
-            watched[key] = nil
-            orderedRequests.insert(key)
-            if pendingKeys.remove(key) != nil { pending.removeAll { RequestKey($0) == key } }
-        }
+        intake.delivered(block.block.transactions)
         if !block.block.statements.isEmpty { relay.ordered(block.block.statements) }
         ledger.add(block, digest: digest)
         executeLedger(effects: &effects)
@@ -607,8 +576,7 @@ public struct PBFTReplica: Sendable {
             let isHome = executed.certified.block.cluster == cluster
             guard isHome else { continue }
             for (transaction, result) in zip(executed.certified.block.transactions, executed.results) {
-                watched[RequestKey(transaction)] = nil
-                orderedRequests.remove(RequestKey(transaction))
+                intake.executed(transaction)
                 if let result {
                     effects.append(.reply(reply(to: transaction, result: result, position: executed.position)))
                 }
@@ -636,7 +604,7 @@ public struct PBFTReplica: Sendable {
         guard agreement.makeStable(proof, effects: &effects) else { return }
         let round = proof.statement.round
         knownCommitted = max(knownCommitted, round)
-        if nextProposalRound <= round { nextProposalRound = round + 1 }
+        if intake.nextProposalRound <= round { intake.nextProposalRound = round + 1 }
         propose(partial: false, effects: &effects)
     }
 
@@ -721,7 +689,7 @@ public struct PBFTReplica: Sendable {
     // MARK: Timers
 
     var hasOutstandingWork: Bool {
-        if !watched.isEmpty || !pending.isEmpty || !proposed.isEmpty || !relay.watched.isEmpty { return true }
+        if intake.hasWork || !relay.watched.isEmpty { return true }
         return agreement.hasWorkInFlight(above: lastDelivered)
     }
 
@@ -752,11 +720,9 @@ public struct PBFTReplica: Sendable {
             if !hasOutstandingWork { timers.cancel(.progress) }
             if isBehind && fetchDue { requestBlocks(effects: &effects) }
             // A request watched after it was ordered (a late retransmission) needs no timer.
-            watched = watched.filter { key, _ in
-                !orderedRequests.contains(key) && key.requestID > (ledger.lastExecution[key.client]?.requestID ?? 0)
-            }
+            intake.settleWatches(lastExecution: ledger.lastExecution)
             let oldestStatement = relay.oldestWatch
-            if let oldest = watched.values.map(\.since).min().map({ min($0, oldestStatement ?? $0) }) ?? oldestStatement,
+            if let oldest = intake.oldestWatch.map({ min($0, oldestStatement ?? $0) }) ?? oldestStatement,
                now - oldest >= currentTimeout {
                 // A request waited a whole timeout while others committed: the primary censors it.
                 startViewChange(to: view + 1, reason: .requestTimeout, effects: &effects)
@@ -886,33 +852,21 @@ public struct PBFTReplica: Sendable {
             checkCommitted(prePrepare.block.round, effects: &effects)
         }
         // Requests the old primary left waiting: the new primary proposes them, the others forward them.
-        let waiting = watched.values.map(\.transaction).sorted { ($0.client, $0.requestID) < ($1.client, $1.requestID) }
-        proposed = []
         if isPrimary {
-            nextProposalRound = max(plan.lastRound, lastDelivered, stable.statement.round) + 1
+            intake.nextProposalRound = max(plan.lastRound, lastDelivered, stable.statement.round) + 1
             // Only rounds still to deliver: a key of a round this replica already delivered would
             // never be removed (delivery removes it), and would keep the progress timer running
             // on an idle primary until it asked, alone, to leave its own view (seed 1643 of the
             // cross-shard sweep: the shard's rounds then stopped for a whole remote timeout).
-            for prePrepare in newView.prePrepares where prePrepare.block.round > lastDelivered {
-                for transaction in prePrepare.block.transactions { proposed.insert(RequestKey(transaction)) }
-            }
-            for transaction in waiting where !proposed.contains(RequestKey(transaction)) && !pendingKeys.contains(RequestKey(transaction)) {
-                pending.append(transaction)
-                pendingKeys.insert(RequestKey(transaction))
-            }
-            watched = [:]
-            relay.queueWatched(reproposed: newView.prePrepares.filter { $0.block.round > lastDelivered }.flatMap(\.block.statements))
-            if !pending.isEmpty || !relay.pending.isEmpty { timers.start(.batch) }
+            let toDeliver = newView.prePrepares.filter { $0.block.round > lastDelivered }
+            let queued = intake.takeOver(reproposed: toDeliver.flatMap(\.block.transactions))
+            relay.queueWatched(reproposed: toDeliver.flatMap(\.block.statements))
+            if queued || !relay.pending.isEmpty { timers.start(.batch) }
             sharing.reshare(lastDelivered: lastDelivered, delivered: delivered, effects: &effects)
             propose(partial: false, effects: &effects)
         } else {
-            pending = []
-            pendingKeys = []
             // The new primary gets a full timeout for each request it inherits.
-            let current = now
-            for key in watched.keys { watched[key]?.since = current }
-            for transaction in waiting { effects.append(.send(.clientTransaction(transaction), to: primary)) }
+            for transaction in intake.handOver(now: now) { effects.append(.send(.clientTransaction(transaction), to: primary)) }
             for proof in relay.handOver(now: now) { effects.append(.send(.shardStatement(proof), to: primary)) }
         }
     }
@@ -922,8 +876,8 @@ extension PBFTReplica {
     /// One line of the internal state that decides timers and proposals, for traces and reports.
     public var debugSummary: String {
         let outstanding = agreement.slots.filter { $0.key > lastDelivered && ($0.value.prePrepare != nil || $0.value.certified != nil) }.keys.sorted()
-        return "\(status) view \(view) delivered \(lastDelivered) knownCommitted \(knownCommitted) next \(nextProposalRound) "
-            + "stable \(stable.statement.round) watched \(watched.count) pending \(pending.count) proposed \(proposed.count) "
+        return "\(status) view \(view) delivered \(lastDelivered) knownCommitted \(knownCommitted) next \(intake.nextProposalRound) "
+            + "stable \(stable.statement.round) watched \(intake.watched.count) pending \(intake.queued) proposed \(intake.proposed.count) "
             + "watchedStatements \(relay.watched.keys.map(\.description)) pendingStatements \(relay.pending.count) "
             + "outstandingSlots \(outstanding) timers \(timers.summary) now \(now)"
     }

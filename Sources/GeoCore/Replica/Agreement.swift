@@ -295,13 +295,3 @@ struct Agreement: Sendable {
         return true
     }
 }
-
-/// A client request, by client and request number.
-struct RequestKey: Hashable, Sendable {
-    var client: ClientID
-    var requestID: UInt64
-    init(_ transaction: ClientTransaction) {
-        client = transaction.client
-        requestID = transaction.requestID
-    }
-}
