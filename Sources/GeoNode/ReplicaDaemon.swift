@@ -108,6 +108,7 @@ public final class ReplicaDaemon: Sendable {
                                                    topologyHash: fingerprint, keyRing: keys, logger: logger)
         configuration.limits = .init(maxBodyBytes: topology.parameters.maxMessageBytes)
         if options.emulateWAN { configuration.wanEmulation = .topology(topology, from: .replica(number: info.number)) }
+        if topology.transport.tls { configuration.tls = .identity(signingKey, name: info.name, keyRing: keys) }
         let transport = Transport(configuration: configuration)
 
         let verified = VerifiedSignatures()
