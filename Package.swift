@@ -129,7 +129,7 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(
             name: "GeoFabricCLITests",
-            dependencies: ["GeoFabricCLI", "GeoTopology", "GeoCrypto", "GeoCore"],
+            dependencies: ["GeoFabricCLI", "GeoTopology", "GeoCrypto", "GeoCore", "GeoNet", "GeoNode", "GeoClient"],
             swiftSettings: strict),
     ]
 )

@@ -165,6 +165,19 @@ enum RecordingProxy {
         await transport.shutdown()
     }
 
+    /// The same, from a transport (which waits for the TLS handshake before its Hello goes out).
+    @Test func aTransportWithoutACertificateIsRefused() async throws {
+        let (transport, port) = try await Fixture.replica(2, tls: true)
+        var configuration = Fixture.configuration(.client(ClientID(3)), tls: true)
+        configuration.tls?.certificateKey = nil
+        let anonymous = Transport(configuration: configuration)
+        anonymous.connect(peers: [PeerAddress(node: .replica(number: 2), host: "127.0.0.1", port: port)])
+        #expect(await eventually { await transport.metrics().rejects["tls_no_certificate", default: 0] >= 1 })
+        #expect(await transport.metrics().rejects["tls_handshake_failed", default: 0] == 0)
+        await anonymous.shutdown()
+        await transport.shutdown()
+    }
+
     @Test func certificatesThatDoNotMatchTheClaimAreRefused() async throws {
         let (transport, port) = try await Fixture.replica(2, tls: true)
         // A key the topology does not name.
