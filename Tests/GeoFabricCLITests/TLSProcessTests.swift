@@ -11,7 +11,9 @@ import GeoCrypto
 @testable import GeoNode
 import GeoTopology
 import Logging
+import NIOCore
 import NIOPosix
+import NIOSSL
 import Testing
 
 @Suite(.serialized) struct TLSProcessTests {
@@ -81,6 +83,73 @@ import Testing
             throw error
         }
         await deployment.stop()
+    }
+
+    /// Idle connections, garbage, a plaintext Hello, a torn Hello and garbage inside TLS on every
+    /// replica port and every status port: every replica stays up and a client still commits.
+    @Test(.timeLimit(.minutes(2))) func hostileInputOnEveryPortLeavesTheReplicasCommitting() async throws {
+        let path = try writeTemporary(Self.yaml, name: "topology.yaml")
+        let directory = (path as NSString).deletingLastPathComponent
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let loaded = try LoadedTopology.load(path)
+        let topology = loaded.topology
+        let deployment = try LocalDeployment.start(loaded, dataDirectory: directory + "/data", emulateWAN: false, executable: builtTool)
+        var opened: [any Channel] = []
+        do {
+            try await deployment.waitUntilReady(timeout: .seconds(60))
+            let ring = KeyRing.development(for: topology)
+            let tls = try TLSContexts(settings: .identity(Self.devKey(topology, "client-3"), name: "client-3", keyRing: ring)).client
+            let hello = Hello(topologyHash: TopologyFingerprint.digest(of: topology), node: .client(ClientID(3)),
+                              nonce: Handshake.freshNonce()).encoded
+            // A frame header out of turn whose length field (bytes 12..<16) claims 1.5 GB.
+            var garbage = [UInt8](repeating: 0x5A, count: Handshake.helloBytes)
+            garbage.replaceSubrange(0..<4, with: Array("GEOF".utf8))
+            for replica in topology.allReplicas {
+                for port in [replica.port, replica.statusPort] {
+                    for _ in 0..<16 { opened.append(try await Self.open(port: port, tls: nil)) }  // idle
+                    for bytes in [garbage, hello, Array(hello.prefix(30))] {
+                        let channel = try await Self.open(port: port, tls: nil)
+                        try? await channel.writeAndFlush(ByteBuffer(bytes: bytes))
+                        opened.append(channel)
+                    }
+                }
+                let inside = try await Self.open(port: replica.port, tls: tls)
+                try? await inside.writeAndFlush(ByteBuffer(bytes: garbage))
+                opened.append(inside)
+            }
+            let clientID = ClientID(1)
+            let client = FabricClient(topology: topology, keys: ring, client: clientID,
+                                      key: Self.devKey(topology, Topology.clientName(clientID)),
+                                      cluster: topology.shards[0].clusters[0], logger: ProcessDeploymentTests.quiet)
+            await client.start()
+            let completion = try await client.submit(.put(key: Array("still".utf8), value: Array("up".utf8)), timeout: .seconds(30))
+            #expect(completion.position.height >= 1)
+            await client.shutdown()
+            #expect(deployment.processes.allSatisfy { $0.process.isRunning })
+            #expect(await wireErrors("tls_plaintext_peer", at: topology.allReplicas[0]) >= 2)
+            #expect(await wireErrors("handshake_malformed", at: topology.allReplicas[0]) >= 1)
+        } catch {
+            for channel in opened { try? await channel.close() }
+            await deployment.stop()
+            throw error
+        }
+        for channel in opened { try? await channel.close() }
+        await deployment.stop()
+    }
+
+    /// A raw connection (TLS with any server certificate accepted when `tls` is given).
+    static func open(port: Int, tls: NIOSSLContext?) async throws -> any Channel {
+        try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    if let tls {
+                        try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(
+                            context: tls, serverHostname: nil,
+                            customVerificationCallback: { _, promise in promise.succeed(.certificateVerified) }))
+                    }
+                }
+            }
+            .connect(host: "127.0.0.1", port: port).get()
     }
 
     func run(_ hostile: Hostile, topology: Topology) async throws {
