@@ -214,7 +214,8 @@ func certified(_ block: Block, signers: [UInt16] = [0, 1, 2]) -> CertifiedBlock 
             let statement = StateStatement(cluster: cluster0, round: round, height: round &* 2, ledgerHead: .zero, localHead: .zero,
                                            stateDigest: .zero)
             let checkpoint = StateCheckpoint(statement: statement, replicaIndex: 2, signature: signer.sign(.stateCheckpoint(statement)))
-            #expect(replica.step(.message(.stateCheckpoint(checkpoint), from: peer)).isEmpty)
+            // Refused: nothing sent or kept, only the rejection told to the shell.
+            #expect(replica.step(.message(.stateCheckpoint(checkpoint), from: peer)) == [.event(.rejected(.invalidSnapshot))])
         }
         #expect(replica.rejections[.invalidSnapshot] == 2)
     }
