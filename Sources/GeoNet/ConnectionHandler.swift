@@ -16,6 +16,7 @@ import GeoWire
 import Logging
 import NIOCore
 import NIOSSL
+import NIOTLS
 
 enum ConnectionRole: Hashable {
     case inbound
@@ -72,14 +73,30 @@ final class ConnectionHandler: ChannelInboundHandler {
             refuse(context: context, .tooManyConnections, claimed: nil)
             return
         }
-        let hello = Hello(topologyHash: core.configuration.topologyHash, node: core.configuration.identity, nonce: nonce)
-        context.writeAndFlush(wrapOutboundOut(ByteBuffer(bytes: hello.encoded)), promise: nil)
+        // Over TLS the Hello waits for the TLS handshake (`userInboundEventTriggered`): NIOSSL
+        // delivers the peer's first bytes before it sends what was written early, so a Hello
+        // written now would not leave if the peer's Hello made this side refuse it, and the peer
+        // would never learn why (a topology mismatch seen on one side only).
+        if tls == nil { sendHello(context: context) }
         timeout = context.eventLoop.assumeIsolated().scheduleTask(in: core.configuration.handshakeTimeout) {
             switch self.state {
             case .awaitingHello, .awaitingProof: self.refuse(context: context, .timeout, claimed: nil)
             default: break
             }
         }
+    }
+
+    private func sendHello(context: ChannelHandlerContext) {
+        let hello = Hello(topologyHash: core.configuration.topologyHash, node: core.configuration.identity, nonce: nonce)
+        context.writeAndFlush(wrapOutboundOut(ByteBuffer(bytes: hello.encoded)), promise: nil)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case .handshakeCompleted? = event as? TLSUserEvent, !closing, case .awaitingHello = state {
+            tls?.handshakeDone = true
+            sendHello(context: context)
+        }
+        context.fireUserInboundEventTriggered(event)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
