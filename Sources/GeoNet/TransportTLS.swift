@@ -253,7 +253,19 @@ enum TLSPeerVerifier {
         if text.contains("WRONG_VERSION_NUMBER") || text.contains("HTTP_REQUEST") {
             return .plaintextPeer(firstByte: 0)
         }
-        return record.handshakeDone ? .streamError(text) : .handshakeFailed(text)
+        let reason = briefReason(text)
+        return record.handshakeDone ? .streamError(reason) : .handshakeFailed(reason)
+    }
+
+    /// BoringSSL's reason code out of its error text ("...:OPENSSL_internal:CODE at file:line"),
+    /// with what an alert from the peer means; the whole text when there is no code.
+    static func briefReason(_ text: String) -> String {
+        guard let marker = text.range(of: "OPENSSL_internal:") else { return text }
+        let code = String(text[marker.upperBound...].prefix { $0 != " " && $0 != "]" && $0 != ")" })
+        if code.contains("ALERT") {
+            return "\(code) (the peer sent this alert: it refused this node's certificate or the handshake)"
+        }
+        return code
     }
 }
 

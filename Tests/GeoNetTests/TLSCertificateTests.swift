@@ -57,4 +57,11 @@ import X509
         #expect(TLSPeerVerifier.checkClaim(.client(ClientID(4)), certificateOwner: .client(ClientID(3)))
             == .certificateIdentityMismatch(certificateOf: .client(ClientID(3)), claimed: .client(ClientID(4))))
     }
+
+    @Test func boringSSLErrorsAreLoggedByTheirCode() {
+        let alert = "handshakeFailed(sslError([Error: 268436502 error:10000416:SSL routines:OPENSSL_internal:SSLV3_ALERT_CERTIFICATE_UNKNOWN at tls_record.cc:491]))"
+        #expect(TLSPeerVerifier.briefReason(alert).hasPrefix("SSLV3_ALERT_CERTIFICATE_UNKNOWN (the peer sent this alert"))
+        #expect(TLSPeerVerifier.briefReason("error:OPENSSL_internal:DECRYPTION_FAILED at x.cc:1") == "DECRYPTION_FAILED")
+        #expect(TLSPeerVerifier.briefReason("uncleanShutdown") == "uncleanShutdown")
+    }
 }
