@@ -72,6 +72,7 @@ public actor FabricClient {
                                                    topologyHash: TopologyFingerprint.digest(of: topology), keyRing: keys, logger: logger)
         configuration.limits = .init(maxBodyBytes: topology.parameters.maxMessageBytes)
         configuration.wanEmulation = wanEmulation
+        if topology.transport.tls { configuration.tls = .identity(key, name: Topology.clientName(client), keyRing: keys) }
         transport = Transport(configuration: configuration)
         let viewTimeout = max(1, topology.parameters.viewTimeoutMilliseconds)
         let tick = max(topology.parameters.tickMilliseconds, viewTimeout / 10, 1)

@@ -143,6 +143,15 @@ public enum KeySource: Hashable, Sendable {
     case directory(String)
 }
 
+/// How replicas and clients talk to each other (the topology's `transport` section).
+public struct TransportSettings: Hashable, Sendable {
+    /// Mutual TLS 1.3 on every replica-replica and client-replica connection, each side's
+    /// certificate pinned to the topology's key for its identity. Off only for a benchmark A/B on
+    /// one machine: every command then warns.
+    public var tls: Bool = true
+    public init(tls: Bool = true) { self.tls = tls }
+}
+
 /// A whole deployment.
 public struct Topology: Hashable, Sendable {
     public var name: String
@@ -157,9 +166,11 @@ public struct Topology: Hashable, Sendable {
     public var keys: KeySource
     /// Clients with keys (ids 0..<clientCount): the fabric is permissioned, so replicas know them.
     public var clientCount: Int
+    public var transport: TransportSettings
 
     public init(name: String, regions: [Region], wan: [WANLink], lan: Link, keyBuckets: Int,
-                shards: [Shard], parameters: ProtocolParameters, keys: KeySource, clientCount: Int) {
+                shards: [Shard], parameters: ProtocolParameters, keys: KeySource, clientCount: Int,
+                transport: TransportSettings = TransportSettings()) {
         self.name = name
         self.regions = regions
         self.wan = wan
@@ -169,6 +180,7 @@ public struct Topology: Hashable, Sendable {
         self.parameters = parameters
         self.keys = keys
         self.clientCount = clientCount
+        self.transport = transport
     }
 
     /// Every replica, in topology order (shard, cluster, index); `number` is the position here.

@@ -18,7 +18,23 @@ struct LoadedTopology {
     var displayName: String { path ?? EmbeddedTopology.name }
 
     /// Loads `path`, or the embedded default when nil; prints the error and exits 1 otherwise.
+    /// Warns on stderr when the topology turns TLS off (each command loads its topology once).
     static func load(_ path: String?) throws -> LoadedTopology {
+        let loaded = try read(path)
+        if let warning = plaintextWarning(loaded.topology, source: loaded.displayName) {
+            FileHandle.standardError.write(Data((warning + "\n").utf8))
+        }
+        return loaded
+    }
+
+    /// The warning for a topology with `transport: {tls: false}`, nil when TLS is on.
+    static func plaintextWarning(_ topology: Topology, source: String) -> String? {
+        guard !topology.transport.tls else { return nil }
+        return "warning: \(source) sets transport: {tls: false}: connections between replicas and clients are "
+            + "plaintext (readable and alterable on the path); use it only for a benchmark A/B on one machine"
+    }
+
+    private static func read(_ path: String?) throws -> LoadedTopology {
         do {
             guard let path else {
                 return LoadedTopology(topology: EmbeddedTopology.load(), path: nil,

@@ -4,6 +4,7 @@
 import ArgumentParser
 import Foundation
 import GeoCore
+import GeoCrypto
 import GeoNode
 
 struct StatusCommand: AsyncParsableCommand {
@@ -24,6 +25,10 @@ struct StatusCommand: AsyncParsableCommand {
 
     @Flag(help: "Print JSON: {topology, shards: [{shard, height, replicas: [...]}]}.")
     var json = false
+
+    @Flag(name: .customLong("plain-http"),
+          help: "Read the status over plain HTTP (by default HTTPS, each replica's certificate pinned to its topology key, unless the topology sets transport: {tls: false}).")
+    var plainHTTP = false
 
     struct ReplicaLine: Encodable {
         var replica: String
@@ -58,7 +63,18 @@ struct StatusCommand: AsyncParsableCommand {
         let loaded = try LoadedTopology.load(topology)
         let model = loaded.topology
         let replicas = model.allReplicas
-        let results = await StatusClient.fetchAll(replicas.map { StatusTarget($0) }, timeout: .milliseconds(Int64(timeout * 1000)))
+        // Over HTTPS, each replica's certificate pinned to its topology key, unless TLS is off.
+        var keys: KeyRing?
+        if model.transport.tls, !plainHTTP {
+            do {
+                keys = try KeyRing.load(for: model, baseDirectory: loaded.directory)
+            } catch {
+                FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+                throw ExitCode(1)
+            }
+        }
+        let targets = replicas.map { StatusTarget($0, key: keys?.replicaKey(number: $0.number)) }
+        let results = await StatusClient.fetchAll(targets, timeout: .milliseconds(Int64(timeout * 1000)))
         var lines: [String: ReplicaLine] = [:]
         for (info, entry) in zip(replicas, results) {
             switch entry.result {

@@ -15,6 +15,8 @@ import GeoCrypto
 import GeoWire
 import Logging
 import NIOCore
+import NIOSSL
+import NIOTLS
 
 enum ConnectionRole: Hashable {
     case inbound
@@ -45,10 +47,13 @@ final class ConnectionHandler: ChannelInboundHandler {
     /// peer until teardown so the core can unregister it.
     private var closing = false
     private var senderMismatchLogged = false
+    /// What TLS learned about the peer; nil on a plaintext transport.
+    private let tls: TLSPeerRecord?
 
-    init(core: TransportCore, role: ConnectionRole) {
+    init(core: TransportCore, role: ConnectionRole, tls: TLSPeerRecord? = nil) {
         self.core = core
         self.role = role
+        self.tls = tls
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -68,8 +73,11 @@ final class ConnectionHandler: ChannelInboundHandler {
             refuse(context: context, .tooManyConnections, claimed: nil)
             return
         }
-        let hello = Hello(topologyHash: core.configuration.topologyHash, node: core.configuration.identity, nonce: nonce)
-        context.writeAndFlush(wrapOutboundOut(ByteBuffer(bytes: hello.encoded)), promise: nil)
+        // Over TLS the Hello waits for the TLS handshake (`userInboundEventTriggered`): NIOSSL
+        // delivers the peer's first bytes before it sends what was written early, so a Hello
+        // written now would not leave if the peer's Hello made this side refuse it, and the peer
+        // would never learn why (a topology mismatch seen on one side only).
+        if tls == nil { sendHello(context: context) }
         timeout = context.eventLoop.assumeIsolated().scheduleTask(in: core.configuration.handshakeTimeout) {
             switch self.state {
             case .awaitingHello, .awaitingProof: self.refuse(context: context, .timeout, claimed: nil)
@@ -78,9 +86,24 @@ final class ConnectionHandler: ChannelInboundHandler {
         }
     }
 
+    private func sendHello(context: ChannelHandlerContext) {
+        let hello = Hello(topologyHash: core.configuration.topologyHash, node: core.configuration.identity, nonce: nonce)
+        context.writeAndFlush(wrapOutboundOut(ByteBuffer(bytes: hello.encoded)), promise: nil)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case .handshakeCompleted? = event as? TLSUserEvent, !closing, case .awaitingHello = state {
+            tls?.handshakeDone = true
+            sendHello(context: context)
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let record = unwrapInboundIn(data)
         if closing { return }
+        // Decrypted bytes arrive only once the TLS handshake is done.
+        tls?.handshakeDone = true
         switch (state, record) {
         case (.closed, _), (.idle, _):
             return
@@ -91,6 +114,17 @@ final class ConnectionHandler: ChannelInboundHandler {
             case let .failure(refusal):
                 refuse(context: context, refusal, claimed: hello.node)
                 return
+            }
+            if let tls {
+                // The certificate's key must be the claimed identity's: the Hello says who.
+                guard let owner = tls.certificateOwner else {
+                    refuse(context: context, .tls(.noCertificate), claimed: hello.node)
+                    return
+                }
+                if let mismatch = TLSPeerVerifier.checkClaim(hello.node, certificateOwner: owner) {
+                    refuse(context: context, .tls(mismatch), claimed: hello.node)
+                    return
+                }
             }
             let payload = Handshake.proofPayload(verifierNonce: hello.nonce, topologyHash: core.configuration.topologyHash,
                                                  signer: core.configuration.identity, verifier: hello.node)
@@ -134,7 +168,18 @@ final class ConnectionHandler: ChannelInboundHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         if closing { return }
-        if let wire = error as? WireError {
+        if let refusal = error as? TLSRefusal {
+            refuse(context: context, .tls(refusal), claimed: nil)
+        } else if let tls, error is NIOSSLError || error is BoringSSLError {
+            if case .uncleanShutdown? = error as? NIOSSLError, tls.handshakeDone {
+                // The peer closed the socket without a TLS close_notify (a killed process): an
+                // ordinary disconnect, as a reset is on a plaintext connection.
+                core.logger.debug("connection with \(describePeer(context)) closed without TLS close_notify")
+                close(context: context)
+                return
+            }
+            refuse(context: context, .tls(TLSPeerVerifier.refusal(for: error, record: tls)), claimed: nil)
+        } else if let wire = error as? WireError {
             core.countReject("frame_" + wire.reason)
             core.logger.warning("closing the connection with \(describePeer(context)): malformed frame: \(wire)")
             close(context: context)

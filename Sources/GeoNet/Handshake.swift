@@ -171,6 +171,8 @@ public enum HandshakeRefusal: Error, Hashable, Sendable, CustomStringConvertible
     case timeout
     /// More unauthenticated or established connections than the configured bound.
     case tooManyConnections
+    /// Refused by the TLS layer under the handshake.
+    case tls(TLSRefusal)
 
     public var label: String {
         switch self {
@@ -183,6 +185,7 @@ public enum HandshakeRefusal: Error, Hashable, Sendable, CustomStringConvertible
         case .duplicateConnection: return "duplicate_connection"
         case .timeout: return "handshake_timeout"
         case .tooManyConnections: return "too_many_connections"
+        case let .tls(refusal): return refusal.label
         }
     }
 
@@ -200,6 +203,7 @@ public enum HandshakeRefusal: Error, Hashable, Sendable, CustomStringConvertible
         case let .duplicateConnection(node): return "a connection with \(node) is already established"
         case .timeout: return "handshake not completed in time"
         case .tooManyConnections: return "too many connections"
+        case let .tls(refusal): return refusal.description
         }
     }
 }

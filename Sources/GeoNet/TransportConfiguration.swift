@@ -113,6 +113,9 @@ public struct TransportConfiguration: Sendable {
     public var writeBufferLowBytes = 256 * 1024
     public var writeBufferHighBytes = 1024 * 1024
     public var wanEmulation: WANEmulation?
+    /// Mutual TLS 1.3 under the handshake (see TransportTLS.swift); nil for plaintext, which a
+    /// topology asks for only with `transport: {tls: false}` (benchmark A/B on one machine).
+    public var tls: TLSSettings?
     public var logger: Logger
 
     public init(identity: NodeID, signingKey: SigningKey, topologyHash: Digest,

@@ -33,6 +33,7 @@ import GeoWire
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 
 final class PeerLink {
     let node: NodeID
@@ -82,6 +83,8 @@ final class TransportCore {
     private var serverChannel: (any Channel)?
     private(set) var isShutDown = false
     private var random = SystemRandomNumberGenerator()
+    /// Made once at start from `configuration.tls`; a failure refuses every connection (logged).
+    private let tlsContexts: Result<TLSContexts, any Error>?
 
     init(loop: any EventLoop, configuration: TransportConfiguration,
          messages: AsyncStream<InboundMessage>.Continuation, events: AsyncStream<TransportEvent>.Continuation) {
@@ -92,6 +95,10 @@ final class TransportCore {
         self.logger = logger
         self.messages = messages
         self.events = events
+        tlsContexts = configuration.tls.map { settings in Result { try TLSContexts(settings: settings) } }
+        if case let .failure(error)? = tlsContexts {
+            logger.error("cannot make this node's TLS certificate: \(error); every connection will fail")
+        }
     }
 
     private var identity: NodeID { configuration.identity }
@@ -100,8 +107,38 @@ final class TransportCore {
 
     func installPipeline(on channel: any Channel, role: ConnectionRole) throws {
         openChannels[ObjectIdentifier(channel)] = channel
+        let record = try installTLS(on: channel, role: role)
         try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoderHandler(limits: configuration.limits)))
-        try channel.pipeline.syncOperations.addHandler(ConnectionHandler(core: self, role: role))
+        try channel.pipeline.syncOperations.addHandler(ConnectionHandler(core: self, role: role, tls: record))
+    }
+
+    /// The TLS handlers under the framing, when the transport runs TLS: the sniffer that refuses a
+    /// plaintext peer, then NIOSSL with the pinned-key verifier. Returns what the verifier learns.
+    private func installTLS(on channel: any Channel, role: ConnectionRole) throws -> TLSPeerRecord? {
+        guard let settings = configuration.tls, let contexts = try tlsContexts?.get() else { return nil }
+        let record = TLSPeerRecord()
+        var expected: NodeID?
+        if case let .outbound(node, _) = role { expected = node }
+        let verify: NIOSSLCustomVerificationCallback = { [expected] chain, promise in
+            switch TLSPeerVerifier.verify(chain, expected: expected, settings: settings) {
+            case let .success(owner):
+                record.certificateOwner = owner
+                promise.succeed(.certificateVerified)
+            case let .failure(refusal):
+                record.refusal = refusal
+                promise.succeed(.failed)
+            }
+        }
+        let operations = channel.pipeline.syncOperations
+        try operations.addHandler(TLSRecordSniffer())
+        switch role {
+        case .inbound:
+            guard let server = contexts.server else { throw TLSRefusal.noCertificate }
+            try operations.addHandler(NIOSSLServerHandler(context: server, customVerificationCallback: verify))
+        case .outbound:
+            try operations.addHandler(NIOSSLClientHandler(context: contexts.client, serverHostname: nil, customVerificationCallback: verify))
+        }
+        return record
     }
 
     func listen(host: String, port: Int) -> EventLoopFuture<any Channel> {

@@ -8,6 +8,7 @@
 // Outbound: ReplicaNode's effects -> (fsync) -> Transport.send. Ticks: every tickMilliseconds.
 
 import Foundation
+import NIOSSL
 import GeoCore
 import GeoCrypto
 import GeoNet
@@ -108,6 +109,7 @@ public final class ReplicaDaemon: Sendable {
                                                    topologyHash: fingerprint, keyRing: keys, logger: logger)
         configuration.limits = .init(maxBodyBytes: topology.parameters.maxMessageBytes)
         if options.emulateWAN { configuration.wanEmulation = .topology(topology, from: .replica(number: info.number)) }
+        if topology.transport.tls { configuration.tls = .identity(signingKey, name: info.name, keyRing: keys) }
         let transport = Transport(configuration: configuration)
 
         let verified = VerifiedSignatures()
@@ -129,7 +131,8 @@ public final class ReplicaDaemon: Sendable {
                                tick: .milliseconds(max(1, topology.parameters.tickMilliseconds)))
         let (view, height) = (await node.view, await node.height)
         let metrics = NodeMetrics()
-        let statusServer = makeStatusServer(info: info, topology: topology, node: node, transport: transport, metrics: metrics, logger: logger)
+        let statusServer = makeStatusServer(info: info, topology: topology, node: node, transport: transport, metrics: metrics,
+                                            signingKey: signingKey, logger: logger)
         do {
             try await statusServer.start()
         } catch {
@@ -195,8 +198,17 @@ public final class ReplicaDaemon: Sendable {
 
     /// GET /status and GET /metrics, on the status port the topology gives this replica.
     static func makeStatusServer(info: ReplicaInfo, topology: Topology, node: ReplicaNode, transport: Transport,
-                                 metrics: NodeMetrics, logger: Logger) -> StatusServer {
+                                 metrics: NodeMetrics, signingKey: SigningKey, logger: Logger) -> StatusServer {
         let transportReported = ReportedCounts()
+        // With TLS on, the status port answers HTTPS too (the first byte tells), with the node's certificate.
+        var tls: NIOSSLContext?
+        if topology.transport.tls {
+            do {
+                tls = try StatusTLS.serverContext(key: signingKey, commonName: info.name)
+            } catch {
+                logger.error("status port: cannot make the TLS certificate (\(error)); serving plain HTTP only")
+            }
+        }
         let peersTotal = topology.allReplicas.count - 1
         let statusServer = StatusServer(
             host: info.host, port: info.statusPort,
@@ -209,7 +221,7 @@ public final class ReplicaDaemon: Sendable {
                 await ReplicaDaemon.refresh(metrics, from: transport, reported: transportReported)
                 return metrics.render()
             },
-            counters: metrics, logger: logger)
+            counters: metrics, logger: logger, tls: tls)
         return statusServer
     }
 

@@ -5,9 +5,11 @@
 // never a hang: every fetch ends within its timeout.
 
 import GeoCore
+import GeoCrypto
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 import Synchronization
 
 #if canImport(FoundationEssentials)
@@ -43,16 +45,20 @@ public struct StatusTarget: Hashable, Sendable {
     public var name: String
     public var host: String
     public var port: Int
+    /// The replica's identity key: when given, the status is read over HTTPS and the replica's
+    /// certificate must carry this key; nil reads plain HTTP.
+    public var key: VerifyingKey?
 
-    public init(name: String, host: String, port: Int) {
+    public init(name: String, host: String, port: Int, key: VerifyingKey? = nil) {
         self.name = name
         self.host = host
         self.port = port
+        self.key = key
     }
 
-    /// The status endpoint of a replica of the topology.
-    public init(_ replica: ReplicaInfo) {
-        self.init(name: replica.name, host: replica.host, port: replica.statusPort)
+    /// The status endpoint of a replica of the topology (`key`: read it over HTTPS, pinned).
+    public init(_ replica: ReplicaInfo, key: VerifyingKey? = nil) {
+        self.init(name: replica.name, host: replica.host, port: replica.statusPort, key: key)
     }
 }
 
@@ -67,10 +73,10 @@ public enum StatusClient {
     /// The status of the replica at `host:port`, or why it could not be read. Returns within
     /// about `timeout`, which bounds connecting and answering together.
     public static func fetch(
-        host: String, port: Int, timeout: Duration = .seconds(2),
+        host: String, port: Int, key: VerifyingKey? = nil, timeout: Duration = .seconds(2),
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async -> Result<ReplicaStatus, StatusFetchError> {
-        let answer = await get(path: "/status", host: host, port: port, timeout: timeout, group: group)
+        let answer = await get(path: "/status", host: host, port: port, key: key, timeout: timeout, group: group)
         return answer.flatMap { code, body in
             guard code == 200 else { return .failure(.httpStatus(code)) }
             do {
@@ -92,7 +98,7 @@ public enum StatusClient {
             var next = 0
             func launch(_ index: Int) {
                 let target = targets[index]
-                tasks.addTask { (index, await fetch(host: target.host, port: target.port, timeout: timeout, group: group)) }
+                tasks.addTask { (index, await fetch(host: target.host, port: target.port, key: target.key, timeout: timeout, group: group)) }
             }
             while next < min(targets.count, concurrentFetchesMax) {
                 launch(next)
@@ -112,17 +118,23 @@ public enum StatusClient {
         }
     }
 
-    /// One GET on a fresh connection: the response's status code and body.
+    /// One GET on a fresh connection: the response's status code and body. With `key`, over
+    /// HTTPS, the server's certificate pinned to it.
     static func get(
-        path: String, host: String, port: Int, timeout: Duration, group: any EventLoopGroup
+        path: String, host: String, port: Int, key: VerifyingKey? = nil, timeout: Duration, group: any EventLoopGroup
     ) async -> Result<(Int, ByteBuffer), StatusFetchError> {
         let start = ContinuousClock.now
         let connection: NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>
         do {
+            let tls = try key.map { _ in try StatusTLS.clientContext() }
             connection = try await ClientBootstrap(group: group)
                 .connectTimeout(TimeAmount(timeout))
                 .connect(host: host, port: port) { channel in
                     channel.eventLoop.makeCompletedFuture {
+                        if let tls, let key {
+                            try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(
+                                context: tls, serverHostname: nil, customVerificationCallback: StatusTLS.pinning(key)))
+                        }
                         try channel.pipeline.syncOperations.addHTTPClientHandlers()
                         return try NIOAsyncChannel(wrappingChannelSynchronously: channel)
                     }

@@ -9,6 +9,7 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 import Synchronization
 
 #if canImport(FoundationEssentials)
@@ -40,6 +41,8 @@ public final class StatusServer: Sendable {
     private let logger: Logger
     private let group: any EventLoopGroup
     private let connectionDeadline: TimeAmount
+    /// HTTPS beside HTTP on the same port (StatusTLS.swift); nil serves HTTP only.
+    private let tls: NIOSSLContext?
     private let state = Mutex<State>(.idle)
     private let openConnections = Atomic<Int>(0)
 
@@ -65,8 +68,10 @@ public final class StatusServer: Sendable {
         counters: NodeMetrics? = nil,
         logger: Logger = Logger(label: "geofabric.status"),
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-        connectionDeadline: Duration = StatusServer.connectionDeadlineDefault
+        connectionDeadline: Duration = StatusServer.connectionDeadlineDefault,
+        tls: NIOSSLContext? = nil
     ) {
+        self.tls = tls
         self.connectionDeadline = TimeAmount(connectionDeadline)
         self.host = host
         self.requestedPort = port
@@ -91,11 +96,13 @@ public final class StatusServer: Sendable {
             throw StatusServerError.alreadyStarted
         }
         let deadline = connectionDeadline
+        let tls = self.tls
         let server = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: Int32(Self.connectionsMax))
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .bind(host: host, port: requestedPort) { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let tls { try channel.pipeline.syncOperations.addHandler(StatusProtocolSwitch(tls: tls)) }
                     // Ahead of the decoder, so that it counts raw bytes and can refuse before parsing.
                     try channel.pipeline.syncOperations.addHandler(RequestGuard(deadline: deadline))
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)

@@ -12,12 +12,13 @@ import Yams
 
 public enum TopologyLoader {
     static let topKeys = ["name", "regions", "wan", "lan", "key_buckets", "clients", "base_port",
-                          "status_port_offset", "shards", "protocol", "keys"]
+                          "status_port_offset", "shards", "protocol", "keys", "transport"]
     static let shardKeys = ["name", "keys", "clusters"]
     static let clusterKeys = ["region", "replicas", "f"]
     static let linkKeys = ["rtt_ms", "mbit_s"]
     static let wanKeys = ["between", "rtt_ms", "mbit_s"]
     static let placementKeys = ["hash", "prefixes"]
+    static let transportKeys = ["tls"]
     static let protocolKeys = ["batch_size", "batch_delay_ms", "window", "checkpoint_every", "view_timeout_ms",
                                "remote_timeout_ms", "tick_ms", "max_message_bytes", "snapshot_every", "retain_rounds"]
 
@@ -175,6 +176,7 @@ struct TopologyBuilder {
             try bounded(field, what: "status_port_offset", limit: 65_534) } ?? Keys.defaultStatusPortOffset
         let parameters = try root["protocol"].map { (field) throws(TopologyError) in try readProtocol(field) } ?? ProtocolParameters()
         let keys = try root["keys"].map { (field) throws(TopologyError) in try readKeys(field) } ?? .development
+        let transport = try root["transport"].map { (field) throws(TopologyError) in try readTransport(field) } ?? TransportSettings()
 
         let shardsField = root["shards"]!
         let shardFields = try reader.sequence(shardsField)
@@ -273,7 +275,7 @@ struct TopologyBuilder {
         try checkWAN(shards, regions: regions, wan: wan, wanField: root["wan"], rootField: rootField)
 
         return Topology(name: name, regions: regions.map(Region.init(name:)), wan: wan, lan: lan, keyBuckets: keyBuckets,
-                        shards: shards, parameters: parameters, keys: keys, clientCount: clients)
+                        shards: shards, parameters: parameters, keys: keys, clientCount: clients, transport: transport)
     }
 
     // MARK: Sections
@@ -406,6 +408,13 @@ struct TopologyBuilder {
         let path = try reader.string(map["directory"]!)
         guard !path.isEmpty else { throw reader.error(.invalidValue, map["directory"]!, "the key directory path is empty") }
         return .directory(path)
+    }
+
+    func readTransport(_ field: YAMLField) throws(TopologyError) -> TransportSettings {
+        let map = try reader.mapping(field, allowed: Keys.transportKeys)
+        var settings = TransportSettings()
+        if let item = map["tls"] { settings.tls = try reader.bool(item, what: "tls") }
+        return settings
     }
 
     func readPlacement(_ field: YAMLField, keyBuckets: Int) throws(TopologyError) -> KeyPlacement {

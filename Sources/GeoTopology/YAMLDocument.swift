@@ -116,6 +116,16 @@ struct YAMLReader {
         return value
     }
 
+    /// Only the plain words true and false: a quoted "false", yes/no or 0/1 are refused, so that
+    /// a switch like `tls` is never turned off by a spelling the reader did not mean.
+    func bool(_ field: YAMLField, what: String) throws(TopologyError) -> Bool {
+        guard case let .scalar(scalar) = field.node, scalar.style == .plain || scalar.style == .any,
+              scalar.string == "true" || scalar.string == "false" else {
+            throw error(.wrongType, field, "\(what) is true or false, found \(field.kindDescription)")
+        }
+        return scalar.string == "true"
+    }
+
     func positiveInt(_ field: YAMLField, what: String) throws(TopologyError) -> Int {
         let value = try int(field)
         guard value > 0 else { throw error(.nonPositive, field, "\(what) must be positive, found \(value)") }

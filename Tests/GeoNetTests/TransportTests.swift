@@ -52,9 +52,13 @@ enum Fixture {
         SigningKey.development(topology: topology.name, identity: Topology.clientName(ClientID(client)))
     }
 
-    static func configuration(_ node: NodeID, key: SigningKey? = nil, hash: Digest = topologyHash) -> TransportConfiguration {
+    /// `tls`: mutual TLS with a certificate over the signing key (another key than the
+    /// identity's plays a hostile peer at both layers).
+    static func configuration(_ node: NodeID, key: SigningKey? = nil, hash: Digest = topologyHash,
+                              tls: Bool = false) -> TransportConfiguration {
         let signing = key ?? (node.client.map { clientKey($0.rawValue) } ?? replicaKey(node.replicaNumber!))
         var configuration = TransportConfiguration(identity: node, signingKey: signing, topologyHash: hash, keyRing: keyRing)
+        if tls { configuration.tls = .identity(signing, name: "\(node)", keyRing: keyRing) }
         // Generous: under the full suite the simulator tests hold the cooperative threads, and a
         // raw test peer can take seconds to answer a Hello (3 s closed connections mid-test).
         configuration.handshakeTimeout = .seconds(60)
@@ -68,8 +72,9 @@ enum Fixture {
     }
 
     /// A started replica transport and its port.
-    static func replica(_ number: UInt32, _ configuration: TransportConfiguration? = nil, port: Int = 0) async throws -> (Transport, Int) {
-        let transport = Transport(configuration: configuration ?? Self.configuration(.replica(number: number)))
+    static func replica(_ number: UInt32, _ configuration: TransportConfiguration? = nil, port: Int = 0,
+                        tls: Bool = false) async throws -> (Transport, Int) {
+        let transport = Transport(configuration: configuration ?? Self.configuration(.replica(number: number), tls: tls))
         let bound = try await transport.start(listen: "127.0.0.1", port: port)
         return (transport, bound)
     }
@@ -79,9 +84,9 @@ enum Fixture {
     let r0 = NodeID.replica(number: 0)
     let r1 = NodeID.replica(number: 1)
 
-    @Test func replicasHandshakeAndExchangeMessagesBothWays() async throws {
-        let (zero, _) = try await Fixture.replica(0)
-        let (one, port) = try await Fixture.replica(1)
+    @Test(arguments: [false, true]) func replicasHandshakeAndExchangeMessagesBothWays(tls: Bool) async throws {
+        let (zero, _) = try await Fixture.replica(0, tls: tls)
+        let (one, port) = try await Fixture.replica(1, tls: tls)
         let inboxZero = Inbox.collecting(zero), inboxOne = Inbox.collecting(one)
         // Replica 1 queues for replica 0 before anyone is connected: the lower number dials.
         one.send(Fixture.message(10), to: r0)
@@ -101,10 +106,10 @@ enum Fixture {
         await one.shutdown()
     }
 
-    @Test func clientDialsAndReceivesRepliesOverItsOwnConnection() async throws {
-        let (replica, port) = try await Fixture.replica(2)
+    @Test(arguments: [false, true]) func clientDialsAndReceivesRepliesOverItsOwnConnection(tls: Bool) async throws {
+        let (replica, port) = try await Fixture.replica(2, tls: tls)
         let clientNode = NodeID.client(ClientID(5))
-        let client = Transport(configuration: Fixture.configuration(clientNode))
+        let client = Transport(configuration: Fixture.configuration(clientNode, tls: tls))
         let replicaInbox = Inbox.collecting(replica), clientInbox = Inbox.collecting(client)
         client.connect(peers: [PeerAddress(node: .replica(number: 2), host: "127.0.0.1", port: port)])
         client.send(Fixture.message(3), to: .replica(number: 2))
@@ -121,10 +126,10 @@ enum Fixture {
         await replica.shutdown()
     }
 
-    @Test func differentTopologyIsRefusedOnBothSides() async throws {
+    @Test(arguments: [false, true]) func differentTopologyIsRefusedOnBothSides(tls: Bool) async throws {
         let other = Hashing.sha256(Array("another topology".utf8))
-        let (one, port) = try await Fixture.replica(1, Fixture.configuration(r1, hash: other))
-        let zero = Transport(configuration: Fixture.configuration(r0))
+        let (one, port) = try await Fixture.replica(1, Fixture.configuration(r1, hash: other, tls: tls))
+        let zero = Transport(configuration: Fixture.configuration(r0, tls: tls))
         zero.connect(peers: [PeerAddress(node: r1, host: "127.0.0.1", port: port)])
         #expect(await eventually {
             let dialler = await zero.metrics().rejects["topology_mismatch", default: 0]
@@ -137,24 +142,30 @@ enum Fixture {
         await one.shutdown()
     }
 
-    @Test func badSignatureAndUnknownIdentityAreRefused() async throws {
-        let (one, port) = try await Fixture.replica(1)
+    @Test(arguments: [false, true]) func badSignatureAndUnknownIdentityAreRefused(tls: Bool) async throws {
+        let (one, port) = try await Fixture.replica(1, tls: tls)
         // Claims replica 0 but holds another key.
-        let impostor = Transport(configuration: Fixture.configuration(r0, key: SigningKey()))
+        let impostor = Transport(configuration: Fixture.configuration(r0, key: SigningKey(), tls: tls))
         impostor.connect(peers: [PeerAddress(node: r1, host: "127.0.0.1", port: port)])
-        #expect(await eventually { await one.metrics().rejects["bad_signature", default: 0] >= 1 })
+        // Over TLS its certificate carries that key, which the topology does not name: refused
+        // before the handshake's signature is even read.
+        let keyMismatch = "tls_certificate_key_mismatch"
+        #expect(await eventually { await one.metrics().rejects[tls ? keyMismatch : "bad_signature", default: 0] >= 1 })
         await impostor.shutdown()
         // A client id beyond the topology's clients has no key.
-        let stranger = Transport(configuration: Fixture.configuration(.client(ClientID(9_999)), key: SigningKey()))
+        let stranger = Transport(configuration: Fixture.configuration(.client(ClientID(9_999)), key: SigningKey(), tls: tls))
         stranger.connect(peers: [PeerAddress(node: r1, host: "127.0.0.1", port: port)])
-        #expect(await eventually { await one.metrics().rejects["unknown_identity", default: 0] >= 1 })
+        #expect(await eventually {
+            let metrics = await one.metrics()
+            return tls ? metrics.rejects[keyMismatch, default: 0] >= 2 : metrics.rejects["unknown_identity", default: 0] >= 1
+        })
         await stranger.shutdown()
         #expect(await one.metrics().connectedPeers.isEmpty)
         await one.shutdown()
     }
 
-    @Test func queueIsBoundedAndDropsTheNewest() async throws {
-        var configuration = Fixture.configuration(r0)
+    @Test(arguments: [false, true]) func queueIsBoundedAndDropsTheNewest(tls: Bool) async throws {
+        var configuration = Fixture.configuration(r0, tls: tls)
         configuration.outboundQueueFramesMax = 4
         let zero = Transport(configuration: configuration)
         let inbox = Inbox.collecting(zero)
@@ -173,15 +184,15 @@ enum Fixture {
 
     /// Frames for a replica that is not connected: only the latest are kept, and they are what it
     /// gets when it connects (a restarted replica used to get the whole stale backlog first).
-    @Test func aPeerThatIsDownGetsOnlyTheLatestFramesWhenItConnects() async throws {
-        var configuration = Fixture.configuration(r0)
+    @Test(arguments: [false, true]) func aPeerThatIsDownGetsOnlyTheLatestFramesWhenItConnects(tls: Bool) async throws {
+        var configuration = Fixture.configuration(r0, tls: tls)
         configuration.peerDownQueueFramesMax = 4
         let zero = Transport(configuration: configuration)
         for round in 0..<10 { zero.send(Fixture.message(UInt64(round)), to: r1) }
         #expect(await eventually { await zero.metrics().drops["peer_down"] == 6 })
         #expect(await zero.metrics().queuedFrames == 4)
         #expect(await zero.metrics().drops["queue_full", default: 0] == 0)
-        let (one, port) = try await Fixture.replica(1)
+        let (one, port) = try await Fixture.replica(1, tls: tls)
         let inbox = Inbox.collecting(one)
         zero.connect(peers: [PeerAddress(node: r1, host: "127.0.0.1", port: port)])
         #expect(await eventually { await inbox.messages.count == 4 })
@@ -194,16 +205,16 @@ enum Fixture {
         await one.shutdown()
     }
 
-    @Test func reconnectsAfterTheListenerRestarts() async throws {
-        var configuration = Fixture.configuration(r0)
+    @Test(arguments: [false, true]) func reconnectsAfterTheListenerRestarts(tls: Bool) async throws {
+        var configuration = Fixture.configuration(r0, tls: tls)
         configuration.reconnectDelayMax = .milliseconds(200)
         let zero = Transport(configuration: configuration)
-        let (first, port) = try await Fixture.replica(1)
+        let (first, port) = try await Fixture.replica(1, tls: tls)
         zero.connect(peers: [PeerAddress(node: r1, host: "127.0.0.1", port: port)])
         #expect(await eventually { await zero.metrics().connectedPeers == [r1] })
         await first.shutdown()
         #expect(await eventually { await zero.metrics().connectedPeers.isEmpty })
-        let (second, _) = try await Fixture.replica(1, port: port)
+        let (second, _) = try await Fixture.replica(1, port: port, tls: tls)
         let inbox = Inbox.collecting(second)
         #expect(await eventually { await zero.metrics().connectedPeers == [r1] })
         zero.send(Fixture.message(8), to: r1)
@@ -213,12 +224,12 @@ enum Fixture {
         await second.shutdown()
     }
 
-    @Test func wanEmulationDelaysByAtLeastTheOneWayLatency() async throws {
+    @Test(arguments: [false, true]) func wanEmulationDelaysByAtLeastTheOneWayLatency(tls: Bool) async throws {
         let delay = TimeAmount.milliseconds(150)
-        var configuration = Fixture.configuration(r0)
+        var configuration = Fixture.configuration(r0, tls: tls)
         configuration.wanEmulation = WANEmulation { _ in LinkProfile(oneWayDelay: delay, bytesPerSecond: 1_000_000) }
         let zero = Transport(configuration: configuration)
-        let (one, port) = try await Fixture.replica(1)
+        let (one, port) = try await Fixture.replica(1, tls: tls)
         let inbox = Inbox.collecting(one)
         zero.connect(peers: [PeerAddress(node: r1, host: "127.0.0.1", port: port)])
         #expect(await eventually { await zero.metrics().connectedPeers == [r1] })

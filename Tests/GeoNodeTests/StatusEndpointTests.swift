@@ -1,4 +1,5 @@
 import Foundation
+import GeoCrypto
 import GeoNode
 import Testing
 
@@ -141,5 +142,28 @@ private func eventually(_ condition: () -> Bool) async throws -> Bool {
             Issue.record("expected unreachable, got \(results[1].result)")
             return
         }
+    }
+}
+
+/// With TLS on, the status port answers HTTPS beside plain HTTP (the first byte tells them apart);
+/// the client pins the replica's key.
+@Suite struct StatusHTTPSTests {
+    @Test func oneServesBothAndTheClientPinsTheKey() async throws {
+        let key = SigningKey()
+        let server = StatusServer(
+            host: "127.0.0.1", port: 0, status: { sample }, metrics: { "" }, connectionDeadline: .seconds(120),
+            tls: try StatusTLS.serverContext(key: key, commonName: "s0-local-0"))
+        try await server.start()
+        let port = try #require(server.boundPort)
+        #expect(await StatusClient.fetch(host: "127.0.0.1", port: port, timeout: answerBound) == .success(sample))
+        #expect(await StatusClient.fetch(host: "127.0.0.1", port: port, key: key.verifyingKey, timeout: answerBound) == .success(sample))
+        let other = SigningKey().verifyingKey
+        guard case .failure = await StatusClient.fetch(host: "127.0.0.1", port: port, key: other, timeout: answerBound) else {
+            Issue.record("a certificate over another key was accepted")
+            return
+        }
+        // Plain HTTP still answers after a refused HTTPS attempt.
+        #expect(await StatusClient.fetch(host: "127.0.0.1", port: port, timeout: answerBound) == .success(sample))
+        try await server.shutdown()
     }
 }

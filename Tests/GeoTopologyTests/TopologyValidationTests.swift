@@ -284,7 +284,22 @@ let badCases: [BadCase] = [
     BadCase("too many key buckets", twoRegions(extra: "key_buckets: 1000000000000"), .invalidValue, line: 10,
             field: "key_buckets", mentions: "at most 65536"),
     BadCase("too many clients", twoRegions(extra: "clients: 4294967296"), .invalidValue, line: 10, field: "clients", mentions: "at most 100000"),
+    BadCase("tls that is not a boolean", twoRegions(extra: "transport: {tls: no}"), .wrongType, line: 10,
+            field: "transport.tls", mentions: "tls is true or false"),
+    BadCase("tls quoted as text", twoRegions(extra: "transport: {tls: \"false\"}"), .wrongType, line: 10,
+            field: "transport.tls", mentions: "tls is true or false"),
+    BadCase("unknown transport key", twoRegions(extra: "transport: {tsl: false}"), .unknownKey, line: 10,
+            field: "transport.tsl", mentions: "did you mean 'tls'?"),
 ]
+
+@Suite struct TransportSectionTests {
+    @Test func tlsIsOnUnlessTheTopologySaysOtherwise() throws {
+        #expect(try TopologyLoader.parse(bytes: Array(twoRegions().utf8), file: "t.yaml").transport.tls)
+        #expect(try TopologyLoader.parse(bytes: Array(twoRegions(extra: "transport: {tls: true}").utf8), file: "t.yaml").transport.tls)
+        #expect(try !TopologyLoader.parse(bytes: Array(twoRegions(extra: "transport: {tls: false}").utf8), file: "t.yaml").transport.tls)
+        #expect(EmbeddedTopology.load().transport.tls)
+    }
+}
 
 @Suite struct BadTopologyTests {
     @Test(arguments: badCases)

@@ -1,0 +1,293 @@
+// Mutual TLS 1.3 under the GEOH handshake, bound to the topology's Ed25519 identity keys.
+//
+// Each node makes, at start, a self-signed X.509 certificate over its own identity key (the key
+// the topology's dev keys or key directory name for it). There is no CA: the peer pins the key.
+// A connection's pipeline, bottom up:
+//
+//   TLSRecordSniffer   first byte from the peer must open a TLS handshake record (0x16), else
+//                      `tls_plaintext_peer` (a plaintext GEOH Hello starts with 'G')
+//   NIOSSL handler     TLS 1.3 only, Ed25519 only, a certificate required from both sides;
+//                      `TLSPeerVerifier` replaces chain validation: the certificate's key must be
+//                      the topology's key of some identity (inbound) or of the dialled one (outbound)
+//   FrameDecoder, ConnectionHandler   the GEOH handshake and frames, unchanged, inside TLS; after
+//                      the peer's Hello, the identity it claims must own the certificate's key
+//
+// Why the GEOH handshake stays inside TLS rather than moving into an ALPN value or a certificate
+// extension: the topology-hash binding and the identity claim are then checked in one place, the
+// same code with TLS on or off (`transport: {tls: false}` for a benchmark A/B), and TLS adds only
+// what it is for: encryption, integrity, and a second proof of the key.
+
+import Crypto
+import GeoCore
+import GeoCrypto
+import NIOCore
+import NIOSSL
+import SwiftASN1
+import X509
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// What a transport needs for TLS (nil in `TransportConfiguration.tls` means plaintext).
+public struct TLSSettings: Sendable {
+    /// The key this node's certificate carries: its identity key. Tests pass another key, or nil
+    /// for no certificate at all, to play a hostile peer.
+    public var certificateKey: SigningKey?
+    /// The name written in the certificate's subject (informational: the key is what is checked).
+    public var commonName: String
+    /// The identity that owns a public key in the topology, nil for a key the topology never names.
+    public var keyOwner: @Sendable (VerifyingKey) -> NodeID?
+
+    public init(certificateKey: SigningKey?, commonName: String, keyOwner: @escaping @Sendable (VerifyingKey) -> NodeID?) {
+        self.certificateKey = certificateKey
+        self.commonName = commonName
+        self.keyOwner = keyOwner
+    }
+
+    /// The usual settings: the certificate carries `signingKey`; owners come from `keyRing`.
+    public static func identity(_ signingKey: SigningKey, name: String, keyRing: KeyRing) -> TLSSettings {
+        var owners: [VerifyingKey: NodeID] = [:]
+        for (number, key) in keyRing.replicaKeys.enumerated() where owners[key] == nil {
+            owners[key] = .replica(number: UInt32(number))
+        }
+        for (id, key) in keyRing.clientKeys.enumerated() where owners[key] == nil {
+            owners[key] = .client(ClientID(UInt32(id)))
+        }
+        let table = owners
+        return TLSSettings(certificateKey: signingKey, commonName: name, keyOwner: { table[$0] })
+    }
+}
+
+/// Why a TLS connection was refused; each has a stable label for `geofabric_wire_errors_total`.
+public enum TLSRefusal: Error, Hashable, Sendable, CustomStringConvertible {
+    /// The peer's first byte does not open a TLS record: a plaintext peer on a TLS connection.
+    case plaintextPeer(firstByte: UInt8)
+    case noCertificate
+    /// The certificate's key is not the topology's key of any identity (or of the dialled one).
+    case certificateKeyMismatch(expected: NodeID?)
+    /// The certificate's key belongs to another identity than the one claimed or dialled.
+    case certificateIdentityMismatch(certificateOf: NodeID, claimed: NodeID)
+    /// A client's certificate on a connection that claims a replica's identity.
+    case clientCertificateForReplica(certificateOf: NodeID, claimed: NodeID)
+    /// Not a well-formed self-signed Ed25519 certificate.
+    case badCertificate(String)
+    case handshakeFailed(String)
+    /// A TLS error after the handshake (a record that does not decrypt, a bad alert).
+    case streamError(String)
+
+    public var label: String {
+        switch self {
+        case .plaintextPeer: return "tls_plaintext_peer"
+        case .noCertificate: return "tls_no_certificate"
+        case .certificateKeyMismatch: return "tls_certificate_key_mismatch"
+        case .certificateIdentityMismatch: return "tls_certificate_identity_mismatch"
+        case .clientCertificateForReplica: return "tls_client_certificate_for_replica"
+        case .badCertificate: return "tls_bad_certificate"
+        case .handshakeFailed: return "tls_handshake_failed"
+        case .streamError: return "tls_stream_error"
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case let .plaintextPeer(byte):
+            return "plaintext peer on a TLS connection (first byte 0x\(String(byte, radix: 16)), a TLS handshake starts with 0x16); is its topology's transport tls: false?"
+        case .noCertificate: return "the peer presented no TLS certificate"
+        case let .certificateKeyMismatch(expected):
+            let whose = expected.map { "\($0)'s key" } ?? "the key of any identity"
+            return "the TLS certificate's key is not \(whose) in the topology"
+        case let .certificateIdentityMismatch(owner, claimed):
+            return "the TLS certificate is \(owner)'s, but the peer claims to be \(claimed)"
+        case let .clientCertificateForReplica(owner, claimed):
+            return "a client's TLS certificate (\(owner)) on a connection claiming replica \(claimed)"
+        case let .badCertificate(reason): return "bad TLS certificate: \(reason)"
+        case let .handshakeFailed(reason): return "TLS handshake failed: \(reason)"
+        case let .streamError(reason): return "TLS stream error: \(reason)"
+        }
+    }
+}
+
+/// A node's self-signed certificate and its private key, in the forms NIOSSL and X509 take.
+public struct TLSCertificate: Sendable {
+    public let certificate: Certificate
+    public let derBytes: [UInt8]
+    public let privateKeyPEM: String
+
+    /// Validity: from a day before now (clock skew between hosts) to 100 years on. Peers do not
+    /// read the dates: trust is the pinned key, and a certificate is made anew at every start.
+    public static let validityBackdate: TimeInterval = 86_400
+    public static let validitySpan: TimeInterval = 100 * 365 * 86_400
+
+    /// The self-signed certificate over `key`, subject CN=`commonName`.
+    public init(key: SigningKey, commonName: String, now: Date = Date()) throws {
+        let privateKey = try Curve25519.Signing.PrivateKey(rawRepresentation: key.seed)
+        let certificateKey = Certificate.PrivateKey(privateKey)
+        let name = try DistinguishedName { CommonName(commonName) }
+        // A random serial: two certificates of one key made at two starts differ.
+        var generator = SystemRandomNumberGenerator()
+        let serial = Certificate.SerialNumber(bytes: (0..<16).map { index in
+            index == 0 ? UInt8.random(in: 1...0x7f, using: &generator) : UInt8.random(in: 0...255, using: &generator)
+        })
+        certificate = try Certificate(
+            version: .v3, serialNumber: serial, publicKey: certificateKey.publicKey,
+            notValidBefore: now - Self.validityBackdate, notValidAfter: now + Self.validitySpan,
+            issuer: name, subject: name, signatureAlgorithm: .ed25519,
+            extensions: try Certificate.Extensions {
+                Critical(BasicConstraints.notCertificateAuthority)
+                Critical(KeyUsage(digitalSignature: true))
+            },
+            issuerPrivateKey: certificateKey)
+        var serializer = DER.Serializer()
+        try serializer.serialize(certificate)
+        derBytes = serializer.serializedBytes
+        privateKeyPEM = try certificateKey.serializeAsPEM().pemString
+    }
+
+    /// The Ed25519 key a peer's DER certificate carries, after checking it is a well-formed
+    /// certificate that signs itself with that key.
+    public static func peerKey(derBytes: [UInt8]) throws(TLSRefusal) -> VerifyingKey {
+        let certificate: Certificate
+        do {
+            certificate = try Certificate(derEncoded: derBytes)
+        } catch {
+            throw .badCertificate("not an X.509 certificate (\(error))")
+        }
+        guard let edKey = Curve25519.Signing.PublicKey(certificate.publicKey) else {
+            throw .badCertificate("its key is not Ed25519")
+        }
+        guard certificate.publicKey.isValidSignature(certificate.signature, for: certificate) else {
+            throw .badCertificate("its self-signature does not verify with its key")
+        }
+        do {
+            return try VerifyingKey(bytes: Array(edKey.rawRepresentation))
+        } catch {
+            throw .badCertificate("\(error)")
+        }
+    }
+}
+
+/// The two NIOSSL contexts of a node: one for accepted connections, one for dialled ones. Both
+/// demand the peer's certificate. A node always has a certificate; only a test's hostile client
+/// goes without (and then has no server context).
+struct TLSContexts {
+    let server: NIOSSLContext?
+    let client: NIOSSLContext
+
+    init(settings: TLSSettings) throws {
+        let certificate = try settings.certificateKey.map { key in
+            try TLSCertificate(key: key, commonName: settings.commonName)
+        }
+        server = try certificate.map { try NIOSSLContext(configuration: Self.configuration($0)) }
+        client = try NIOSSLContext(configuration: Self.configuration(certificate))
+    }
+
+    static func configuration(_ certificate: TLSCertificate?) throws -> TLSConfiguration {
+        var configuration = TLSConfiguration.makeClientConfiguration()
+        if let certificate {
+            configuration.certificateChain = [.certificate(try NIOSSLCertificate(bytes: certificate.derBytes, format: .der))]
+            configuration.privateKey = .privateKey(try NIOSSLPrivateKey(bytes: Array(certificate.privateKeyPEM.utf8), format: .pem))
+        }
+        configuration.minimumTLSVersion = .tlsv13
+        configuration.maximumTLSVersion = .tlsv13
+        configuration.signingSignatureAlgorithms = [.ed25519]
+        configuration.verifySignatureAlgorithms = [.ed25519]
+        // Both sides demand a certificate; `TLSPeerVerifier` replaces chain validation (no CA).
+        configuration.certificateVerification = .noHostnameVerification
+        configuration.trustRoots = .certificates([])
+        return configuration
+    }
+}
+
+/// What TLS learned about one connection's peer, shared by the verifier and the connection
+/// handler. Touched only on the connection's event loop.
+final class TLSPeerRecord {
+    /// The identity owning the certificate's key, once verified.
+    var certificateOwner: NodeID?
+    /// Why verification refused the peer (the TLS error that follows is reported as this).
+    var refusal: TLSRefusal?
+    var handshakeDone = false
+}
+
+/// The custom verification: pins the certificate's key to the topology.
+enum TLSPeerVerifier {
+    static func verify(_ chain: [NIOSSLCertificate], expected: NodeID?, settings: TLSSettings) -> Result<NodeID, TLSRefusal> {
+        guard let leaf = chain.first else { return .failure(.noCertificate) }
+        let der: [UInt8]
+        do {
+            der = try leaf.toDERBytes()
+        } catch {
+            return .failure(.badCertificate("cannot encode it: \(error)"))
+        }
+        let key: VerifyingKey
+        do throws(TLSRefusal) {
+            key = try TLSCertificate.peerKey(derBytes: der)
+        } catch {
+            return .failure(error)
+        }
+        guard let owner = settings.keyOwner(key) else { return .failure(.certificateKeyMismatch(expected: expected)) }
+        if let expected, owner != expected {
+            return .failure(.certificateIdentityMismatch(certificateOf: owner, claimed: expected))
+        }
+        return .success(owner)
+    }
+
+    /// After the GEOH Hello: the identity claimed must own the certificate's key.
+    static func checkClaim(_ claimed: NodeID, certificateOwner: NodeID) -> TLSRefusal? {
+        if certificateOwner == claimed { return nil }
+        if certificateOwner.isClient, !claimed.isClient {
+            return .clientCertificateForReplica(certificateOf: certificateOwner, claimed: claimed)
+        }
+        return .certificateIdentityMismatch(certificateOf: certificateOwner, claimed: claimed)
+    }
+
+    /// The refusal a TLS error stands for, given what the verifier recorded.
+    static func refusal(for error: any Error, record: TLSPeerRecord) -> TLSRefusal {
+        if let refusal = record.refusal { return refusal }
+        let text = "\(error)"
+        if text.contains("PEER_DID_NOT_RETURN_A_CERTIFICATE") || text.contains("CERTIFICATE_REQUIRED") {
+            return .noCertificate
+        }
+        if text.contains("WRONG_VERSION_NUMBER") || text.contains("HTTP_REQUEST") {
+            return .plaintextPeer(firstByte: 0)
+        }
+        let reason = briefReason(text)
+        return record.handshakeDone ? .streamError(reason) : .handshakeFailed(reason)
+    }
+
+    /// BoringSSL's reason code out of its error text ("...:OPENSSL_internal:CODE at file:line"),
+    /// with what an alert from the peer means; the whole text when there is no code.
+    static func briefReason(_ text: String) -> String {
+        guard let marker = text.range(of: "OPENSSL_internal:") else { return text }
+        let code = String(text[marker.upperBound...].prefix { $0 != " " && $0 != "]" && $0 != ")" })
+        if code.contains("ALERT") {
+            return "\(code) (the peer sent this alert: it refused this node's certificate or the handshake)"
+        }
+        return code
+    }
+}
+
+/// Reads the peer's first byte: a TLS connection opens with a handshake record (content type
+/// 0x16). Anything else is a plaintext peer, refused before BoringSSL sees it, so the log says
+/// what happened rather than a parse error. Removes itself after the first read.
+final class TLSRecordSniffer: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+    static let handshakeRecordType: UInt8 = 0x16
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let buffer = unwrapInboundIn(data)
+        guard let first = buffer.getInteger(at: buffer.readerIndex, as: UInt8.self) else {
+            context.fireChannelRead(data)
+            return
+        }
+        if first == Self.handshakeRecordType {
+            context.fireChannelRead(data)
+            context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+        } else {
+            context.fireErrorCaught(TLSRefusal.plaintextPeer(firstByte: first))
+        }
+    }
+}
