@@ -9,9 +9,17 @@ import Testing
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("Sources/GeoCore")
 
+    /// Every Swift file under `directory`, sub-directories included (the core's sub-machines live
+    /// in Sources/GeoCore/Replica/), as paths relative to it.
+    static func swiftFiles(under directory: URL) throws -> [String] {
+        guard let walker = FileManager.default.enumerator(atPath: directory.path) else { return [] }
+        return walker.compactMap { $0 as? String }.filter { $0.hasSuffix(".swift") }.sorted()
+    }
+
     @Test func geoCoreImportsNothing() throws {
-        let files = try FileManager.default.contentsOfDirectory(atPath: Self.coreDirectory.path).filter { $0.hasSuffix(".swift") }
+        let files = try Self.swiftFiles(under: Self.coreDirectory)
         #expect(files.count >= 10, "GeoCore's sources at \(Self.coreDirectory.path)")
+        #expect(files.contains("Replica/Agreement.swift"), "the sub-machines' directory is read too")
         var imports: [String] = []
         for file in files.sorted() {
             let text = try String(contentsOf: Self.coreDirectory.appendingPathComponent(file), encoding: .utf8)
@@ -36,8 +44,7 @@ import Testing
     /// (file:line, declaration, lines) of every function or initializer longer than `limit` lines.
     static func longFunctions(in directory: URL) throws -> [String] {
         var found: [String] = []
-        let files = try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.hasSuffix(".swift") }
-        for file in files.sorted() {
+        for file in try CorePurityTests.swiftFiles(under: directory) {
             let lines = try String(contentsOf: directory.appendingPathComponent(file), encoding: .utf8)
                 .split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
             for (start, line) in lines.enumerated() where isDeclaration(line) {
@@ -69,6 +76,7 @@ import Testing
     func noFunctionIsLongerThanEightyLines(target: String) throws {
         let directory = CorePurityTests.coreDirectory.deletingLastPathComponent().appendingPathComponent(target)
         let long = try Self.longFunctions(in: directory)
+        #expect(try CorePurityTests.swiftFiles(under: directory).count >= 5)
         #expect(long.isEmpty, "functions over \(Self.limit) lines in \(target):\n\(long.joined(separator: "\n"))")
     }
 }
