@@ -22,10 +22,12 @@ public struct PBFTReplica: Sendable {
     public private(set) var status: Status = .normal
     /// The latest stable checkpoint (n - f matching checkpoints).
     public var stable: CheckpointProof { agreement.stable }
-    public internal(set) var lastDelivered: UInt64 = 0
+    /// The last round of this cluster delivered to the ledger.
+    public var lastDelivered: UInt64 { execution.lastDelivered }
     /// Head of the chain of this cluster's delivered block digests (what checkpoints vouch for).
-    public internal(set) var localHead: Digest = .zero
-    public internal(set) var ledger: ShardLedger
+    public var localHead: Digest { execution.localHead }
+    /// The shard ledger this replica executes.
+    public var ledger: ShardLedger { execution.ledger }
     /// Ticks since the replica started: the clock of its timer table.
     public var now: UInt64 { timers.now }
     /// Every timer of the replica and its sub-machines (TimerTable.swift).
@@ -42,15 +44,10 @@ public struct PBFTReplica: Sendable {
 
     /// PBFT's normal case and checkpoints: slots, signing records, the stable checkpoint (Agreement.swift).
     var agreement: Agreement
-    /// This cluster's recent certified blocks, by round: what the replica serves to laggards and
-    /// re-shares without I/O. Executed blocks older than `blocksInMemoryRounds` below the ledger
-    /// are forgotten (`forgetExecutedBlocks`): the shell's block store serves them (`serveStored`).
-    var delivered: [UInt64: CertifiedBlock] = [:]
-    /// This cluster's chain head at each snapshot round delivered and not yet executed (what the
-    /// snapshot of that round records).
-    var snapshotHeads: [UInt64: Digest] = [:]
-    /// Certified blocks fetched ahead of delivery (bounded to one window above lastDelivered).
-    var fetched: [UInt64: CertifiedBlock] = [:]
+    /// Delivery of this cluster's blocks and execution of the shard ledger (Execution.swift).
+    var execution: Execution
+    /// What is known of the cluster's progress, blocks fetched and served (CatchUp.swift).
+    var catchUp: CatchUp
     /// PBFT's view change: ViewChanges, claimed views, the timeout (ViewChange.swift).
     var viewChanger: ViewChanger
 
@@ -65,18 +62,9 @@ public struct PBFTReplica: Sendable {
 
     /// State checkpoints and state transfer (StateTransfer.swift).
     var transfer: StateTransfer
-    /// When each requester was last served blocks from the store (one entry per replica of the
-    /// shard: bounded), so that no peer can make this replica read its disk at will.
-    var lastStoredServed: [ReplicaID: UInt64] = [:]
     /// Snapshots installed by state transfer.
     public var snapshotsInstalled: Int { transfer.installed }
-
-    /// The highest round of this cluster known to be committed by a correct replica.
-    var knownCommitted: UInt64 = 0
-    /// The last round the latest block request asked for: catching up asks for the next batch
-    /// once this one has landed (blocks of a batch arrive one by one, in order over TCP).
-    var fetchRequestedThrough: UInt64 = 0
-    var fetchPeer: UInt16 = 0
+    var knownCommitted: UInt64 { catchUp.knownCommitted }
 
     /// A fresh replica.
     public init(configuration: PBFTConfiguration, suite: any CryptoSuite) {
@@ -84,9 +72,8 @@ public struct PBFTReplica: Sendable {
         self.suite = suite
         agreement = Agreement(configuration: configuration, suite: suite)
         intake = Intake(limit: configuration.pendingLimit)
-        ledger = ShardLedger(shard: configuration.cluster.shard, clusterCount: configuration.clustersInShard,
-                             layout: configuration.crossShard)
-        fetchPeer = configuration.index
+        execution = Execution(configuration: configuration, suite: suite)
+        catchUp = CatchUp(configuration: configuration, suite: suite)
         relay = StatementRelay(configuration: configuration, suite: suite)
         transfer = StateTransfer(configuration: configuration, suite: suite)
         sharing = GlobalSharing(configuration: configuration, suite: suite)
@@ -120,40 +107,22 @@ public struct PBFTReplica: Sendable {
         status = durable.targetView > durable.view ? .changingView(to: durable.targetView) : .normal
         agreement.signed = durable.signed
         if let snapshot, snapshot.shard == cluster.shard {
-            ledger = ShardLedger(restoring: snapshot, clusterCount: configuration.clustersInShard)
-            lastDelivered = snapshot.round
-            localHead = snapshot.localHead
-            knownCommitted = snapshot.round
             var ignored: [Effect] = []
             transfer.sign(snapshot, effects: &ignored)
         }
-        for block in storedBlocks {
-            let digest = block.certificate.statement.digest
-            if block.block.cluster == cluster {
-                guard block.block.round == lastDelivered + 1 else { continue }
-                recordDelivery(block, digest: digest)
-            }
-            ledger.add(block, digest: digest)
-        }
-        _ = ledger.executeReady(chain: suite.chain)
-        for block in durable.delivered where block.block.round == lastDelivered + 1 {
-            let digest = block.certificate.statement.digest
-            recordDelivery(block, digest: digest)
-            ledger.add(block, digest: digest)
-        }
+        execution.restore(snapshot: snapshot, stored: storedBlocks, logged: durable.delivered)
+        catchUp.noteCommitted(lastDelivered)
         for block in durable.remote where block.block.round >= ledger.round {
-            sharing.remoteBlocks[block.block.cluster.index, default: [:]][block.block.round] = block
-            sharing.remoteHighestRound = max(sharing.remoteHighestRound, block.block.round)
-            ledger.add(block, digest: block.certificate.statement.digest)
+            sharing.restore(block)
+            execution.addRemote(block)
         }
-        let executed = ledger.executeReady(chain: suite.chain)
-        forgetExecutedBlocks()
-        snapshotHeads = snapshotHeads.filter { $0.key >= ledger.round }
+        let executed = execution.finishRestore()
+        if let floor = execution.forgetFloor { sharing.forget(below: floor, limit: 2 * Int(configuration.blocksInMemoryRounds)) }
         // The stable checkpoint may be above what was delivered (adopted from peers, blocks still
         // to fetch): keep it anyway, since the signing records below it were dropped with it.
         if let proof = durable.stable {
             agreement.stable = proof
-            knownCommitted = max(knownCommitted, proof.statement.round)
+            catchUp.noteCommitted(proof.statement.round)
         }
         for (round, proof) in durable.prepared where round > stable.statement.round {
             agreement.slots[round, default: Slot()].prepared = proof
@@ -176,7 +145,7 @@ public struct PBFTReplica: Sendable {
     }
 
     /// Certified blocks the core holds for serving and re-sharing (bounded: `blocksInMemoryRounds`).
-    public var blocksInMemory: Int { delivered.count + sharing.blocksInMemory }
+    public var blocksInMemory: Int { execution.delivered.count + sharing.blocksInMemory }
 
     public var isPrimary: Bool { configuration.primary(of: view) == configuration.index }
     public var primary: ReplicaID { configuration.replica(configuration.primary(of: view)) }
@@ -215,7 +184,7 @@ public struct PBFTReplica: Sendable {
     func checkInvariants() {
         precondition(ledger.round <= lastDelivered + 1, "the ledger never executes a round this cluster has not delivered")
         precondition(agreement.slots.keys.allSatisfy { $0 > stable.statement.round }, "no slot at or below the stable checkpoint")
-        precondition(fetched.keys.allSatisfy { $0 > lastDelivered }, "fetched blocks wait above the delivered prefix")
+        precondition(catchUp.fetchedAbove(lastDelivered), "fetched blocks wait above the delivered prefix")
     }
 
     mutating func onMessage(_ message: Message, from: ReplicaID, effects: inout [Effect]) {
@@ -286,7 +255,7 @@ public struct PBFTReplica: Sendable {
     /// A remote cluster's certified block: once checked and new, the ledger takes it.
     mutating func acceptRemote(_ certified: CertifiedBlock, forward: Bool, effects: inout [Effect]) throws(Rejection) {
         guard try sharing.accept(certified, forward: forward, ledger: ledger, effects: &effects) else { return }
-        ledger.add(certified, digest: certified.certificate.statement.digest)
+        execution.addRemote(certified)
         executeLedger(effects: &effects)
         propose(partial: false, effects: &effects)
     }
@@ -303,7 +272,7 @@ public struct PBFTReplica: Sendable {
         // only a whole remote timeout later, past this grace, if the new primary did not deliver.
         if case .changingView = status { return }
         if let since = timers.elapsed(.sinceViewChange), since < configuration.remoteTimeoutTicks / 2 {
-            if isPrimary { sharing.reshare(lastDelivered: lastDelivered, delivered: delivered, effects: &effects) }
+            if isPrimary { sharing.reshare(lastDelivered: lastDelivered, delivered: execution.delivered, effects: &effects) }
             return
         }
         startViewChange(to: view + 1, reason: .remoteRequest, effects: &effects)
@@ -327,25 +296,10 @@ public struct PBFTReplica: Sendable {
 
     /// Replaces the ledger's state with a checked snapshot and goes on from the round after it.
     mutating func install(_ snapshot: LedgerSnapshot, effects: inout [Effect]) {
-        guard snapshot.round >= ledger.round else { return }
-        ledger = ShardLedger(restoring: snapshot, clusterCount: configuration.clustersInShard)
-        if lastDelivered < snapshot.round {
-            lastDelivered = snapshot.round
-            localHead = snapshot.localHead
-        }
-        knownCommitted = max(knownCommitted, snapshot.round)
         // Blocks above the snapshot this replica already holds go back to the new ledger.
-        for (round, block) in delivered.sorted(by: { $0.key < $1.key }) where round > snapshot.round {
-            ledger.add(block, digest: block.certificate.statement.digest)
-        }
-        for blocks in sharing.remoteBlocks.values {
-            for (round, block) in blocks.sorted(by: { $0.key < $1.key }) where round > snapshot.round {
-                ledger.add(block, digest: block.certificate.statement.digest)
-            }
-        }
-        delivered = delivered.filter { $0.key > snapshot.round }
-        fetched = fetched.filter { $0.key > lastDelivered }
-        snapshotHeads = snapshotHeads.filter { $0.key > snapshot.round }
+        guard execution.install(snapshot, remote: sharing.remoteBlocks) else { return }
+        catchUp.noteCommitted(snapshot.round)
+        catchUp.dropFetched(through: lastDelivered)
         // Requests executed in the installed state are done.
         intake.installed(lastExecution: ledger.lastExecution)
         if intake.nextProposalRound <= snapshot.round { intake.nextProposalRound = snapshot.round + 1 }
@@ -486,7 +440,7 @@ public struct PBFTReplica: Sendable {
     /// A round committed: known to be (fetch its block if it is missing), and delivered once certified.
     mutating func checkCommitted(_ round: UInt64, effects: inout [Effect]) {
         let check = agreement.checkCommitted(round, lastDelivered: lastDelivered)
-        if check.committed { knownCommitted = max(knownCommitted, round) }
+        if check.committed { catchUp.noteCommitted(round) }
         if check.certified { deliverReady(effects: &effects) }
     }
 
@@ -495,8 +449,8 @@ public struct PBFTReplica: Sendable {
     mutating func deliverReady(effects: inout [Effect]) {
         while true {
             let round = lastDelivered + 1
-            guard let block = agreement.slots[round]?.certified ?? fetched[round] else { break }
-            fetched[round] = nil
+            let fetched = catchUp.take(round)
+            guard let block = agreement.slots[round]?.certified ?? fetched else { break }
             deliver(block, effects: &effects)
         }
         // A block of ours committed: a partial batch held back by the blocks in flight may go now.
@@ -506,21 +460,12 @@ public struct PBFTReplica: Sendable {
     /// The oldest pending transaction or statement has waited the batch delay: a partial batch may go.
     var batchDelayPassed: Bool { timers.hasRun(.batch, ticks: configuration.batchDelayTicks, idle: false) }
 
-    mutating func recordDelivery(_ block: CertifiedBlock, digest: Digest) {
-        lastDelivered = block.block.round
-        localHead = suite.chain(previous: localHead, cluster: cluster, round: block.block.round, digest: digest)
-        delivered[block.block.round] = block
-        if lastDelivered % configuration.snapshotEveryRounds == 0 { snapshotHeads[lastDelivered] = localHead }
-        knownCommitted = max(knownCommitted, lastDelivered)
-    }
-
     mutating func deliver(_ block: CertifiedBlock, effects: inout [Effect]) {
-        let digest = block.certificate.statement.digest
-        recordDelivery(block, digest: digest)
+        execution.deliver(block)
+        catchUp.noteCommitted(lastDelivered)
         effects.append(.persist(.delivered(block)))
         intake.delivered(block.block.transactions)
         if !block.block.statements.isEmpty { relay.ordered(block.block.statements) }
-        ledger.add(block, digest: digest)
         executeLedger(effects: &effects)
         if isPrimary { sharing.share(block, effects: &effects) }
         // Progress: the primary is doing its job.
@@ -534,36 +479,19 @@ public struct PBFTReplica: Sendable {
     /// Executes every complete round of the shard ledger: results, replies for our own clients,
     /// and the bookkeeping of requests that are now done; at each snapshot round, the snapshot.
     mutating func executeLedger(effects: inout [Effect]) {
-        var executedAny = false
-        while true {
-            // Stop at the next snapshot boundary, so the state there can be taken.
-            let every = configuration.snapshotEveryRounds
-            let boundary = (ledger.round + every - 1) / every * every
-            let batch = ledger.executeReady(through: boundary, chain: suite.chain)
-            guard !batch.isEmpty else { break }
-            executedAny = true
-            record(batch, effects: &effects)
-            guard ledger.round > boundary else { break }
-            if let head = snapshotHeads.removeValue(forKey: boundary) {
-                let snapshot = ledger.snapshot(localHead: head)
+        let outputs = execution.execute()
+        guard !outputs.isEmpty else { return }
+        for output in outputs {
+            switch output {
+            case let .executed(batch): record(batch, effects: &effects)
+            case let .snapshot(snapshot):
                 effects.append(.snapshot(snapshot))
                 transfer.sign(snapshot, effects: &effects)
             }
-            snapshotHeads = snapshotHeads.filter { $0.key >= ledger.round }
         }
-        if executedAny { forgetExecutedBlocks() }
-    }
-
-    var blocksInMemoryRounds: UInt64 { configuration.blocksInMemoryRounds }
-
-    /// Drops executed blocks older than `blocksInMemoryRounds` (they are in the block store). The
-    /// maps are filtered only once they hold twice what is kept, so the cost is amortised.
-    mutating func forgetExecutedBlocks() {
-        let keep = blocksInMemoryRounds
-        guard ledger.round > keep else { return }
-        let floor = ledger.round - keep
-        if delivered.count > 2 * Int(keep) { delivered = delivered.filter { $0.key >= floor } }
-        sharing.forget(below: floor, limit: 2 * Int(keep))
+        // Executed blocks older than `blocksInMemoryRounds` leave memory (the block store has them).
+        execution.forget()
+        if let floor = execution.forgetFloor { sharing.forget(below: floor, limit: 2 * Int(configuration.blocksInMemoryRounds)) }
     }
 
     mutating func record(_ batch: [ExecutedBlock], effects: inout [Effect]) {
@@ -596,14 +524,14 @@ public struct PBFTReplica: Sendable {
     /// the blocks below it.
     mutating func recordCheckpoint(_ checkpoint: Checkpoint, effects: inout [Effect]) {
         let (reached, proof) = agreement.record(checkpoint)
-        knownCommitted = max(knownCommitted, reached)
+        catchUp.noteCommitted(reached)
         if let proof { makeStable(proof, effects: &effects) }
     }
 
     mutating func makeStable(_ proof: CheckpointProof, effects: inout [Effect]) {
         guard agreement.makeStable(proof, effects: &effects) else { return }
         let round = proof.statement.round
-        knownCommitted = max(knownCommitted, round)
+        catchUp.noteCommitted(round)
         if intake.nextProposalRound <= round { intake.nextProposalRound = round + 1 }
         propose(partial: false, effects: &effects)
     }
@@ -622,56 +550,39 @@ public struct PBFTReplica: Sendable {
         guard request.cluster.shard == cluster.shard, Int(request.cluster.index) < configuration.clustersInShard else {
             return reject(.wrongCluster)
         }
-        let store = request.cluster == cluster ? delivered : sharing.remoteBlocks[request.cluster.index, default: [:]]
-        // Peer-supplied rounds: bound them by what we hold before any arithmetic. Every executed
-        // round is held, in memory or in the block store.
-        let held = max(request.cluster == cluster ? lastDelivered : (store.keys.max() ?? 0), ledger.round - 1)
-        guard request.fromRound >= 1, request.fromRound <= held else { return }
-        let last = min(request.toRound, held, request.fromRound + fetchBatch - 1)
-        // Executed rounds below what memory holds: the shell serves them from its block store.
-        var firstInMemory = request.fromRound
-        while firstInMemory <= last, firstInMemory < ledger.round, store[firstInMemory] == nil { firstInMemory += 1 }
-        if firstInMemory > request.fromRound,
-           lastStoredServed[from].map({ now - $0 >= Self.storedServeIntervalTicks }) ?? true {
-            lastStoredServed[from] = now
-            let stored = BlockRequest(cluster: request.cluster, fromRound: request.fromRound, toRound: firstInMemory - 1)
-            effects.append(.serveStored(stored, to: from))
-        }
-        guard firstInMemory <= last else { return }
-        for round in firstInMemory...last {
-            if let block = store[round] { effects.append(.send(.certifiedBlock(block), to: from)) }
-        }
+        let own = request.cluster == cluster
+        let store = own ? execution.delivered : sharing.remoteBlocks[request.cluster.index, default: [:]]
+        // Every executed round is held, in memory or in the block store.
+        let held = max(own ? lastDelivered : (store.keys.max() ?? 0), ledger.round - 1)
+        let now = self.now
+        catchUp.serve(request, from: from, store: store, held: held, ledgerRound: ledger.round, now: now, effects: &effects)
     }
 
     mutating func onCertifiedBlock(_ certified: CertifiedBlock, effects: inout [Effect]) {
-        let round = certified.block.round
         guard certified.block.cluster == cluster else {
             // Forwarded by a peer of our cluster that received it from the remote cluster.
             do { try acceptRemote(certified, forward: false, effects: &effects) } catch { reject(error) }
             return
         }
-        guard round > lastDelivered, round <= lastDelivered + fetchBatch else { return }
-        guard agreement.slots[round]?.certified == nil, fetched[round] == nil else { return }
-        guard CertificateCheck.isValid(certified, quorum: quorum, suite: suite) else { return reject(.invalidCertificate) }
-        fetched[round] = certified
-        knownCommitted = max(knownCommitted, round)
+        let certifiedHere = agreement.slots[certified.block.round]?.certified != nil
+        do {
+            guard try catchUp.receive(certified, lastDelivered: lastDelivered, certifiedHere: certifiedHere) else { return }
+        } catch {
+            return reject(error)
+        }
         let before = lastDelivered
         deliverReady(effects: &effects)
         // Catching up: as soon as a batch has landed, ask for the next one (not at every block
         // of it: that asked for a whole batch again per block, quadratic in the batch).
-        if lastDelivered > before, lastDelivered >= fetchRequestedThrough, isBehind, fetched.isEmpty { requestBlocks(effects: &effects) }
+        if lastDelivered > before, catchUp.batchLanded(lastDelivered: lastDelivered, stable: stable.statement.round) {
+            requestBlocks(effects: &effects)
+        }
     }
 
-    /// Ticks between two reads of the block store for one requester: a replica catching up asks
-    /// once a round trip for `fetchBatch` blocks; a peer asking faster is not served faster.
-    public static let storedServeIntervalTicks: UInt64 = 2
+    /// Ticks between two reads of the block store for one requester (CatchUp.swift).
+    public static var storedServeIntervalTicks: UInt64 { CatchUp.storedServeIntervalTicks }
 
-    var fetchBatch: UInt64 { configuration.fetchBatch }
-
-    var isBehind: Bool {
-        knownCommitted > lastDelivered || stable.statement.round > lastDelivered
-    }
-
+    var isBehind: Bool { catchUp.isBehind(lastDelivered: lastDelivered, stable: stable.statement.round) }
 
     mutating func requestBlocks(effects: inout [Effect]) {
         timers.start(.fetch)
@@ -679,11 +590,8 @@ public struct PBFTReplica: Sendable {
         // first answers to the state query come (StateTransfer.swift).
         if transfer.attempt == nil { transfer.noteFarBehind(position: position, timers: &timers, effects: &effects) }
         if transfer.prefersTransfer(timers: timers) { return }
-        fetchPeer = configuration.nextPeer(after: fetchPeer)
-        let target = max(knownCommitted, stable.statement.round, lastDelivered + 1)
-        let request = BlockRequest(cluster: cluster, fromRound: lastDelivered + 1, toRound: min(target, lastDelivered + fetchBatch))
-        fetchRequestedThrough = request.toRound
-        effects.append(.send(.blockRequest(request), to: configuration.replica(fetchPeer)))
+        let (request, peer) = catchUp.nextRequest(lastDelivered: lastDelivered, stable: stable.statement.round)
+        effects.append(.send(.blockRequest(request), to: peer))
     }
 
     // MARK: Timers
@@ -706,7 +614,7 @@ public struct PBFTReplica: Sendable {
         if batchDelayPassed { propose(partial: true, effects: &effects) }
         let fetchDue = timers.hasRun(.fetch, ticks: configuration.fetchIntervalTicks, idle: true)
         // Remote blocks are awaited whatever our own view is doing.
-        sharing.tick(ledger: ledger, lastDelivered: lastDelivered, timers: &timers, fetchPeer: &fetchPeer, effects: &effects)
+        sharing.tick(ledger: ledger, lastDelivered: lastDelivered, timers: &timers, fetchPeer: &catchUp.peer, effects: &effects)
         if let layout = configuration.crossShard {
             relay.tick(timers: &timers, ledger: ledger, effects: &effects)
             // Keep the coordinator's rounds moving while it waits for votes.
@@ -862,7 +770,7 @@ public struct PBFTReplica: Sendable {
             let queued = intake.takeOver(reproposed: toDeliver.flatMap(\.block.transactions))
             relay.queueWatched(reproposed: toDeliver.flatMap(\.block.statements))
             if queued || !relay.pending.isEmpty { timers.start(.batch) }
-            sharing.reshare(lastDelivered: lastDelivered, delivered: delivered, effects: &effects)
+            sharing.reshare(lastDelivered: lastDelivered, delivered: execution.delivered, effects: &effects)
             propose(partial: false, effects: &effects)
         } else {
             // The new primary gets a full timeout for each request it inherits.

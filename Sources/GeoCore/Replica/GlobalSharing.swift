@@ -232,6 +232,12 @@ struct GlobalSharing: Sendable {
         return true
     }
 
+    /// A remote block the log recorded before a restart (checked when it was first accepted).
+    mutating func restore(_ certified: CertifiedBlock) {
+        remoteBlocks[certified.block.cluster.index, default: [:]][certified.block.round] = certified
+        remoteHighestRound = max(remoteHighestRound, certified.block.round)
+    }
+
     /// Blocks of other clusters held in memory.
     var blocksInMemory: Int { remoteBlocks.values.reduce(0) { $0 + $1.count } }
 
