@@ -110,18 +110,21 @@ let package = Package(
         .target(name: "GeoStore", dependencies: ["GeoCore", "GeoWire"], swiftSettings: strict),
         .executableTarget(name: "geofabric", dependencies: ["GeoFabricCLI", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
 
-        .testTarget(name: "GeoCoreTests", dependencies: ["GeoCore", "GeoSim"], swiftSettings: strict),
+        // What the test suites share (Tests/GeoTestKit): repository files, temporary directories,
+        // small topologies, waiting for a condition.
+        .target(name: "GeoTestKit", dependencies: ["GeoCore", "GeoTopology"], path: "Tests/GeoTestKit", swiftSettings: strict),
+        .testTarget(name: "GeoCoreTests", dependencies: ["GeoCore", "GeoSim", "GeoTestKit"], swiftSettings: strict),
         .testTarget(name: "GeoWireTests", dependencies: ["GeoWire", "GeoCore"], swiftSettings: strict),
-        .testTarget(name: "GeoCryptoTests", dependencies: ["GeoCrypto", "GeoCore", "GeoWire"], swiftSettings: strict),
+        .testTarget(name: "GeoCryptoTests", dependencies: ["GeoCrypto", "GeoCore", "GeoWire", "GeoTestKit"], swiftSettings: strict),
         .testTarget(name: "GeoTopologyTests", dependencies: ["GeoTopology", "GeoCore"], swiftSettings: strict),
-        .testTarget(name: "GeoSimTests", dependencies: ["GeoSim", "GeoCore", "GeoWire", "GeoTopology"], exclude: ["traces"],
+        .testTarget(name: "GeoSimTests", dependencies: ["GeoSim", "GeoCore", "GeoWire", "GeoTopology", "GeoTestKit"], exclude: ["traces"],
                     swiftSettings: strict),
-        .testTarget(name: "GeoNodeTests", dependencies: ["GeoNode", "GeoClient", "GeoCore", "GeoCrypto", "GeoTopology"], swiftSettings: strict),
+        .testTarget(name: "GeoNodeTests", dependencies: ["GeoNode", "GeoClient", "GeoCore", "GeoCrypto", "GeoTopology", "GeoTestKit"], swiftSettings: strict),
         .testTarget(name: "GeoStoreTests", dependencies: ["GeoStore", "GeoCore", "GeoWire"], swiftSettings: strict),
         .testTarget(
             name: "GeoNetTests",
             dependencies: [
-                "GeoNet", "GeoCore", "GeoWire", "GeoCrypto", "GeoTopology",
+                "GeoNet", "GeoCore", "GeoWire", "GeoCrypto", "GeoTopology", "GeoTestKit",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),

@@ -3,6 +3,7 @@ import GeoCore
 @testable import GeoCrypto
 import GeoWire
 import Testing
+import GeoTestKit
 
 @Suite struct SignatureTests {
     @Test func signAndVerify() {
@@ -125,11 +126,6 @@ import Testing
 }
 
 @Suite struct KeyDirectoryTests {
-    func temporaryDirectory() -> String {
-        let path = NSTemporaryDirectory() + "geofabric-keys-\(UInt64.random(in: 0...UInt64.max))"
-        return path
-    }
-
     func topology(name: String = "kd") -> Topology {
         let cluster = ClusterID(shard: ShardID(0), index: 0)
         let replicas = (0..<4).map {
@@ -143,7 +139,7 @@ import Testing
     }
 
     @Test func generateWritesPrivateFilesAndAMatchingManifest() throws {
-        let path = temporaryDirectory()
+        let path = TestKit.temporaryPath("geofabric-keys")
         defer { try? FileManager.default.removeItem(atPath: path) }
         let topology = topology()
         let directory = KeyDirectory(path: path)
@@ -168,7 +164,7 @@ import Testing
     }
 
     @Test func refusesUnsafePermissionsAndForeignManifests() throws {
-        let path = temporaryDirectory()
+        let path = TestKit.temporaryPath("geofabric-keys")
         defer { try? FileManager.default.removeItem(atPath: path) }
         let directory = KeyDirectory(path: path)
         try directory.generate(for: topology())

@@ -10,6 +10,7 @@ import NIOSSL
 import Testing
 
 @testable import GeoNet
+import GeoTestKit
 
 final class RecordCollector: ChannelInboundHandler {
     typealias InboundIn = InboundRecord

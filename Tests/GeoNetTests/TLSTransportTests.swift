@@ -10,6 +10,7 @@ import Synchronization
 import Testing
 
 @testable import GeoNet
+import GeoTestKit
 
 /// Bytes that crossed the proxy, both directions.
 final class WireRecording: Sendable {

@@ -10,6 +10,7 @@ import NIOPosix
 import Testing
 
 @testable import GeoNet
+import GeoTestKit
 
 /// Collects what a transport delivers, so tests can poll without cancelling the stream's iterator
 /// (cancelling an AsyncStream iterator ends the stream).
@@ -29,15 +30,6 @@ actor Inbox {
     }
 }
 
-/// True once `condition` holds, false if it does not within `timeout`.
-func eventually(_ timeout: Duration = .seconds(60), _ condition: () async -> Bool) async -> Bool {
-    let deadline = ContinuousClock.now + timeout
-    while ContinuousClock.now < deadline {
-        if await condition() { return true }
-        try? await Task.sleep(for: .milliseconds(10))
-    }
-    return await condition()
-}
 
 enum Fixture {
     static let topology = EmbeddedTopology.load()

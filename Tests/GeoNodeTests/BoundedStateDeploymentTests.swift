@@ -12,21 +12,12 @@ import GeoStore
 import GeoTopology
 import Synchronization
 import Testing
+import GeoTestKit
 
 @Suite(.serialized) struct BoundedStateDeploymentTests {
     /// Snapshots every 8 rounds, so a short run takes many.
     static func topology(basePort: Int) -> Topology {
-        try! TopologyLoader.parse(text: """
-            name: bounded-1x4
-            regions: [local]
-            base_port: \(basePort)
-            shards:
-              - name: s0
-                clusters:
-                  - {region: local, replicas: 4}
-            protocol: {batch_size: 20, batch_delay_ms: 2, window: 16, checkpoint_every: 4, snapshot_every: 8, view_timeout_ms: 400}
-            keys: dev
-            """, file: "bounded-1x4")
+        TestKit.localTopology(name: "bounded-1x4", protocol: TestKit.boundedStateProtocol, basePort: basePort, devKeys: true)
     }
 
     func start(_ topology: Topology, _ name: String, data: String) async throws -> ReplicaDaemon {
@@ -56,7 +47,7 @@ import Testing
 
     @Test func aRestartReplaysOnlyTheBlocksAfterTheLatestSnapshot() async throws {
         let topology = Self.topology(basePort: 21_100)
-        let data = LoopbackDeploymentTests.temporaryDirectory()
+        let data = TestKit.temporaryDirectory("geofabric-node")
         defer { try? FileManager.default.removeItem(atPath: data) }
         var daemons = try await startAll(topology, data: data)
         let client = await LoopbackDeploymentTests.client(topology)
@@ -83,7 +74,7 @@ import Testing
 
     @Test func aReplicaWhoseDataDirectoryWasDeletedRejoinsByStateTransferUnderLoad() async throws {
         let topology = Self.topology(basePort: 21_150)
-        let data = LoopbackDeploymentTests.temporaryDirectory()
+        let data = TestKit.temporaryDirectory("geofabric-node")
         defer { try? FileManager.default.removeItem(atPath: data) }
         var daemons = try await startAll(topology, data: data)
         let client = await LoopbackDeploymentTests.client(topology)
@@ -118,7 +109,7 @@ import Testing
 
     @Test func aDamagedSnapshotOrBlockSegmentStopsTheReplicaAtStart() async throws {
         let topology = Self.topology(basePort: 21_200)
-        let data = LoopbackDeploymentTests.temporaryDirectory()
+        let data = TestKit.temporaryDirectory("geofabric-node")
         defer { try? FileManager.default.removeItem(atPath: data) }
         let daemons = try await startAll(topology, data: data)
         let client = await LoopbackDeploymentTests.client(topology)

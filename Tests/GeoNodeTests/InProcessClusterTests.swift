@@ -8,6 +8,7 @@ import GeoTopology
 import Logging
 import Synchronization
 import Testing
+import GeoTestKit
 
 /// Per destination, one ordered queue drained by one task: messages between two nodes keep
 /// their order, as on a TCP connection.
@@ -21,16 +22,8 @@ final class InMemoryNetwork: MessageSink {
 }
 
 @Suite(.serialized) struct InProcessClusterTests {
-    static let topology = try! TopologyLoader.parse(text: """
-        name: node-test-1x4
-        regions: [local]
-        shards:
-          - name: s0
-            clusters:
-              - {region: local, replicas: 4}
-        protocol: {batch_size: 10, batch_delay_ms: 2, window: 64, checkpoint_every: 4, view_timeout_ms: 500}
-        keys: dev
-        """, file: "node-test-1x4")
+    static let topology = TestKit.localTopology(name: "node-test-1x4", protocol: "{batch_size: 10, batch_delay_ms: 2, window: 64, checkpoint_every: 4, view_timeout_ms: 500}",
+                                                devKeys: true)
 
     @Test func fourReplicasCommitSignedTransactionsInOrder() async throws {
         let topology = Self.topology

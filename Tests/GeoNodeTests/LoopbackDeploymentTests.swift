@@ -10,27 +10,13 @@ import GeoNode
 import GeoTopology
 import Logging
 import Testing
+import GeoTestKit
 
 @Suite(.serialized) struct LoopbackDeploymentTests {
     /// A topology on a port range of its own (other suites and a running `geofabric up` use 7000+).
     static func topology(basePort: Int) -> Topology {
-        try! TopologyLoader.parse(text: """
-            name: loopback-1x4
-            regions: [local]
-            base_port: \(basePort)
-            shards:
-              - name: s0
-                clusters:
-                  - {region: local, replicas: 4}
-            protocol: {batch_size: 20, batch_delay_ms: 2, window: 64, checkpoint_every: 4, view_timeout_ms: 400}
-            keys: dev
-            """, file: "loopback-1x4")
-    }
-
-    static func temporaryDirectory() -> String {
-        let path = NSTemporaryDirectory() + "geofabric-node-\(UUID().uuidString)"
-        try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-        return path
+        TestKit.localTopology(name: "loopback-1x4", protocol: "{batch_size: 20, batch_delay_ms: 2, window: 64, checkpoint_every: 4, view_timeout_ms: 400}",
+                              basePort: basePort, devKeys: true)
     }
 
     static let quiet: Logger = {
@@ -57,7 +43,7 @@ import Testing
 
     @Test func commitsOverTCPAndAReplicaRestartsFromItsLog() async throws {
         let topology = Self.topology(basePort: 17_400)
-        let data = Self.temporaryDirectory()
+        let data = TestKit.temporaryDirectory("geofabric-node")
         defer { try? FileManager.default.removeItem(atPath: data) }
         var daemons: [String: ReplicaDaemon] = [:]
         for replica in topology.allReplicas { daemons[replica.name] = try await start(topology, replica.name, data: data) }
@@ -101,7 +87,7 @@ import Testing
     }
 
     @Test func aLogOfAnotherTopologyIsRefused() async throws {
-        let data = Self.temporaryDirectory()
+        let data = TestKit.temporaryDirectory("geofabric-node")
         defer { try? FileManager.default.removeItem(atPath: data) }
         let first = Self.topology(basePort: 17_500)
         let name = first.allReplicas[0].name
@@ -114,7 +100,7 @@ import Testing
 
     @Test func aCorruptLogStopsTheReplicaAtStartAndATornTailIsCut() async throws {
         let topology = Self.topology(basePort: 17_700)
-        let data = Self.temporaryDirectory()
+        let data = TestKit.temporaryDirectory("geofabric-node")
         defer { try? FileManager.default.removeItem(atPath: data) }
         var daemons: [ReplicaDaemon] = []
         for replica in topology.allReplicas { daemons.append(try await start(topology, replica.name, data: data)) }

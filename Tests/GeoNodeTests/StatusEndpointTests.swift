@@ -2,6 +2,7 @@ import Foundation
 import GeoCrypto
 import GeoNode
 import Testing
+import GeoTestKit
 
 /// A server on a free loopback port, serving `sample` and `metrics`. Its connection deadline is
 /// long: it runs on the event loop, while the tasks that answer share the test process's two
@@ -22,14 +23,6 @@ private func startServer(metrics: NodeMetrics = NodeMetrics(), deadline: Duratio
 /// was read.
 private let answerBound = Duration.seconds(30)
 
-/// Refusals are counted after the connection closes, so a test may read the metrics first.
-private func eventually(_ condition: () -> Bool) async throws -> Bool {
-    for _ in 0..<100 {
-        if condition() { return true }
-        try await Task.sleep(for: .milliseconds(20))
-    }
-    return condition()
-}
 
 @Suite struct StatusServerTests {
     @Test func servesStatusAndMetricsThenStops() async throws {
@@ -67,7 +60,8 @@ private func eventually(_ condition: () -> Bool) async throws -> Bool {
         let tooLarge = try await RawSocket.exchange(port: port, request: Array(huge.utf8))
         #expect(tooLarge.isEmpty || tooLarge.hasPrefix("HTTP/1.1 431"))
 
-        #expect(try await eventually {
+        // Refusals are counted after the connection closes, so a test may read the metrics first.
+        #expect(await eventually(.seconds(2)) {
             let text = metrics.render()
             return text.contains(#"geofabric_status_requests_refused_total{reason="malformed"} 1"#)
                 && text.contains(#"geofabric_status_requests_refused_total{reason="too_large"} 1"#)

@@ -2,6 +2,7 @@ import GeoCore
 @testable import GeoSim
 import GeoTopology
 import Testing
+import GeoTestKit
 
 /// The core keeps a window of blocks, not the ledger; replicas snapshot their state and restart
 /// from the latest snapshot; a replica that was down for longer than peers keep blocks in memory
@@ -99,7 +100,7 @@ import Testing
     }
 
     @Test func crossShardStateSurvivesRestartFromSnapshot() {
-        let sharded = snapshotting(shippedTopology("sharded-2x2x4"), every: 16)
+        let sharded = snapshotting(TestKit.shippedTopology("sharded-2x2x4"), every: 16)
         var scenario = Scenario(sharded, seed: 44, seconds: 9)
         scenario.bank(crossShard: 0.3)
         let victim = sharded.shards[1].clusters[0].replicas[2].id
@@ -137,12 +138,8 @@ import Testing
 @Suite struct StateTransferScenarios {
     /// Seven replicas (f = 2).
     let local1x7: Topology = {
-        try! TopologyLoader.parse(text: """
-            name: local-1x7
-            regions: [local]
-            shards: [{name: s0, clusters: [{region: local, replicas: 7}]}]
-            protocol: {batch_size: 100, window: 64, checkpoint_every: 16, view_timeout_ms: 500, snapshot_every: 32}
-            """, file: "local-1x7")
+        TestKit.localTopology(name: "local-1x7", replicas: 7,
+                              protocol: "{batch_size: 100, window: 64, checkpoint_every: 16, view_timeout_ms: 500, snapshot_every: 32}")
     }()
 
     @Test func aWipedBackupRejoinsByStateTransferUnderLoad() {
@@ -188,7 +185,7 @@ import Testing
     }
 
     @Test func aWipedShardReplicaRejoinsWithCrossShardState() {
-        var sharded = shippedTopology("sharded-2x2x4")
+        var sharded = TestKit.shippedTopology("sharded-2x2x4")
         sharded.parameters.snapshotEvery = 16
         var scenario = Scenario(sharded, seed: 54, seconds: 12)
         scenario.bank(crossShard: 0.3)
@@ -208,12 +205,7 @@ import Testing
 @Suite struct FastSnapshotRotationScenarios {
     /// The topology of BoundedStateDeploymentTests: snapshots every 8 rounds, kept two by two.
     let bounded1x4: Topology = {
-        try! TopologyLoader.parse(text: """
-            name: bounded-1x4
-            regions: [local]
-            shards: [{name: s0, clusters: [{region: local, replicas: 4}]}]
-            protocol: {batch_size: 20, batch_delay_ms: 2, window: 16, checkpoint_every: 4, snapshot_every: 8, view_timeout_ms: 400}
-            """, file: "bounded-1x4")
+        TestKit.localTopology(name: "bounded-1x4", protocol: TestKit.boundedStateProtocol)
     }()
 
     @Test(arguments: [61, 62, 63, 64, 65, 66] as [UInt64])

@@ -2,8 +2,9 @@ import GeoCore
 @testable import GeoSim
 import GeoTopology
 import Testing
+import GeoTestKit
 
-let sharded2x2x4 = shippedTopology("sharded-2x2x4")
+let sharded2x2x4 = TestKit.shippedTopology("sharded-2x2x4")
 
 /// Cross-shard transactions (DESIGN 2.4) under the bank workload: transfers between accounts of
 /// two shards, checked for atomicity, conserved balance, released locks and agreement.

@@ -2,8 +2,9 @@ import GeoCore
 @testable import GeoSim
 import GeoTopology
 import Testing
+import GeoTestKit
 
-let geo4x4 = shippedTopology("geo-4x4")
+let geo4x4 = TestKit.shippedTopology("geo-4x4")
 
 /// GeoBFT across four regions: sharing, remote view change, the round-robin ledger.
 @Suite struct GeoBFTScenarios {

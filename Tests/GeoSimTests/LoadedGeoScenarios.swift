@@ -1,6 +1,7 @@
 import GeoCore
 import GeoSim
 import Testing
+import GeoTestKit
 
 /// geo-4x4 as `geofabric bench --emulate-wan` runs it here: 16 replica processes share 2 cores,
 /// so each replica's machine is about 8 times slower than the cost model's core. Both protocols
@@ -8,7 +9,7 @@ import Testing
 @Suite struct LoadedGeoScenarios {
     /// Off the cooperative pool, like the seed sweeps: these runs take seconds of CPU each.
     func run(_ kind: ProtocolKind, clientsPerRegion: Int) async -> ProtocolResult {
-        var settings = BenchmarkSettings(topology: shippedTopology("geo-4x4"))
+        var settings = BenchmarkSettings(topology: TestKit.shippedTopology("geo-4x4"))
         settings.durationSeconds = 6
         settings.warmupSeconds = 2
         settings.clientsPerRegion = clientsPerRegion
@@ -46,7 +47,7 @@ import Testing
     /// The baseline's one cluster spans the WAN, so its view timeout adds 4 of its longest round
     /// trips to the topology's local one; GeoBFT's clusters keep the local one.
     @Test func theBaselineViewTimeoutCoversItsWAN() {
-        let topology = shippedTopology("geo-4x4")
+        let topology = TestKit.shippedTopology("geo-4x4")
         #expect(topology.parameters.viewTimeoutMilliseconds == 500)
         #expect(topology.pbftBaseline().parameters.viewTimeoutMilliseconds == 500 + 4 * 136)
         #expect(topology.clientResendTimeoutMilliseconds(region: "oregon") == 2 * 500 + 4 * 136)

@@ -2,17 +2,10 @@ import GeoCore
 import GeoSim
 import GeoTopology
 import Testing
+import GeoTestKit
 
 let local1x4: Topology = {
-    try! TopologyLoader.parse(text: """
-        name: local-1x4
-        regions: [local]
-        shards:
-          - name: s0
-            clusters:
-              - {region: local, replicas: 4}
-        protocol: {batch_size: 100, window: 64, checkpoint_every: 16, view_timeout_ms: 500}
-        """, file: "local-1x4")
+    TestKit.localTopology(name: "local-1x4", protocol: "{batch_size: 100, window: 64, checkpoint_every: 16, view_timeout_ms: 500}")
 }()
 
 func describe(_ report: SimulationReport) -> String {
@@ -63,12 +56,7 @@ func describe(_ report: SimulationReport) -> String {
 
     @Test func viewChangeDuringCheckpoint() throws {
         // Checkpoints every 2 rounds: the primary crashes while checkpoints are being collected.
-        let topology = try TopologyLoader.parse(text: """
-            name: tight
-            regions: [local]
-            shards: [{name: s0, clusters: [{region: local, replicas: 4}]}]
-            protocol: {batch_size: 4, window: 4, checkpoint_every: 2, view_timeout_ms: 300}
-            """, file: "tight")
+        let topology = TestKit.localTopology(name: "tight", protocol: "{batch_size: 4, window: 4, checkpoint_every: 2, view_timeout_ms: 300}")
         for crashAt in [0.31, 0.5, 0.77] {
             var scenario = Scenario(topology, seed: 13, seconds: 6)
             scenario.clients(perCluster: 6)

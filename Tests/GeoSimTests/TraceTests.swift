@@ -2,6 +2,7 @@ import Foundation
 import GeoCore
 import GeoTopology
 import Testing
+import GeoTestKit
 
 /// Golden trace tests: each file in Tests/GeoSimTests/traces/ is a script of StepHarness
 /// commands (lines beginning `> `), each followed by the lines it must produce. A change in the
@@ -49,7 +50,7 @@ import Testing
 
     static func topology(_ words: [String]) throws -> Topology {
         guard words.count >= 2 else { throw StepHarness.ScriptError.bad("usage: topology NAME [key=value ...]") }
-        var topology = shippedTopology(words[1])
+        var topology = TestKit.shippedTopology(words[1])
         for setting in words.dropFirst(2) {
             let parts = setting.split(separator: "=").map(String.init)
             guard parts.count == 2, let value = Int(parts[1]) else { throw StepHarness.ScriptError.bad("bad setting '\(setting)'") }
