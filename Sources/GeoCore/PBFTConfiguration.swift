@@ -55,6 +55,12 @@ public struct PBFTConfiguration: Hashable, Sendable {
         precondition(Int(cluster.index) < self.shardQuorums.count, "the cluster must be one of its shard's")
     }
 
+    /// Who verifies each client signature in this cluster (SignatureDuty.swift).
+    public var signatureDuty: SignatureDuty { SignatureDuty(quorum: quorum) }
+    /// Ticks a prepared replica waits for the Prepares that vouch for a block's client signatures
+    /// before it verifies the rest itself (SignatureDuty.swift).
+    public var vouchPatienceTicks: UInt64 { max(2, viewTimeoutTicks / 16) }
+
     /// The configuration of `replica` in `topology`.
     public init?(topology: Topology, replica: ReplicaID) {
         guard let cluster = topology.cluster(replica.cluster), Int(replica.index) < cluster.n,

@@ -425,7 +425,8 @@ public struct PBFTReplica: Sendable {
     }
 
     mutating func checkPrepared(_ round: UInt64, effects: inout [Effect]) {
-        if agreement.checkPrepared(round, view: view, normal: status == .normal, effects: &effects) {
+        let now = self.now
+        if agreement.checkPrepared(round, view: view, normal: status == .normal, now: now, effects: &effects) {
             checkCommitted(round, effects: &effects)
         }
     }
@@ -612,6 +613,8 @@ public struct PBFTReplica: Sendable {
         // The composer fires the deadlines it owns: a paused state transfer may start again.
         if timers.isDue(.transferPause) { timers.cancel(.transferPause) }
         if batchDelayPassed { propose(partial: true, effects: &effects) }
+        // Prepared blocks whose client signatures wait to be vouched for: the fallback may be due.
+        for round in agreement.awaitingVouch(view: view) { checkPrepared(round, effects: &effects) }
         let fetchDue = timers.hasRun(.fetch, ticks: configuration.fetchIntervalTicks, idle: true)
         // Remote blocks are awaited whatever our own view is doing.
         sharing.tick(ledger: ledger, lastDelivered: lastDelivered, timers: &timers, fetchPeer: &catchUp.peer, effects: &effects)
@@ -707,7 +710,7 @@ public struct PBFTReplica: Sendable {
     mutating func tryNewView(effects: inout [Effect]) {
         guard case let .changingView(target) = status, configuration.primary(of: target) == configuration.index,
               let chosen = viewChanger.newViewQuorum(target) else { return }
-        let plan = NewViewPlan(viewChanges: chosen, cluster: cluster)
+        let plan = NewViewPlan(viewChanges: chosen, cluster: cluster, isValid: suite.isValid)
         var prePrepares: [PrePrepare] = []
         for block in plan.blocks {
             let digest = suite.digest(of: block)
@@ -754,6 +757,8 @@ public struct PBFTReplica: Sendable {
             } else {
                 _ = agreement.prepare(prePrepare, view: view, effects: &effects)
             }
+            // The plan's check verified every client signature the re-proposals carry.
+            agreement.verifiedByPlan(prePrepare)
         }
         for prePrepare in newView.prePrepares where prePrepare.block.round > stable.statement.round {
             checkPrepared(prePrepare.block.round, effects: &effects)

@@ -76,6 +76,12 @@ public enum ViewChangeCheck {
 /// replica that checks its NewView (DESIGN 2.1): from the highest stable checkpoint among the view
 /// changes (minS) up to the highest prepared round (maxS), each round gets the block of its
 /// highest-view prepared proof, or a no-op block when none prepared it.
+///
+/// A proof whose block carries a client transaction with an invalid signature is passed over
+/// (`isValid`): with f + 1 verifiers per signature (SignatureDuty.swift) a prepared proof no
+/// longer implies checked signatures, but a committed block does, so such a block cannot have
+/// committed anywhere and re-proposing it would only stall the round. Only the candidates
+/// considered are checked, highest view first.
 public struct NewViewPlan: Hashable, Sendable {
     public let checkpoint: CheckpointProof
     public let blocks: [Block]
@@ -83,23 +89,28 @@ public struct NewViewPlan: Hashable, Sendable {
     public var firstRound: UInt64 { checkpoint.statement.round + 1 }
     public var lastRound: UInt64 { blocks.last?.round ?? checkpoint.statement.round }
 
-    public init(viewChanges: [ViewChange], cluster: ClusterID) {
+    public init(viewChanges: [ViewChange], cluster: ClusterID, isValid: (ClientTransaction) -> Bool) {
         var best = viewChanges.first?.checkpoint ?? .genesis(cluster)
         for viewChange in viewChanges where viewChange.checkpoint.statement.round > best.statement.round {
             best = viewChange.checkpoint
         }
         checkpoint = best
         let minS = best.statement.round
-        var chosen: [UInt64: PreparedProof] = [:]
+        var candidates: [UInt64: [PreparedProof]] = [:]
         for proof in viewChanges.flatMap(\.prepared) where proof.round > minS {
-            if let current = chosen[proof.round] {
-                // Highest view wins; equal views with different digests cannot both be prepared
-                // unless more than f replicas are faulty; break the tie deterministically anyway.
-                if proof.view > current.view || (proof.view == current.view && proof.prePrepare.digest < current.prePrepare.digest) {
-                    chosen[proof.round] = proof
-                }
-            } else {
-                chosen[proof.round] = proof
+            candidates[proof.round, default: []].append(proof)
+        }
+        var checked: [Digest: Bool] = [:]
+        var chosen: [UInt64: PreparedProof] = [:]
+        for (round, proofs) in candidates {
+            // Highest view wins; equal views with different digests cannot both be prepared
+            // unless more than f replicas are faulty; break the tie deterministically anyway.
+            let ordered = proofs.sorted { ($0.view, $1.prePrepare.digest) > ($1.view, $0.prePrepare.digest) }
+            chosen[round] = ordered.first { proof in
+                if let known = checked[proof.prePrepare.digest] { return known }
+                let valid = proof.prePrepare.block.transactions.allSatisfy(isValid)
+                checked[proof.prePrepare.digest] = valid
+                return valid
             }
         }
         let maxS = chosen.keys.max() ?? minS
@@ -127,7 +138,7 @@ public enum NewViewCheck {
                   ViewChangeCheck.isValid(viewChange, configuration: configuration, suite: suite) else { return nil }
         }
         guard senders.count >= configuration.quorum.decide else { return nil }
-        let plan = NewViewPlan(viewChanges: newView.viewChanges, cluster: configuration.cluster)
+        let plan = NewViewPlan(viewChanges: newView.viewChanges, cluster: configuration.cluster, isValid: suite.isValid)
         guard plan.blocks.count == newView.prePrepares.count else { return nil }
         for (block, prePrepare) in zip(plan.blocks, newView.prePrepares) {
             guard prePrepare.view == newView.view, prePrepare.block == block, suite.digest(of: block) == prePrepare.digest,

@@ -26,6 +26,7 @@ public final class NodeMetrics: Sendable {
     private let peersConnected: Gauge
     private let viewChanges: Counter
     private let committedTransactions: Counter
+    private let clientVerifications: Counter
     private let commitLatency: ValueHistogram
     private let rejectedMessages: ReasonCounter
     private let wireErrors: ReasonCounter
@@ -40,6 +41,9 @@ public final class NodeMetrics: Sendable {
             descriptor: Self.name("view_changes", unit: "total", help: "Local view changes this replica started."))
         committedTransactions = registry.makeCounter(
             descriptor: Self.name("committed_transactions", unit: "total", help: "Client transactions executed in committed blocks."))
+        clientVerifications = registry.makeCounter(
+            descriptor: Self.name("client_signature_verifications", unit: "total",
+                                  help: "Client signatures this replica verified (f + 1 replicas of the home cluster verify each)."))
         commitLatency = registry.makeValueHistogram(
             descriptor: Self.name("commit_latency", unit: "seconds", help: "Time from proposal to execution of a block."),
             labels: [], buckets: Self.commitLatencyBucketsSeconds)
@@ -71,6 +75,8 @@ public final class NodeMetrics: Sendable {
         precondition(count >= 0, "a committed transaction count cannot be negative")
         committedTransactions.increment(by: Int64(count))
     }
+
+    public func clientSignaturesVerified(_ count: Int) { clientVerifications.increment(by: Int64(count)) }
 
     public func observeCommitLatency(seconds: Double) {
         // A negative or NaN latency comes from a clock step; it says nothing about the protocol.

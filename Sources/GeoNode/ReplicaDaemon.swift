@@ -112,7 +112,8 @@ public final class ReplicaDaemon: Sendable {
         if topology.transport.tls { configuration.tls = .identity(signingKey, name: info.name, keyRing: keys) }
         let transport = Transport(configuration: configuration)
 
-        let verified = VerifiedSignatures()
+        let metrics = NodeMetrics()
+        let verified = VerifiedSignatures(metrics: metrics)
         let suite = PreverifiedSuite(base: Ed25519Suite(topology: topology, keys: keys, signingKey: signingKey), verified: verified)
         let state = recovered.state
         let node = ReplicaNode(topology: topology, replica: info, suite: suite, log: log, ledgerStore: ledgerStore,
@@ -128,9 +129,9 @@ public final class ReplicaDaemon: Sendable {
         transport.connect(peers: PeerAddress.replicas(of: topology).filter { $0.node != .replica(number: info.number) })
 
         let tasks = startLoops(transport: transport, node: node, keys: keys, verified: verified,
+                               configuration: PBFTConfiguration(topology: topology, replica: info.id),
                                tick: .milliseconds(max(1, topology.parameters.tickMilliseconds)))
         let (view, height) = (await node.view, await node.height)
-        let metrics = NodeMetrics()
         let statusServer = makeStatusServer(info: info, topology: topology, node: node, transport: transport, metrics: metrics,
                                             signingKey: signingKey, logger: logger)
         do {
@@ -149,8 +150,9 @@ public final class ReplicaDaemon: Sendable {
     /// The replica's three loops: client signatures checked on all cores as frames arrive, the
     /// checked messages handed to the node in order, and the clock that ticks it.
     static func startLoops(transport: Transport, node: ReplicaNode, keys: KeyRing, verified: VerifiedSignatures,
+                           configuration: PBFTConfiguration?,
                            tick: Duration) -> [Task<Void, Never>] {
-        let preverifier = ClientSignaturePreverifier(keys: keys, verified: verified)
+        let preverifier = ClientSignaturePreverifier(keys: keys, verified: verified, configuration: configuration)
         let checked = InboundQueue()
         let verify = Task {
             for await inbound in transport.messages {

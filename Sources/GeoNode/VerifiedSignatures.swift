@@ -1,12 +1,16 @@
 // Client signatures checked before the core sees them, in parallel and off the replica's actor.
 //
-// Ed25519 verification of client transactions dominates a replica's CPU (every replica of the home
-// cluster checks every transaction of its cluster). The core checks signatures through its suite,
+// Ed25519 verification of client transactions dominates a replica's CPU. Each signature needs
+// f + 1 verifiers in its home cluster (GeoCore's SignatureDuty): the primary, and the f backups
+// designated for it, which check the transactions of a PrePrepare they are designated for and
+// leave the others to their peers. The core checks signatures through its suite,
 // one at a time, on the actor that owns it; left there, one core would do all of it. So the daemon
 // checks the client signatures a message carries (a client transaction, a PrePrepare's block, a
 // NewView's re-proposals) on all cores first, and hands the core a suite that remembers what was
 // found valid. A signature the cache has not seen is still verified by the core: the cache only
-// saves work, it never lets anything through that was not checked.
+// saves work, it never lets anything through that was not checked. Every verification, here or
+// in the core (its fallback for a silent verifier, a new view's plan), is counted in
+// geofabric_client_signature_verifications_total.
 
 import GeoCore
 import GeoCrypto
@@ -28,8 +32,18 @@ public final class VerifiedSignatures: Sendable {
 
     let capacity: Int
     let state = Mutex(State())
+    /// Where verifications are counted (the replica's metrics), if anywhere.
+    let metrics: NodeMetrics?
 
-    public init(capacity: Int = VerifiedSignatures.capacityDefault) { self.capacity = max(1, capacity) }
+    public init(capacity: Int = VerifiedSignatures.capacityDefault, metrics: NodeMetrics? = nil) {
+        self.capacity = max(1, capacity)
+        self.metrics = metrics
+    }
+
+    /// `count` client signatures were verified (valid or not).
+    func counted(_ count: Int) {
+        if count > 0 { metrics?.clientSignaturesVerified(count) }
+    }
 
     public func contains(_ transaction: ClientTransaction) -> Bool {
         state.withLock { $0.entries.contains(transaction) }
@@ -59,11 +73,25 @@ public struct ClientSignaturePreverifier: Sendable {
     public let keys: KeyRing
     public let verified: VerifiedSignatures
     let verifier: ParallelVerifier
+    /// The replica's configuration: a PrePrepare's transactions are checked only where this
+    /// replica is a designated verifier (SignatureDuty). Nil: every transaction is checked.
+    let configuration: PBFTConfiguration?
 
-    public init(keys: KeyRing, verified: VerifiedSignatures, verifier: ParallelVerifier = ParallelVerifier()) {
+    public init(keys: KeyRing, verified: VerifiedSignatures, configuration: PBFTConfiguration? = nil,
+                verifier: ParallelVerifier = ParallelVerifier()) {
         self.keys = keys
         self.verified = verified
+        self.configuration = configuration
         self.verifier = verifier
+    }
+
+    /// The client transactions of `message` this replica is to verify: all of them, except in a
+    /// PrePrepare, where only those it is designated for (its peers vouch for the rest).
+    func duties(_ message: Message) -> [ClientTransaction] {
+        guard case let .prePrepare(prePrepare) = message, let configuration else { return message.clientTransactions }
+        let duty = configuration.signatureDuty
+        let primary = configuration.primary(of: prePrepare.view)
+        return prePrepare.block.transactions.filter { duty.isDesignated(configuration.index, for: $0, primary: primary) }
     }
 
 
@@ -71,7 +99,7 @@ public struct ClientSignaturePreverifier: Sendable {
     /// refuse those itself, and count them).
     @discardableResult
     public func preverify(_ message: Message) -> Int {
-        let candidates = message.clientTransactions.filter { !verified.contains($0) }
+        let candidates = duties(message).filter { !verified.contains($0) }
         guard !candidates.isEmpty else { return 0 }
         var checks: [SignatureCheck] = []
         var checked: [ClientTransaction] = []
@@ -88,6 +116,7 @@ public struct ClientSignaturePreverifier: Sendable {
             checked.append(transaction)
         }
         let results = verifier.verify(checks)
+        verified.counted(checks.count)
         var valid: [ClientTransaction] = []
         valid.reserveCapacity(checked.count)
         for (transaction, ok) in zip(checked, results) where ok { valid.append(transaction) }
@@ -117,6 +146,8 @@ public struct PreverifiedSuite: CryptoSuite {
         base.isValid(signature, of: statement, by: replica)
     }
     public func isValid(_ transaction: ClientTransaction) -> Bool {
-        verified.contains(transaction) || base.isValid(transaction)
+        if verified.contains(transaction) { return true }
+        verified.counted(1)
+        return base.isValid(transaction)
     }
 }

@@ -72,6 +72,9 @@ public final class CostMeter: @unchecked Sendable {
         public init() {}
     }
     public var counts = Counts()
+    /// Client signatures verified over the whole run (not reset by `take`): what SignatureDuty
+    /// saves, counted whether or not the cost model is on.
+    public var clientVerifications = 0
     public init() {}
 
     /// The counts so far, and a fresh start.
@@ -114,6 +117,28 @@ struct MeteredCrypto: CryptoSuite {
 
     func isValid(_ transaction: ClientTransaction) -> Bool {
         meter.counts.verifies += 1
+        meter.clientVerifications += 1
+        return base.isValid(transaction)
+    }
+}
+
+/// A CryptoSuite that does what `base` does and counts only the client signatures it verifies
+/// (the cost model off: nothing else is charged).
+struct ClientCheckCounter: CryptoSuite {
+    let base: SimulatedCrypto
+    let meter: CostMeter
+
+    func digest(of block: Block) -> Digest { base.digest(of: block) }
+    func digest(of snapshot: LedgerSnapshot) -> Digest { base.digest(of: snapshot) }
+    func chain(previous: Digest, cluster: ClusterID, round: UInt64, digest: Digest) -> Digest {
+        base.chain(previous: previous, cluster: cluster, round: round, digest: digest)
+    }
+    func sign(_ statement: SignedStatement) -> Signature { base.sign(statement) }
+    func isValid(_ signature: Signature, of statement: SignedStatement, by replica: ReplicaID) -> Bool {
+        base.isValid(signature, of: statement, by: replica)
+    }
+    func isValid(_ transaction: ClientTransaction) -> Bool {
+        meter.clientVerifications += 1
         return base.isValid(transaction)
     }
 }

@@ -73,10 +73,17 @@ public enum ByzantineBehaviour: String, CaseIterable, Hashable, Sendable {
     /// Ignores every cross-shard statement it receives: as a participant's primary it never orders
     /// a Prepare, so its shard votes only once a view change replaces it.
     case withholdsVotes
+    /// As primary, adds a client transaction with a forged signature to every block it proposes
+    /// (SignatureDuty.swift: its designated verifiers must stop it; with `votesForEverything`
+    /// accomplices, up to f - 1 of them collude).
+    case forgedClientTransaction
 
-    /// The behaviours that matter with one shard, in their original order: random fault plans of
-    /// single-shard runs draw from these, so that every seed replays the plan it always had.
-    public static let singleShardCases: [ByzantineBehaviour] = allCases.filter { $0 != .withholdsVotes }
+    /// The behaviours of the random fault plans before `forgedClientTransaction`, in their order:
+    /// plans draw from these, so that every seed replays the plan it always had, and then swap
+    /// in the forging primary from a stream of their own (`FaultPlan.random`).
+    public static let shardedCases: [ByzantineBehaviour] = allCases.filter { $0 != .forgedClientTransaction }
+    /// The behaviours that matter with one shard, in their original order.
+    public static let singleShardCases: [ByzantineBehaviour] = shardedCases.filter { $0 != .withholdsVotes }
 }
 
 /// What a Byzantine replica does when a peer asks it for a snapshot (state transfer).

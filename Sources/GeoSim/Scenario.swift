@@ -78,6 +78,8 @@ public enum FaultPlan {
         }
         // Byzantine replicas: at most f per cluster, and they stay Byzantine.
         var byzantine: [ClusterID: Set<Int>] = [:]
+        // Behaviours added since the plans were first drawn come from a stream of their own.
+        var later = SeededRandom(seed: seed ^ 0x5167_0016)
         for shard in topology.shards {
             for cluster in shard.clusters where random.next() % 2 == 0 {
                 let count = Int(random.next() % UInt64(cluster.f + 1))
@@ -85,8 +87,10 @@ public enum FaultPlan {
                 while chosen.count < count { chosen.insert(Int(random.next() % UInt64(cluster.n))) }
                 byzantine[cluster.id] = chosen
                 for index in chosen.sorted() {
-                    let behaviours = sharded ? ByzantineBehaviour.allCases : ByzantineBehaviour.singleShardCases
-                    scenario.at(0, .byzantine(cluster.replicas[index].id, behaviours[Int(random.next() % UInt64(behaviours.count))]))
+                    let behaviours = sharded ? ByzantineBehaviour.shardedCases : ByzantineBehaviour.singleShardCases
+                    var behaviour = behaviours[Int(random.next() % UInt64(behaviours.count))]
+                    if later.next() % UInt64(behaviours.count + 1) == 0 { behaviour = .forgedClientTransaction }
+                    scenario.at(0, .byzantine(cluster.replicas[index].id, behaviour))
                 }
             }
         }

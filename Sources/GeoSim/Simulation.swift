@@ -102,6 +102,10 @@ public struct SimulationReport: Sendable {
     /// The most certified blocks any replica's core held in memory at the end of the run (bounded
     /// by a few windows, whatever the ledger's length).
     public var blocksInMemoryMax = 0
+    /// Client signatures the replicas verified (SignatureDuty.swift: f + 1 per transaction
+    /// without faults, not n), summed over replicas, and per request completed.
+    public var clientVerifications = 0
+    public var clientVerificationsPerRequest: Double { committed == 0 ? 0 : Double(clientVerifications) / Double(committed) }
 }
 
 public final class Simulation {
@@ -158,7 +162,7 @@ public final class Simulation {
         var history: [Message] = []
         /// The suite the core runs with: metered when the cost model is on.
         func coreSuite(metered: Bool) -> any CryptoSuite {
-            metered ? MeteredCrypto(base: suite, meter: meter) : suite
+            metered ? MeteredCrypto(base: suite, meter: meter) : ClientCheckCounter(base: suite, meter: meter)
         }
 
         init(id: ReplicaID, region: String, configuration: PBFTConfiguration, suite: SimulatedCrypto) {
@@ -341,6 +345,7 @@ public final class Simulation {
         report.restartsFromSnapshot = restartsFromSnapshot
         report.snapshotsInstalled = snapshotsInstalled
         report.blocksInMemoryMax = replicas.values.compactMap { $0.core?.blocksInMemory }.max() ?? 0
+        report.clientVerifications = replicas.values.reduce(0) { $0 + $1.meter.clientVerifications }
         return report
     }
 
@@ -664,10 +669,29 @@ public final class Simulation {
                 }
                 return
             }
+        case .forgedClientTransaction:
+            if case let .prePrepare(prePrepare) = message, isPrimary {
+                outgoing = .prePrepare(forgeClientTransaction(node, prePrepare))
+            }
         case .replay, .censoring, .forgedCertificates, .withholdsVotes:
             break
         }
         for destination in destinations { send(outgoing, from: .replica(node.id), to: .replica(destination), extraDelay: extraDelay) }
+    }
+
+    /// The proposal with one more client transaction, whose signature is forged (it replaces the
+    /// last one when the block is full), signed by the primary as a proposal of its own.
+    func forgeClientTransaction(_ node: ReplicaNode, _ prePrepare: PrePrepare) -> PrePrepare {
+        var block = prePrepare.block
+        let victim = ClientID(UInt32(random.next() % UInt64(max(1, node.suite.clientCount))))
+        var forged = node.suite.signTransaction(client: victim, requestID: 1 << 40 | random.next() % (1 << 20),
+                                                operation: .put(key: Array("forged".utf8), value: Array("by the primary".utf8)))
+        forged.signature = Byzantine.randomSignature(&random)
+        if block.transactions.count >= node.configuration.batchSize { block.transactions.removeLast() }
+        block.transactions.append(forged)
+        let digest = node.suite.digest(of: block)
+        let statement = VoteStatement(cluster: block.cluster, view: prePrepare.view, round: block.round, digest: digest)
+        return PrePrepare(view: prePrepare.view, digest: digest, block: block, signature: node.suite.sign(.prePrepare(statement)))
     }
 
     /// Sends the real proposal to half the backups and a conflicting one to the others, then

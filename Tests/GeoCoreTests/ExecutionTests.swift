@@ -129,7 +129,7 @@ func certified(_ block: Block, signers: [UInt16] = [0, 1, 2]) -> CertifiedBlock 
             viewChange(0, checkpoint: 16, [proof(round: 17, view: 1, transactions: 1), proof(round: 20, view: 1, transactions: 2)]),
             viewChange(1, checkpoint: 0, [proof(round: 3, view: 0, transactions: 1), proof(round: 17, view: 2, transactions: 3)]),
             viewChange(2, checkpoint: 16, []),
-        ], cluster: cluster0)
+        ], cluster: cluster0, isValid: { _ in true })
         #expect(plan.checkpoint.statement.round == 16, "the highest stable checkpoint")
         #expect(plan.blocks.map(\.round) == [17, 18, 19, 20])
         #expect(plan.blocks[0].transactions.count == 3, "round 17: the view-2 proof beats the view-1 proof")
@@ -137,8 +137,37 @@ func certified(_ block: Block, signers: [UInt16] = [0, 1, 2]) -> CertifiedBlock 
         #expect(plan.blocks[3].transactions.count == 2)
     }
 
+    /// With f + 1 verifiers per client signature a prepared block may carry a forged one (a
+    /// Byzantine primary, backups not designated for it): the plan passes it over, for a
+    /// lower-view proof of the round or a no-op. Such a block cannot have committed.
+    @Test func aPreparedBlockWithAForgedClientSignatureIsPassedOver() {
+        var forged = proof(round: 17, view: 2, transactions: 2)
+        var block = forged.prePrepare.block
+        block.transactions[1].signature = Signature(bytes: [UInt8](repeating: 7, count: 64))!
+        forged = PreparedProof(prePrepare: PrePrepare(view: 2, digest: crypto.digest(of: block), block: block,
+                                                      signature: forged.prePrepare.signature), prepares: [])
+        let changes = [
+            viewChange(0, checkpoint: 16, [proof(round: 17, view: 1, transactions: 1)]),
+            viewChange(1, checkpoint: 16, [forged, proof(round: 18, view: 2, transactions: 3)]),
+            viewChange(2, checkpoint: 16, []),
+        ]
+        var asked = 0
+        let plan = NewViewPlan(viewChanges: changes, cluster: cluster0) { transaction in
+            asked += 1
+            return crypto.isValid(transaction)
+        }
+        #expect(plan.blocks.map(\.round) == [17, 18])
+        #expect(plan.blocks[0] == changes[0].prepared[0].prePrepare.block, "round 17: the valid view-1 proof, not the forged view-2 one")
+        #expect(plan.blocks[1].transactions.count == 3)
+        #expect(asked <= 2 + 1 + 3, "only the candidates considered are checked")
+        let trusting = NewViewPlan(viewChanges: changes, cluster: cluster0, isValid: { _ in true })
+        #expect(trusting.blocks[0] == block, "without the check the forged block would win")
+        let onlyForged = NewViewPlan(viewChanges: [viewChange(1, checkpoint: 16, [forged])], cluster: cluster0, isValid: crypto.isValid)
+        #expect(onlyForged.blocks.isEmpty, "no valid proof above the checkpoint: nothing to re-propose")
+    }
+
     @Test func nothingPreparedMeansNothingToRepropose() {
-        let plan = NewViewPlan(viewChanges: [viewChange(0, checkpoint: 32, []), viewChange(1, checkpoint: 16, [])], cluster: cluster0)
+        let plan = NewViewPlan(viewChanges: [viewChange(0, checkpoint: 32, []), viewChange(1, checkpoint: 16, [])], cluster: cluster0, isValid: { _ in true })
         #expect(plan.blocks.isEmpty)
         #expect(plan.lastRound == 32)
     }

@@ -82,4 +82,39 @@ import Testing
         #expect(suite.isValid(genuine))
         #expect(!suite.isValid(forged))
     }
+
+    /// f + 1 verifiers per signature (SignatureDuty): a backup checks only the transactions of a
+    /// PrePrepare it is designated for, a client's own request always; every check is counted.
+    @Test func aBackupChecksOnlyItsShareOfAPrePrepare() throws {
+        let topology = Self.topology
+        let keys = KeyRing.development(for: topology)
+        let transactions = (0..<60).map { number -> ClientTransaction in
+            let client = ClientID(UInt32(number % 3))
+            let key = SigningKey.development(topology: topology.name, identity: Topology.clientName(client))
+            return key.signTransaction(client: client, requestID: UInt64(number), operation: .put(key: Array("k\(number)".utf8), value: [1]))
+        }
+        let block = Block(cluster: ClusterID(shard: ShardID(0), index: 0), round: 1, transactions: transactions)
+        let prePrepare = PrePrepare(view: 0, digest: .zero, block: block, signature: Signature(bytes: [UInt8](repeating: 0, count: 64))!)
+        var checkedByBackup: [Int] = []
+        for index in 1..<4 {
+            let replica = try #require(topology.allReplicas.first { $0.id.index == UInt16(index) })
+            let configuration = try #require(PBFTConfiguration(topology: topology, replica: replica.id))
+            let metrics = NodeMetrics()
+            let verified = VerifiedSignatures(metrics: metrics)
+            let preverifier = ClientSignaturePreverifier(keys: keys, verified: verified, configuration: configuration)
+            #expect(preverifier.preverify(.prePrepare(prePrepare)) == 0)
+            let duty = configuration.signatureDuty
+            let mine = transactions.filter { duty.isDesignated(UInt16(index), for: $0, primary: 0) }
+            #expect(verified.count == mine.count)
+            #expect(mine.allSatisfy(verified.contains))
+            #expect(metrics.render().contains("geofabric_client_signature_verifications_total \(mine.count)"), "\(metrics.render())")
+            checkedByBackup.append(mine.count)
+            // A client's own request to this replica is always checked.
+            #expect(preverifier.preverify(.clientTransaction(transactions.first { !mine.contains($0) }!)) == 0)
+            #expect(verified.count == mine.count + 1)
+        }
+        // f = 1: each transaction has exactly one designated backup, so the backups share the block.
+        #expect(checkedByBackup.reduce(0, +) == transactions.count, "\(checkedByBackup)")
+        #expect(checkedByBackup.allSatisfy { $0 < transactions.count }, "\(checkedByBackup)")
+    }
 }

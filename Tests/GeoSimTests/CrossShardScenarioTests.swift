@@ -52,14 +52,23 @@ let sharded2x2x4 = TestKit.shippedTopology("sharded-2x2x4")
     }
 
     @Test func partitionBetweenShardsAbortsOrCompletesAndReleasesLocks() {
-        var scenario = bank(seed: 4, seconds: 10)
-        // s1's regions are cut from s0's for 3.5 s: longer than a coordinator waits for a vote.
-        scenario.at(0.5, .partition(Partition(regions: ["montreal", "belgium"])))
-        scenario.at(4.0, .healPartitions)
-        scenario.healed(at: 4.0, within: 5)
-        let report = scenario.run()
-        expectAtomicAndLive(report)
-        #expect(report.crossShardOutcomes["aborted: timeout", default: 0] > 0, "outcomes \(report.crossShardOutcomes)")
+        // s1's regions are cut from s0's for 3.5 s: longer than a coordinator waits for a vote
+        // (60 rounds of its ledger, about 3 s of heartbeat rounds), but only just, so whether a
+        // coordination is caught waiting that long depends on the run's timing: a vote timeout
+        // shows in some seeds and not others (one in four before f + 1 client verification
+        // moved the timings; seeds 8 to 15 show it in three). Every seed must stay atomic and
+        // live, and the timeout path must run in at least one.
+        var timeouts: [UInt64: Int] = [:]
+        for seed: UInt64 in 8...15 {
+            var scenario = bank(seed: seed, seconds: 10)
+            scenario.at(0.5, .partition(Partition(regions: ["montreal", "belgium"])))
+            scenario.at(4.0, .healPartitions)
+            scenario.healed(at: 4.0, within: 5)
+            let report = scenario.run()
+            expectAtomicAndLive(report)
+            timeouts[seed] = report.crossShardOutcomes["aborted: timeout", default: 0]
+        }
+        #expect(timeouts.values.contains { $0 > 0 }, "vote timeouts by seed: \(timeouts)")
     }
 
     @Test func crashesOfCoordinatorAndParticipantReplicas() {
@@ -82,11 +91,20 @@ let sharded2x2x4 = TestKit.shippedTopology("sharded-2x2x4")
     }
 
     @Test func aBrokenCommitRuleIsCaughtByTheBalanceChecker() {
-        var scenario = bank(seed: 7, seconds: 4)
-        scenario.settings.brokenCommitRule = true
-        let report = scenario.run()
-        #expect(report.violations.contains { $0.kind == .conservation }, "\(describe(report)) outcomes \(report.crossShardOutcomes)")
-        #expect(report.violations.contains { $0.kind == .atomicity }, "\(describe(report))")
+        // The broken rule shows only in runs where a participant applies its part of a transfer
+        // the coordinator aborted, which depends on the run: of seeds 7 to 10, 8 and 9 have one.
+        // Whenever one happens, both checkers must catch it; and it must happen in some seed.
+        var caught: [UInt64] = []
+        for seed: UInt64 in 7...10 {
+            var scenario = bank(seed: seed, seconds: 4)
+            scenario.settings.brokenCommitRule = true
+            let report = scenario.run()
+            let kinds = Set(report.violations.map(\.kind))
+            #expect(kinds.isSubset(of: [.conservation, .atomicity]), "seed \(seed): \(describe(report))")
+            #expect(kinds.contains(.conservation) == kinds.contains(.atomicity), "seed \(seed): \(describe(report))")
+            if kinds.contains(.conservation) { caught.append(seed) }
+        }
+        #expect(!caught.isEmpty, "no seed of 7...10 ran into the broken rule")
     }
 
     @Test func singleShardTopologiesKeepTheirWorkloadWithoutTheLayer() {

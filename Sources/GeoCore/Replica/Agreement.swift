@@ -22,6 +22,12 @@ struct Slot: Sendable {
     var prepared: PreparedProof?
     var commitSentInView: UInt64?
     var certified: CertifiedBlock?
+    /// Client signatures (SignatureDuty.swift): the digest whose every transaction this replica
+    /// verified itself (its fallback, or a new view's re-proposal), the digest found to carry a
+    /// forged one (never committed), and the tick it was prepared while not yet vouched for.
+    var verifiedAll: Digest?
+    var forged: Digest?
+    var waitingSince: UInt64?
 }
 
 /// What checking a round for a commit certificate found.
@@ -43,6 +49,10 @@ struct Agreement: Sendable {
     var ownCheckpoints: [UInt64: Digest] = [:]
     /// Each replica's latest checkpoint (one per replica keeps this bounded; checkpoints only move up).
     var latestCheckpoints: [UInt16: Checkpoint] = [:]
+    /// Designated verifiers whose Prepare was missing when this replica last had to verify their
+    /// share itself (silent, cut off or slow): until a Prepare of theirs comes again, their share
+    /// is verified at once instead of after `vouchPatienceTicks` in every round. Liveness only.
+    var lateVerifiers: Set<UInt16> = []
 
     static let maxBlocksPerSlot = 8
 
@@ -89,7 +99,8 @@ struct Agreement: Sendable {
     }
 
     /// Backup: checks a PrePrepare of the primary of `view` (all but the statements it carries,
-    /// which the relay checks). False for one already accepted in this view.
+    /// which the relay checks), and the client signatures this replica is designated to verify
+    /// (SignatureDuty.swift). False for one already accepted in this view.
     func check(_ prePrepare: PrePrepare, from: ReplicaID, view: UInt64, normal: Bool, lastDelivered: UInt64) throws(Rejection) -> Bool {
         let round = prePrepare.block.round
         guard normal, prePrepare.view == view else { throw .staleView }
@@ -101,13 +112,16 @@ struct Agreement: Sendable {
             return false
         }
         guard suite.isValid(prePrepare.signature, of: .prePrepare(prePrepare.statement), by: from) else { throw .badSignature }
-        // The block: its size, its digest, and every client signature in it, each request once.
+        // The block: its size, its digest, each request once, and the client signatures this
+        // replica vouches for with its Prepare.
         let block = prePrepare.block
         guard block.transactions.count <= configuration.batchSize else { throw .invalidBlock }
         guard suite.digest(of: block) == prePrepare.digest else { throw .badDigest }
+        let duty = configuration.signatureDuty
         var keys = Set<RequestKey>()
         for transaction in block.transactions {
-            guard keys.insert(RequestKey(transaction)).inserted, suite.isValid(transaction) else { throw .invalidBlock }
+            guard keys.insert(RequestKey(transaction)).inserted else { throw .invalidBlock }
+            if duty.isDesignated(me, for: transaction, primary: from.index), !suite.isValid(transaction) { throw .invalidBlock }
         }
         return true
     }
@@ -140,11 +154,13 @@ struct Agreement: Sendable {
     mutating func record(_ prepare: Prepare) throws(Rejection) {
         guard inWindow(prepare.statement.round) else { throw .outsideWindow }
         slots[prepare.statement.round, default: Slot()].prepares[prepare.replicaIndex] = prepare
+        lateVerifiers.remove(prepare.replicaIndex)
     }
 
     /// Prepared: the current view's PrePrepare and n - f - 1 matching Prepares of distinct backups.
-    /// Then persist the proof, sign and broadcast a Commit; true when it did.
-    mutating func checkPrepared(_ round: UInt64, view: UInt64, normal: Bool, effects: inout [Effect]) -> Bool {
+    /// Then persist the proof, and once every client signature of the block is vouched for
+    /// (`vouched`), sign and broadcast a Commit; true when it did.
+    mutating func checkPrepared(_ round: UInt64, view: UInt64, normal: Bool, now: UInt64, effects: inout [Effect]) -> Bool {
         guard normal, let slot = slots[round], let prePrepare = slot.prePrepare, prePrepare.view == view,
               slot.commitSentInView != view else { return false }
         let primaryIndex = configuration.primary(of: view)
@@ -152,16 +168,73 @@ struct Agreement: Sendable {
             .filter { $0.statement == prePrepare.statement && $0.replicaIndex != primaryIndex }
             .sorted { $0.replicaIndex < $1.replicaIndex }
         guard matching.count >= quorum.prepared else { return false }
-        let proof = PreparedProof(prePrepare: prePrepare, prepares: Array(matching.prefix(quorum.prepared)))
-        slots[round]?.prepared = proof
-        effects.append(.persist(.prepared(proof)))
+        if slot.prepared?.prePrepare != prePrepare {
+            let proof = PreparedProof(prePrepare: prePrepare, prepares: Array(matching.prefix(quorum.prepared)))
+            slots[round]?.prepared = proof
+            effects.append(.persist(.prepared(proof)))
+        }
+        guard vouched(round, prePrepare, now: now) else { return false }
         guard claim(SignSlot(phase: .commit, view: view, round: round), prePrepare.digest, effects: &effects) else { return false }
         slots[round]?.commitSentInView = view
+        slots[round]?.waitingSince = nil
         let me = self.me
         let commit = Commit(statement: prePrepare.statement, replicaIndex: me, signature: suite.sign(.commit(prePrepare.statement)))
         slots[round]?.commits[me] = commit
         effects.append(.broadcast(.commit(commit)))
         return true
+    }
+
+    /// Whether every client signature of the prepared block is vouched for (SignatureDuty.swift):
+    /// this replica is the primary (it verified what it proposed), or verified the block itself,
+    /// or each transaction's designated backups sent matching Prepares (this replica's own counts:
+    /// it verified its share before it prepared). Otherwise the replica waits
+    /// `vouchPatienceTicks` from the first time it asks, then verifies the rest itself: all valid,
+    /// the block is vouched for; one forged, it never is (in this view).
+    mutating func vouched(_ round: UInt64, _ prePrepare: PrePrepare, now: UInt64) -> Bool {
+        guard let slot = slots[round] else { return false }
+        let digest = prePrepare.digest
+        if slot.verifiedAll == digest { return true }
+        if slot.forged == digest { return false }
+        let primary = configuration.primary(of: prePrepare.view)
+        if me == primary { return true }
+        let duty = configuration.signatureDuty
+        var vouching: Set<UInt16> = [me]
+        for prepare in slot.prepares.values where prepare.statement == prePrepare.statement { vouching.insert(prepare.replicaIndex) }
+        var missing: Set<UInt16> = []
+        let unvouched = prePrepare.block.transactions.filter { transaction in
+            let absent = duty.designatedBackups(transaction, primary: primary).filter { !vouching.contains($0) }
+            missing.formUnion(absent)
+            return !absent.isEmpty
+        }
+        if unvouched.isEmpty { return true }
+        // Wait for the vouching Prepares, unless they are from verifiers known to be late.
+        if !missing.isSubset(of: lateVerifiers) {
+            guard let since = slot.waitingSince else {
+                slots[round]?.waitingSince = now
+                return false
+            }
+            guard now - since >= configuration.vouchPatienceTicks else { return false }
+            lateVerifiers.formUnion(missing)
+        }
+        if unvouched.allSatisfy(suite.isValid) {
+            slots[round]?.verifiedAll = digest
+            return true
+        }
+        slots[round]?.forged = digest
+        slots[round]?.waitingSince = nil
+        return false
+    }
+
+    /// Rounds prepared in `view` that wait for their client signatures to be vouched for: the
+    /// composer asks again at each tick (the fallback's patience runs out).
+    func awaitingVouch(view: UInt64) -> [UInt64] {
+        slots.filter { $0.value.waitingSince != nil && $0.value.commitSentInView != view }.keys.sorted()
+    }
+
+    /// A new view's re-proposal: its block's client signatures were checked by this replica when
+    /// it checked the new view's plan (NewViewPlan skips blocks with a forged one).
+    mutating func verifiedByPlan(_ prePrepare: PrePrepare) {
+        slots[prePrepare.block.round]?.verifiedAll = prePrepare.digest
     }
 
     /// A peer's Commit for a round not yet delivered: checked; false if it has one of that view
@@ -240,6 +313,7 @@ struct Agreement: Sendable {
         for round in slots.keys {
             slots[round]?.prePrepare = nil
             slots[round]?.commitSentInView = nil
+            slots[round]?.waitingSince = nil
         }
     }
 
