@@ -22,12 +22,47 @@ public enum ClientError: Error, CustomStringConvertible, Equatable {
     case busy
     case timedOut(after: Duration)
     case noCluster(String)
+    /// So many replicas of the cluster refused this client's connections, for reasons that do
+    /// not pass by waiting (another topology, a key the topology does not name), that f + 1
+    /// matching replies cannot come: each replica's name and refusal.
+    case refused([ReplicaRefusal])
 
     public var description: String {
         switch self {
         case .busy: return "this client already has a request outstanding (one at a time)"
         case let .timedOut(after): return "no f + 1 matching replies within \(after); is the deployment running (`geofabric status`)?"
         case let .noCluster(reason): return reason
+        case let .refused(refusals):
+            return refusals.map(\.description).joined(separator: "\n")
+        }
+    }
+}
+
+/// Why one replica's connection with this client was refused.
+public struct ReplicaRefusal: Hashable, Sendable, CustomStringConvertible {
+    public var replica: String
+    public var address: String
+    public var refusal: HandshakeRefusal
+
+    public var description: String {
+        if case let .topologyMismatch(theirs, ours) = refusal {
+            return "topology mismatch: this client has topology hash \(ours.shortHex), replica \(replica) at \(address) has "
+                + "\(theirs.shortHex) (started from another topology file? pass the deployment's topology)"
+        }
+        return "replica \(replica) at \(address) refused the connection: \(refusal)"
+    }
+
+    /// A refusal that repeats on every retry: another topology, keys or protocol version. A
+    /// timeout, a full server or a duplicate connection may pass.
+    public var isLasting: Bool {
+        switch refusal {
+        case .timeout, .tooManyConnections, .duplicateConnection: return false
+        case let .tls(tls):
+            switch tls {
+            case .handshakeFailed, .streamError: return false
+            default: return true
+            }
+        default: return true
         }
     }
 }
@@ -45,6 +80,8 @@ public actor FabricClient {
     /// When the outstanding request gives up (checked on each tick, so no timer per request).
     var deadline: (instant: ContinuousClock.Instant, timeout: Duration)?
     var tasks: [Task<Void, Never>] = []
+    /// The latest lasting refusal of each replica of the cluster not connected since.
+    var refusals: [UInt32: ReplicaRefusal] = [:]
     let clock = ContinuousClock()
     /// The client's clock: only resends on a view-change timeout and the submit timeout need it,
     /// so a tenth of the view timeout (not the replicas' 10 ms tick: a load generator with hundreds
@@ -69,7 +106,7 @@ public actor FabricClient {
         self.client = client
         self.cluster = cluster
         var configuration = TransportConfiguration(identity: .client(client), signingKey: key,
-                                                   topologyHash: TopologyFingerprint.digest(of: topology), keyRing: keys, logger: logger)
+                                                   topologyHash: TopologyFingerprint.digest(of: topology, keys: keys), keyRing: keys, logger: logger)
         configuration.limits = .init(maxBodyBytes: topology.parameters.maxMessageBytes)
         configuration.wanEmulation = wanEmulation
         if topology.transport.tls { configuration.tls = .identity(key, name: Topology.clientName(client), keyRing: keys) }
@@ -94,6 +131,12 @@ public actor FabricClient {
                 await self?.onReply(reply)
             }
         })
+        let events = transport.events
+        tasks.append(Task { [weak self] in
+            for await event in events {
+                await self?.onEvent(event)
+            }
+        })
         let tick = tickInterval
         tasks.append(Task { [weak self] in
             while !Task.isCancelled {
@@ -113,7 +156,30 @@ public actor FabricClient {
         return try await withCheckedThrowingContinuation { continuation in
             waiting = continuation
             carryOut(effects)
+            failIfRefused()
         }
+    }
+
+    func onEvent(_ event: TransportEvent) {
+        switch event {
+        case let .refused(node, refusal):
+            guard let number = node.replicaNumber, let replica = cluster.replicas.first(where: { $0.number == number }) else { return }
+            let refused = ReplicaRefusal(replica: replica.name, address: replica.address, refusal: refusal)
+            guard refused.isLasting else { return }
+            refusals[number] = refused
+            failIfRefused()
+        case let .connected(node):
+            if let number = node.replicaNumber { refusals[number] = nil }
+        default:
+            break
+        }
+    }
+
+    /// Fails the request at once when more than n - (f + 1) replicas of the cluster refused this
+    /// client for lasting reasons: f + 1 matching replies can no longer come.
+    func failIfRefused() {
+        guard waiting != nil, refusals.count > cluster.n - cluster.quorum.weak else { return }
+        fail(ClientError.refused(refusals.keys.sorted().compactMap { refusals[$0] }))
     }
 
     func fail(_ error: any Error) {

@@ -94,7 +94,12 @@ final class ConnectionHandler: ChannelInboundHandler {
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if case .handshakeCompleted? = event as? TLSUserEvent, !closing, case .awaitingHello = state {
             tls?.handshakeDone = true
-            sendHello(context: context)
+            if let theirs = tls?.foreignTopology {
+                // A node of another deployment: refused before anything is sent (TransportTLS.swift).
+                refuse(context: context, .topologyMismatch(theirs: theirs, ours: core.configuration.topologyHash), claimed: nil)
+            } else {
+                sendHello(context: context)
+            }
         }
         context.fireUserInboundEventTriggered(event)
     }
@@ -104,6 +109,10 @@ final class ConnectionHandler: ChannelInboundHandler {
         if closing { return }
         // Decrypted bytes arrive only once the TLS handshake is done.
         tls?.handshakeDone = true
+        if let theirs = tls?.foreignTopology {
+            refuse(context: context, .topologyMismatch(theirs: theirs, ours: core.configuration.topologyHash), claimed: nil)
+            return
+        }
         switch (state, record) {
         case (.closed, _), (.idle, _):
             return
@@ -226,6 +235,7 @@ final class ConnectionHandler: ChannelInboundHandler {
     private func refuse(context: ChannelHandlerContext, _ refusal: HandshakeRefusal, claimed: NodeID?) {
         if closing { return }
         core.countReject(refusal.label)
+        core.refused(role, refusal)
         let who = claimed.map { " claiming \($0)" } ?? ""
         core.logger.warning("refusing the connection with \(describePeer(context))\(who): \(refusal)",
                             metadata: ["reason": "\(refusal.label)"])
