@@ -10,8 +10,9 @@ public struct GeoFabricCommand: AsyncParsableCommand {
         discussion: """
             Topologies are YAML files (see topologies/ and the README); every command takes one as \
             its positional TOPOLOGY argument (the embedded default when it is optional and absent). \
-            --json prints the command's result as JSON on standard output instead of text; bench and \
-            simulate, whose reports are long, take --json FILE (`-` for standard output).
+            --json prints the command's result as JSON on standard output instead of text (bench and \
+            simulate then print their text report on standard error; --json-file FILE writes the JSON \
+            to a file instead).
             """,
         version: GeoFabricVersion.text,
         subcommands: [UpCommand.self, StatusCommand.self, BenchCommand.self, ReplicaCommand.self, ClientCommand.self, TopologyCommand.self, KeysCommand.self, CalibrateCommand.self, SimulateCommand.self])

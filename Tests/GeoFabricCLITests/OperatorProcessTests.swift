@@ -287,3 +287,47 @@ enum Tool {
         #expect(refusal.contains("or the topology changed a field the data is bound to"), "\(refusal)")
     }
 }
+
+// Item 6: one convention across the tool (parsing only; the binary for --version).
+@Suite struct ConventionTests {
+    @Test func theTopologyIsPositionalEverywhereAndTheOldOptionStillReads() throws {
+        let replica = try #require(try GeoFabricCommand.parseAsRoot(["replica", "t.yaml", "--replica", "s0-a-0"]) as? ReplicaCommand)
+        #expect(replica.topology == "t.yaml")
+        let old = try #require(try GeoFabricCommand.parseAsRoot(["replica", "--topology", "t.yaml", "--replica", "s0-a-0"]) as? ReplicaCommand)
+        #expect(old.topology == "t.yaml")
+        #expect(throws: (any Error).self) { try GeoFabricCommand.parseAsRoot(["replica", "a.yaml", "--topology", "b.yaml", "--replica", "x"]) }
+        let put = try #require(try GeoFabricCommand.parseAsRoot(["client", "put", "k", "v", "t.yaml", "--json"]) as? ClientCommand.Put)
+        #expect(put.key == "k" && put.value == "v" && put.options.topology == "t.yaml" && put.options.json)
+        let get = try #require(try GeoFabricCommand.parseAsRoot(["client", "get", "k", "--topology", "t.yaml"]) as? ClientCommand.Get)
+        #expect(get.options.topology == "t.yaml")
+        let show = try #require(try GeoFabricCommand.parseAsRoot(["keys", "show", "t.yaml"]) as? KeysCommand.Show)
+        #expect(show.file.path == "t.yaml")
+        #expect(throws: (any Error).self) { try GeoFabricCommand.parseAsRoot(["keys", "show"]) }
+        // `--help` of replica no longer shows --topology (hidden), and shows the positional.
+        let help = ReplicaCommand.helpMessage()
+        #expect(help.contains("<topology-file>") && !help.contains("--topology"), "\(help)")
+    }
+
+    @Test func jsonIsAFlagEverywhereAndUpTakesALogLevel() throws {
+        let bench = try #require(try GeoFabricCommand.parseAsRoot(["bench", "--json"]) as? BenchCommand)
+        #expect(bench.json == "-")
+        let file = try #require(try GeoFabricCommand.parseAsRoot(["bench", "--json-file", "out.json"]) as? BenchCommand)
+        #expect(file.json == "out.json")
+        #expect(throws: (any Error).self) { try GeoFabricCommand.parseAsRoot(["simulate", "--json", "out.json"]) }
+        let simulate = try #require(try GeoFabricCommand.parseAsRoot(["simulate", "--json"]) as? SimulateCommand)
+        #expect(simulate.json == "-")
+        let up = try #require(try GeoFabricCommand.parseAsRoot(["up", "--log-level", "debug", "--json"]) as? UpCommand)
+        #expect(up.logLevel == "debug" && up.json)
+        #expect(throws: (any Error).self) { try GeoFabricCommand.parseAsRoot(["up", "--log-level", "loud"]) }
+        let version = try Tool.run(["--version"], timeout: 20)
+        #expect(version.status == 0 && version.output.hasPrefix("geofabric "), "\(version)")
+    }
+
+    @Test func simulateWithJSONPrintsOneJSONDocument() throws {
+        let run = try Tool.run(["simulate", "\(repositoryRoot)/topologies/local-1x4.yaml", "--duration", "1", "--warmup", "0.2",
+                                "--clients", "4", "--protocol", "geobft", "--json"], timeout: 120)
+        #expect(run.status == 0, "\(run)")
+        #expect(try JSONSerialization.jsonObject(with: Data(run.output.utf8)) is [String: Any], "\(run)")
+        #expect(run.error.contains("txn/s"), "the text report goes to standard error: \(run)")
+    }
+}
