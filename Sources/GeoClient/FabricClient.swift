@@ -22,7 +22,8 @@ public enum ClientError: Error, CustomStringConvertible, Equatable {
     case busy
     case timedOut(after: Duration)
     case noCluster(String)
-    /// So many replicas of the cluster refused this client's connections, for reasons that do
+    /// So many connections with replicas of the cluster were refused (by this client or by the
+    /// replica, whichever side saw the problem first), for reasons that do
     /// not pass by waiting (another topology, a key the topology does not name), that f + 1
     /// matching replies cannot come: each replica's name and refusal.
     case refused([ReplicaRefusal])
@@ -49,7 +50,24 @@ public struct ReplicaRefusal: Hashable, Sendable, CustomStringConvertible {
             return "topology mismatch: this client has topology hash \(ours.shortHex), replica \(replica) at \(address) has "
                 + "\(theirs.shortHex) (started from another topology file? pass the deployment's topology)"
         }
-        return "replica \(replica) at \(address) refused the connection: \(refusal)"
+        if case let .tls(tls) = refusal, case let .handshakeFailed(reason) = tls, Self.isCertificateAlert(reason) {
+            return certificateRefused(reason)
+        }
+        if case let .tls(tls) = refusal, case let .streamError(reason) = tls, Self.isCertificateAlert(reason) {
+            return certificateRefused(reason)
+        }
+        return "the connection with replica \(replica) at \(address) was refused: \(refusal)"
+    }
+
+    func certificateRefused(_ reason: String) -> String {
+        "replica \(replica) at \(address) refused this client's certificate (\(reason.prefix { $0 != " " })): its topology "
+            + "names another key for this client, or none (another `clients:` count or key directory than this client's "
+            + "topology, which otherwise matches)"
+    }
+
+    /// BoringSSL's code for an alert about a certificate ("SSLV3_ALERT_BAD_CERTIFICATE", ...).
+    static func isCertificateAlert(_ reason: String) -> Bool {
+        reason.contains("ALERT") && reason.contains("CERTIFICATE")
     }
 
     /// A refusal that repeats on every retry: another topology, keys or protocol version. A
@@ -59,7 +77,10 @@ public struct ReplicaRefusal: Hashable, Sendable, CustomStringConvertible {
         case .timeout, .tooManyConnections, .duplicateConnection: return false
         case let .tls(tls):
             switch tls {
-            case .handshakeFailed, .streamError: return false
+            case let .handshakeFailed(reason), let .streamError(reason):
+                // The replica's alert that it refused this client's certificate (TLS 1.3: it
+                // may come after the handshake completed on this side) repeats on every retry.
+                return Self.isCertificateAlert(reason)
             default: return true
             }
         default: return true

@@ -128,6 +128,16 @@ enum Tool {
             let counted = await TLSProcessTests().wireErrors("topology_mismatch", at: deployment.loaded.topology.allReplicas[0])
             #expect(counted >= 1)
 
+            if tls {
+                // Same topology hash (the client count is free), but a client the replicas have no
+                // key for: they refuse its certificate, and it says so at once.
+                let more = try writeTemporary(Self.yaml(name: "op-running", basePort: base, tls: tls, extra: "clients: 400"), name: "more.yaml")
+                let unknown = try Tool.run(["client", "put", "k", "v", more, "--client", "350", "--timeout", "15"], timeout: 30)
+                #expect(unknown.status == 1, "\(unknown)")
+                #expect(unknown.seconds < 8, "\(unknown)")
+                #expect(unknown.error.contains("replica s0-local-0 at 127.0.0.1:\(base) refused this client's certificate"), "\(unknown)")
+            }
+
             let status = try Tool.run(["status", otherPath], timeout: 30)
             #expect(status.status == 1, "\(status)")
             #expect(status.output.contains("OTHER DEPLOYMENT"), "\(status)")
