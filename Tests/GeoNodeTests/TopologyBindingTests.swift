@@ -16,7 +16,7 @@ import Testing
             name: \(name)
             regions: [local, far]
             wan: [{between: [local, far], rtt_ms: 40, mbit_s: 500}]
-            base_port: 18480
+            base_port: 19480
             shards:
               - name: s0
                 clusters:
