@@ -186,25 +186,46 @@ enum ClientRun {
         }
     }
 
-    /// Why the state machine refused an operation, in words.
+    /// Why the state machine refused an operation, in words, with what it means.
     static func words(_ refusal: Refusal) -> String {
         switch refusal {
-        case .insufficientBalance: return "insufficient balance"
-        case .overflow: return "the result would overflow a 64-bit integer"
+        case .insufficientBalance: return label(refusal)
+        case .overflow: return "overflow (the result would not fit a 64-bit integer)"
         case .notANumber: return "not a number (a number is the decimal text of a 64-bit integer, e.g. 100 or -5)"
-        case .sameAccount: return "the same account on both sides"
-        case .locked: return "a key is locked by a cross-shard transaction in progress; try again"
-        case .wrongShard: return "the first key is not on this shard"
+        case .sameAccount: return "same account (a transfer needs two)"
+        case .locked: return "locked (a key is held by a cross-shard transaction in progress; try again)"
+        case .wrongShard: return "wrong shard (the first key is not on this shard)"
         }
     }
 
-    /// Why a cross-shard transaction aborted, in words.
+    /// The same in a few words, for tables and counters (`bench`).
+    static func label(_ refusal: Refusal) -> String {
+        switch refusal {
+        case .insufficientBalance: return "insufficient balance"
+        case .overflow: return "overflow"
+        case .notANumber: return "not a number"
+        case .sameAccount: return "same account"
+        case .locked: return "locked"
+        case .wrongShard: return "wrong shard"
+        }
+    }
+
+    /// Why a cross-shard transaction aborted, in words, with what it means.
     static func words(_ abort: CrossShardAbort) -> String {
         switch abort {
         case .conflict: return "conflict (a key is locked by another cross-shard transaction)"
-        case .insufficientBalance: return "insufficient balance"
+        case .insufficientBalance: return label(abort)
         case .badInput: return "bad input (not a number, an overflow, or the same account twice)"
         case .timeout: return "timeout (a shard's vote did not arrive in time)"
+        }
+    }
+
+    static func label(_ abort: CrossShardAbort) -> String {
+        switch abort {
+        case .conflict: return "conflict"
+        case .insufficientBalance: return "insufficient balance"
+        case .badInput: return "bad input"
+        case .timeout: return "timeout"
         }
     }
 
