@@ -50,6 +50,12 @@ public struct ReplicaRefusal: Hashable, Sendable, CustomStringConvertible {
             return "topology mismatch: this client has topology hash \(ours.shortHex), replica \(replica) at \(address) has "
                 + "\(theirs.shortHex) (started from another topology file? pass the deployment's topology)"
         }
+        if case let .peerRefused(label) = refusal {
+            let meaning = label == "unknown_identity"
+                ? ": its topology has no key for this client (another `clients:` count or key directory than this client's topology, which otherwise matches)"
+                : ""
+            return "replica \(replica) at \(address) refused this client (\(label))\(meaning)"
+        }
         if case let .tls(tls) = refusal, case let .handshakeFailed(reason) = tls, Self.isCertificateAlert(reason) {
             return certificateRefused(reason)
         }
@@ -75,6 +81,9 @@ public struct ReplicaRefusal: Hashable, Sendable, CustomStringConvertible {
     public var isLasting: Bool {
         switch refusal {
         case .timeout, .tooManyConnections, .duplicateConnection: return false
+        case let .peerRefused(label):
+            return ![HandshakeRefusal.timeout, .tooManyConnections, .duplicateConnection(.client(ClientID(0)))]
+                .map(\.label).contains(label)
         case let .tls(tls):
             switch tls {
             case let .handshakeFailed(reason), let .streamError(reason):
