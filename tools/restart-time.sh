@@ -30,7 +30,7 @@ for shard in json.load(sys.stdin)["shards"]:
 
 log=$(mktemp)
 start=$(date +%s.%N)
-"$tool" replica --topology "$topology" --replica "$replica" --data-dir "$data" >"$log" 2>&1 &
+"$tool" replica "$topology" --replica "$replica" --data-dir "$data" >"$log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -f "$log"' EXIT
 height=""

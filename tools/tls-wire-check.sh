@@ -34,7 +34,7 @@ done
 tcpdump -i lo -U -w "$work/capture.pcap" "tcp portrange $base-$((base + 64))" > /dev/null 2>&1 &
 dump=$!
 sleep 1
-"$tool" client put tlsprobe "$value" --topology "$topology"
+"$tool" client put tlsprobe "$value" "$topology"
 sleep 1
 kill "$dump"; wait "$dump" 2>/dev/null || true
 echo "1. capture: $(stat -c %s "$work/capture.pcap") bytes; occurrences of $value: $(grep -o -a -- "$value" "$work/capture.pcap" | wc -l)"

@@ -22,12 +22,77 @@ public enum ClientError: Error, CustomStringConvertible, Equatable {
     case busy
     case timedOut(after: Duration)
     case noCluster(String)
+    /// So many connections with replicas of the cluster were refused (by this client or by the
+    /// replica, whichever side saw the problem first), for reasons that do
+    /// not pass by waiting (another topology, a key the topology does not name), that f + 1
+    /// matching replies cannot come: each replica's name and refusal.
+    case refused([ReplicaRefusal])
 
     public var description: String {
         switch self {
         case .busy: return "this client already has a request outstanding (one at a time)"
         case let .timedOut(after): return "no f + 1 matching replies within \(after); is the deployment running (`geofabric status`)?"
         case let .noCluster(reason): return reason
+        case let .refused(refusals):
+            return refusals.map(\.description).joined(separator: "\n")
+        }
+    }
+}
+
+/// Why one replica's connection with this client was refused.
+public struct ReplicaRefusal: Hashable, Sendable, CustomStringConvertible {
+    public var replica: String
+    public var address: String
+    public var refusal: HandshakeRefusal
+
+    public var description: String {
+        if case let .topologyMismatch(theirs, ours) = refusal {
+            return "topology mismatch: this client has topology hash \(ours.shortHex), replica \(replica) at \(address) has "
+                + "\(theirs.shortHex) (started from another topology file? pass the deployment's topology)"
+        }
+        if case let .peerRefused(label) = refusal {
+            let meaning = label == "unknown_identity"
+                ? ": its topology has no key for this client (another `clients:` count or key directory than this client's topology, which otherwise matches)"
+                : ""
+            return "replica \(replica) at \(address) refused this client (\(label))\(meaning)"
+        }
+        if case let .tls(tls) = refusal, case let .handshakeFailed(reason) = tls, Self.isCertificateAlert(reason) {
+            return certificateRefused(reason)
+        }
+        if case let .tls(tls) = refusal, case let .streamError(reason) = tls, Self.isCertificateAlert(reason) {
+            return certificateRefused(reason)
+        }
+        return "the connection with replica \(replica) at \(address) was refused: \(refusal)"
+    }
+
+    func certificateRefused(_ reason: String) -> String {
+        "replica \(replica) at \(address) refused this client's certificate (\(reason.prefix { $0 != " " })): its topology "
+            + "names another key for this client, or none (another `clients:` count or key directory than this client's "
+            + "topology, which otherwise matches)"
+    }
+
+    /// BoringSSL's code for an alert about a certificate ("SSLV3_ALERT_BAD_CERTIFICATE", ...).
+    static func isCertificateAlert(_ reason: String) -> Bool {
+        reason.contains("ALERT") && reason.contains("CERTIFICATE")
+    }
+
+    /// A refusal that repeats on every retry: another topology, keys or protocol version. A
+    /// timeout, a full server or a duplicate connection may pass.
+    public var isLasting: Bool {
+        switch refusal {
+        case .timeout, .tooManyConnections, .duplicateConnection: return false
+        case let .peerRefused(label):
+            return ![HandshakeRefusal.timeout, .tooManyConnections, .duplicateConnection(.client(ClientID(0)))]
+                .map(\.label).contains(label)
+        case let .tls(tls):
+            switch tls {
+            case let .handshakeFailed(reason), let .streamError(reason):
+                // The replica's alert that it refused this client's certificate (TLS 1.3: it
+                // may come after the handshake completed on this side) repeats on every retry.
+                return Self.isCertificateAlert(reason)
+            default: return true
+            }
+        default: return true
         }
     }
 }
@@ -45,6 +110,8 @@ public actor FabricClient {
     /// When the outstanding request gives up (checked on each tick, so no timer per request).
     var deadline: (instant: ContinuousClock.Instant, timeout: Duration)?
     var tasks: [Task<Void, Never>] = []
+    /// The latest lasting refusal of each replica of the cluster not connected since.
+    var refusals: [UInt32: ReplicaRefusal] = [:]
     let clock = ContinuousClock()
     /// The client's clock: only resends on a view-change timeout and the submit timeout need it,
     /// so a tenth of the view timeout (not the replicas' 10 ms tick: a load generator with hundreds
@@ -69,7 +136,7 @@ public actor FabricClient {
         self.client = client
         self.cluster = cluster
         var configuration = TransportConfiguration(identity: .client(client), signingKey: key,
-                                                   topologyHash: TopologyFingerprint.digest(of: topology), keyRing: keys, logger: logger)
+                                                   topologyHash: TopologyFingerprint.digest(of: topology, keys: keys), keyRing: keys, logger: logger)
         configuration.limits = .init(maxBodyBytes: topology.parameters.maxMessageBytes)
         configuration.wanEmulation = wanEmulation
         if topology.transport.tls { configuration.tls = .identity(key, name: Topology.clientName(client), keyRing: keys) }
@@ -94,6 +161,12 @@ public actor FabricClient {
                 await self?.onReply(reply)
             }
         })
+        let events = transport.events
+        tasks.append(Task { [weak self] in
+            for await event in events {
+                await self?.onEvent(event)
+            }
+        })
         let tick = tickInterval
         tasks.append(Task { [weak self] in
             while !Task.isCancelled {
@@ -113,7 +186,30 @@ public actor FabricClient {
         return try await withCheckedThrowingContinuation { continuation in
             waiting = continuation
             carryOut(effects)
+            failIfRefused()
         }
+    }
+
+    func onEvent(_ event: TransportEvent) {
+        switch event {
+        case let .refused(node, refusal):
+            guard let number = node.replicaNumber, let replica = cluster.replicas.first(where: { $0.number == number }) else { return }
+            let refused = ReplicaRefusal(replica: replica.name, address: replica.address, refusal: refusal)
+            guard refused.isLasting else { return }
+            refusals[number] = refused
+            failIfRefused()
+        case let .connected(node):
+            if let number = node.replicaNumber { refusals[number] = nil }
+        default:
+            break
+        }
+    }
+
+    /// Fails the request at once when more than n - (f + 1) replicas of the cluster refused this
+    /// client for lasting reasons: f + 1 matching replies can no longer come.
+    func failIfRefused() {
+        guard waiting != nil, refusals.count > cluster.n - cluster.quorum.weak else { return }
+        fail(ClientError.refused(refusals.keys.sorted().compactMap { refusals[$0] }))
     }
 
     func fail(_ error: any Error) {

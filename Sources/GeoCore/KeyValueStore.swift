@@ -1,7 +1,15 @@
 // The replicated state machine: a key-value store with integer accounts.
 //
 // Deterministic: the same operations in the same order give the same results and state on every
-// replica. Integers are stored as 8-byte little-endian values; an absent key counts as 0.
+// replica.
+//
+// Numbers are values too, stored as decimal text, so that `put n 100` then `add n 1` gives 101 and
+// a read shows "101". The rule: a value is a number when it is the canonical decimal text of a
+// signed 64-bit integer: an optional '-' and then "0" or a digit 1-9 followed by digits, ASCII,
+// nothing else (no '+', no leading zeros, no "-0", no spaces), within -2^63 ... 2^63-1. Only that
+// spelling: it round-trips, so "007" or "+5" stay text (a postcode keeps its zero) and are refused
+// by add and transfer as not a number. An absent key counts as 0; add and transfer write results in
+// the canonical spelling.
 
 public struct KeyValueStore: Hashable, Sendable {
     public private(set) var values: [[UInt8]: [UInt8]] = [:]
@@ -13,18 +21,35 @@ public struct KeyValueStore: Hashable, Sendable {
 
     public func value(_ key: [UInt8]) -> [UInt8]? { values[key] }
 
-    /// The integer at `key`: 0 when absent, nil when the value is not an 8-byte integer.
+    /// The integer at `key`: 0 when absent, nil when the value is not a number (`decimal`).
     public func number(_ key: [UInt8]) -> Int64? {
         guard let bytes = values[key] else { return 0 }
-        guard bytes.count == 8 else { return nil }
-        var value: UInt64 = 0
-        for (index, byte) in bytes.enumerated() { value |= UInt64(byte) << (8 * UInt64(index)) }
-        return Int64(bitPattern: value)
+        return Self.decimal(bytes)
     }
 
-    public static func encode(_ number: Int64) -> [UInt8] {
-        let bits = UInt64(bitPattern: number)
-        return (0..<8).map { UInt8(truncatingIfNeeded: bits >> (8 * UInt64($0))) }
+    /// The canonical decimal text of `number` (the header's rule).
+    public static func encode(_ number: Int64) -> [UInt8] { Array(String(number).utf8) }
+
+    /// The number `bytes` spell under the header's rule, nil when they are not one.
+    public static func decimal(_ bytes: [UInt8]) -> Int64? {
+        let zero = UInt8(ascii: "0"), nine = UInt8(ascii: "9")
+        let negative = bytes.first == UInt8(ascii: "-")
+        let digits = bytes.dropFirst(negative ? 1 : 0)
+        // 19 digits hold every Int64; more cannot be canonical and in range.
+        guard let first = digits.first, digits.count <= 19, digits.allSatisfy({ $0 >= zero && $0 <= nine }) else { return nil }
+        guard first != zero || digits.count == 1 else { return nil }
+        guard !(negative && digits.count == 1 && first == zero) else { return nil }
+        // Accumulated negatively: -2^63 has no positive counterpart.
+        var value: Int64 = 0
+        for digit in digits {
+            let (shifted, overflowA) = value.multipliedReportingOverflow(by: 10)
+            let (next, overflowB) = shifted.subtractingReportingOverflow(Int64(digit - zero))
+            guard !overflowA, !overflowB else { return nil }
+            value = next
+        }
+        if negative { return value }
+        guard value != .min else { return nil }
+        return -value
     }
 
     public mutating func execute(_ operation: Operation) -> ExecutionResult {

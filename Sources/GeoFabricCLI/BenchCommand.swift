@@ -71,8 +71,14 @@ struct BenchCommand: AsyncParsableCommand {
     @Flag(name: .customLong("keep-data"), help: "Keep the replicas' ledgers and logs after the run.")
     var keepData = false
 
-    @Option(help: "Write the result as JSON to this file ('-': standard output, and the text report to standard error).")
-    var json: String?
+    @Flag(name: .customLong("json"), help: "Print the result as JSON on standard output (the text report goes to standard error).")
+    var jsonToStandardOutput = false
+
+    @Option(name: .customLong("json-file"), help: "Write the result as JSON to this file ('-': as --json).")
+    var jsonFile: String?
+
+    /// Where the JSON goes: "-" for standard output, a file, or nowhere.
+    var json: String? { jsonToStandardOutput ? "-" : jsonFile }
 
     @Option(help: "Write the per-second time series as CSV to this file.")
     var csv: String?
@@ -91,6 +97,9 @@ struct BenchCommand: AsyncParsableCommand {
     static let minimumClientsPerRegion = 16
 
     func validate() throws {
+        if jsonToStandardOutput, let topology, topology == "-" || topology.hasSuffix(".json") {
+            throw ValidationError("--json is a flag (the JSON on standard output, the text on standard error); write a file with --json-file FILE")
+        }
         guard ["geobft", "pbft", "both"].contains(protocolName) else { throw ValidationError("--protocol is geobft, pbft or both") }
         guard duration > 0, warmup >= 0, warmup < duration else { throw ValidationError("need 0 <= --warmup < --duration") }
         if let clients, clients < 1 { throw ValidationError("--clients must be at least 1") }
@@ -204,7 +213,7 @@ struct BenchCommand: AsyncParsableCommand {
             throw ExitCode(1)
         }
 
-        // With `--json -` standard output is the JSON alone, so it can be piped; the text goes to standard error.
+        // With `--json` standard output is the JSON alone, so it can be piped; the text goes to standard error.
         let show: (String) -> Void = json == "-" ? { progress($0) } : { say($0) }
         if !sweep.isEmpty {
             let points = reports.map(BenchSweepPoint.init)

@@ -287,8 +287,8 @@ enum LiveBenchmark {
                             let outcome: BenchRecorder.Outcome
                             switch completion.result {
                             case .crossShardCommitted: outcome = .crossShardCommitted
-                            case let .crossShardAborted(reason): outcome = .crossShardAborted(reason: "\(reason)")
-                            case let .refused(refusal): outcome = .singleShard(refusal: "\(refusal)")
+                            case let .crossShardAborted(reason): outcome = .crossShardAborted(reason: ClientRun.label(reason))
+                            case let .refused(refusal): outcome = .singleShard(refusal: ClientRun.label(refusal))
                             default: outcome = .singleShard(refusal: nil)
                             }
                             recorder.record(elapsed: (clock.now - start).seconds, latency: completion.latency, plan: plan,

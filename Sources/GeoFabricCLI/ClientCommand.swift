@@ -15,13 +15,27 @@ struct ClientCommand: AsyncParsableCommand {
         discussion: """
             The operation is signed with the client's key and sent to the home cluster of its key's \
             shard (the cluster in --region, or the shard's first); the result is printed once f + 1 \
-            replicas of that cluster sent matching replies.
+            replicas of that cluster sent matching replies. Values are bytes; a value that is the \
+            canonical decimal text of a 64-bit integer ("-12", "0", "100": no '+', no leading zeros) is \
+            a number, which add and transfer use (an absent key counts as 0) and which prints as a \
+            number. Exit status: 0 done, 2 refused or aborted, 1 failed (no answer, or the replicas \
+            refused this client: a topology mismatch is named at once).
             """,
         subcommands: [Put.self, Get.self, Add.self, Transfer.self])
 
     struct Options: ParsableArguments {
-        @Option(help: "The topology file (default: the embedded default topology).")
-        var topology: String?
+        @Argument(help: "The topology file (default: the embedded default topology).")
+        var topologyFile: String?
+
+        /// The spelling before the topology became positional in every command; still read.
+        @Option(name: .customLong("topology"), help: .hidden)
+        var topologyOption: String?
+
+        var topology: String? { topologyFile ?? topologyOption }
+
+        func validate() throws {
+            if topologyFile != nil, topologyOption != nil { throw ValidationError("give the topology once: TOPOLOGY or --topology, not both") }
+        }
 
         @Option(help: "The client identity to sign with (0 ..< the topology's client count).")
         var client: UInt32 = 0
@@ -32,7 +46,7 @@ struct ClientCommand: AsyncParsableCommand {
         @Option(help: "Seconds to wait for f + 1 matching replies.")
         var timeout: Double = 15
 
-        @Flag(help: "Print the result as JSON.")
+        @Flag(help: "Print the result as JSON on standard output: {operation, outcome, result, reason?, shard, cluster, round, height, latency_ms}.")
         var json = false
     }
 
@@ -77,12 +91,51 @@ struct ClientCommand: AsyncParsableCommand {
 
 struct ClientResult: Encodable {
     var operation: String
-    var result: String
+    /// stored, value, number, transferred, refused, committed or aborted.
+    var outcome: String
+    /// What the operation answered: "stored"; a read's value (a number when it is one, else its
+    /// text, "0x..." hex when it is not UTF-8, null when the key is absent); an add's number;
+    /// {from_balance, to_balance} after a transfer; "refused", "committed", "aborted".
+    var result: JSONValue
+    /// Why it was refused or aborted, in words ("insufficient balance").
+    var reason: String?
     var shard: String
     var cluster: String
     var round: UInt64
     var height: UInt64
     var latency_ms: Double
+}
+
+/// A JSON value whose type depends on the answer (a number, text, null, or an object).
+enum JSONValue: Encodable, Equatable {
+    case string(String)
+    case number(Int64)
+    case null
+    case object([String: JSONValue])
+
+    func encode(to encoder: any Encoder) throws {
+        switch self {
+        case let .object(fields):
+            var container = encoder.container(keyedBy: JSONKey.self)
+            for (key, value) in fields { try container.encode(value, forKey: JSONKey(key)) }
+        default:
+            var container = encoder.singleValueContainer()
+            switch self {
+            case let .string(text): try container.encode(text)
+            case let .number(number): try container.encode(number)
+            case .null: try container.encodeNil()
+            case .object: break
+            }
+        }
+    }
+
+    struct JSONKey: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(_ string: String) { stringValue = string }
+        init?(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
+    }
 }
 
 enum ClientRun {
@@ -96,15 +149,83 @@ enum ClientRun {
         }
     }
 
+    /// The line `client` prints for a result.
     static func describe(_ result: ExecutionResult) -> String {
         switch result {
         case .stored: return "stored"
-        case let .value(value): return value.map { String(decoding: $0, as: UTF8.self) } ?? "(absent)"
+        case let .value(value): return value.map(describeValue) ?? "(absent)"
         case let .number(number): return "\(number)"
         case let .transferred(from, to): return "transferred (balances now \(from) and \(to))"
-        case let .refused(reason): return "refused: \(reason)"
+        case let .refused(reason): return "refused: \(words(reason))"
         case .crossShardCommitted: return "committed on every shard"
-        case let .crossShardAborted(reason): return "aborted on every shard: \(reason)"
+        case let .crossShardAborted(reason): return "aborted on every shard: \(words(reason))"
+        }
+    }
+
+    /// A stored value as text: its number, its UTF-8 text, or "0x" and hex when it is not text.
+    static func describeValue(_ bytes: [UInt8]) -> String {
+        if let number = KeyValueStore.decimal(bytes) { return "\(number)" }
+        if let text = String(validating: bytes, as: UTF8.self) { return text }
+        return "0x" + Hex.encode(bytes)
+    }
+
+    /// The JSON form of a result: (outcome, result, reason).
+    static func json(_ result: ExecutionResult) -> (String, JSONValue, String?) {
+        switch result {
+        case .stored: return ("stored", .string("stored"), nil)
+        case let .value(value):
+            guard let value else { return ("value", .null, nil) }
+            if let number = KeyValueStore.decimal(value) { return ("value", .number(number), nil) }
+            return ("value", .string(describeValue(value)), nil)
+        case let .number(number): return ("number", .number(number), nil)
+        case let .transferred(from, to):
+            return ("transferred", .object(["from_balance": .number(from), "to_balance": .number(to)]), nil)
+        case let .refused(reason): return ("refused", .string("refused"), words(reason))
+        case .crossShardCommitted: return ("committed", .string("committed"), nil)
+        case let .crossShardAborted(reason): return ("aborted", .string("aborted"), words(reason))
+        }
+    }
+
+    /// Why the state machine refused an operation, in words, with what it means.
+    static func words(_ refusal: Refusal) -> String {
+        switch refusal {
+        case .insufficientBalance: return label(refusal)
+        case .overflow: return "overflow (the result would not fit a 64-bit integer)"
+        case .notANumber: return "not a number (a number is the decimal text of a 64-bit integer, e.g. 100 or -5)"
+        case .sameAccount: return "same account (a transfer needs two)"
+        case .locked: return "locked (a key is held by a cross-shard transaction in progress; try again)"
+        case .wrongShard: return "wrong shard (the first key is not on this shard)"
+        }
+    }
+
+    /// The same in a few words, for tables and counters (`bench`).
+    static func label(_ refusal: Refusal) -> String {
+        switch refusal {
+        case .insufficientBalance: return "insufficient balance"
+        case .overflow: return "overflow"
+        case .notANumber: return "not a number"
+        case .sameAccount: return "same account"
+        case .locked: return "locked"
+        case .wrongShard: return "wrong shard"
+        }
+    }
+
+    /// Why a cross-shard transaction aborted, in words, with what it means.
+    static func words(_ abort: CrossShardAbort) -> String {
+        switch abort {
+        case .conflict: return "conflict (a key is locked by another cross-shard transaction)"
+        case .insufficientBalance: return label(abort)
+        case .badInput: return "bad input (not a number, an overflow, or the same account twice)"
+        case .timeout: return "timeout (a shard's vote did not arrive in time)"
+        }
+    }
+
+    static func label(_ abort: CrossShardAbort) -> String {
+        switch abort {
+        case .conflict: return "conflict"
+        case .insufficientBalance: return "insufficient balance"
+        case .badInput: return "bad input"
+        case .timeout: return "timeout"
         }
     }
 
@@ -156,12 +277,14 @@ enum ClientRun {
         let shardName = topology.shard(cluster.id.shard)?.name ?? "?"
         let proposer = topology.shard(cluster.id.shard)?.clusters[Int(completion.position.clusterIndex)].region ?? "?"
         let milliseconds = completion.latency.seconds * 1000
-        let output = ClientResult(operation: describe(operation), result: describe(completion.result), shard: shardName, cluster: proposer,
-                                  round: completion.position.round, height: completion.position.height, latency_ms: milliseconds)
+        let (outcome, result, reason) = json(completion.result)
+        let output = ClientResult(operation: describe(operation), outcome: outcome, result: result, reason: reason, shard: shardName,
+                                  cluster: proposer, round: completion.position.round, height: completion.position.height,
+                                  latency_ms: milliseconds)
         if options.json {
             print(JSONOutput.encode(output))
         } else {
-            print("\(output.result)")
+            print(describe(completion.result))
             print("  ledger: shard \(shardName), height \(output.height) (round \(output.round), block of \(proposer)); \(String(format: "%.1f", milliseconds)) ms")
         }
         if case .refused = completion.result { throw ExitCode(2) }

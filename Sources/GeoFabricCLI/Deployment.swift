@@ -34,6 +34,31 @@ struct LoadedTopology {
             + "plaintext (readable and alterable on the path); use it only for a benchmark A/B on one machine"
     }
 
+    /// The warning for a topology with `keys: dev`, nil with a key directory. Stronger when a
+    /// replica's host is not this machine's loopback: there the keys are a network's to take.
+    static func developmentKeyWarning(_ topology: Topology, source: String) -> String? {
+        guard case .development = topology.keys else { return nil }
+        var text = "warning: \(source) uses development keys (keys: dev): anyone who has the topology can derive every "
+            + "replica's and client's private key, so they are for one machine only"
+        let remote = Set(topology.allReplicas.map(\.host).filter { !isLoopback($0) }).sorted()
+        if !remote.isEmpty {
+            text += "; its replicas listen on \(remote.joined(separator: ", ")), not loopback: anyone who reaches them can "
+                + "impersonate any replica or client. Make keys with `geofabric keys generate` and set keys: {directory: DIR}"
+        }
+        return text
+    }
+
+    static func isLoopback(_ host: String) -> Bool {
+        host == "localhost" || host == "::1" || host.hasPrefix("127.")
+    }
+
+    /// Prints the development-key warning on stderr, once per command that runs replicas.
+    func warnIfDevelopmentKeys() {
+        if let warning = Self.developmentKeyWarning(topology, source: displayName) {
+            FileHandle.standardError.write(Data((warning + "\n").utf8))
+        }
+    }
+
     private static func read(_ path: String?) throws -> LoadedTopology {
         do {
             guard let path else {

@@ -8,10 +8,19 @@ public struct GeoFabricCommand: AsyncParsableCommand {
         commandName: "geofabric",
         abstract: "GeoFabric: a geo-aware, sharded, permissioned blockchain fabric (GeoBFT).",
         discussion: """
-            Topologies are YAML files (see topologies/ and the README). Every command that reports \
-            accepts --json.
+            Topologies are YAML files (see topologies/ and the README); every command takes one as \
+            its positional TOPOLOGY argument (the embedded default when it is optional and absent). \
+            --json prints the command's result as JSON on standard output instead of text (bench and \
+            simulate then print their text report on standard error; --json-file FILE writes the JSON \
+            to a file instead).
             """,
+        version: GeoFabricVersion.text,
         subcommands: [UpCommand.self, StatusCommand.self, BenchCommand.self, ReplicaCommand.self, ClientCommand.self, TopologyCommand.self, KeysCommand.self, CalibrateCommand.self, SimulateCommand.self])
 
     public init() {}
+}
+
+/// What `geofabric --version` prints.
+public enum GeoFabricVersion {
+    public static let text = "geofabric 0.9.0 (topology hash: binding v2)"
 }

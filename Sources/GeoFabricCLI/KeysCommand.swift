@@ -22,8 +22,7 @@ struct KeysCommand: ParsableCommand {
                 Refuses to overwrite an existing manifest.
                 """)
 
-        @Option(help: "The topology file.")
-        var topology: String
+        @OptionGroup var file: TopologyFileArgument
 
         @Option(help: "The directory to write the keys into.")
         var out: String
@@ -32,7 +31,7 @@ struct KeysCommand: ParsableCommand {
         var json = false
 
         func run() throws {
-            try KeyCommands.generate(topologyPath: topology, directory: out, json: json).emit()
+            try KeyCommands.generate(topologyPath: file.path, directory: out, json: json).emit()
         }
     }
 
@@ -40,15 +39,30 @@ struct KeysCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Print the public key of every replica of a topology, from wherever its `keys` setting says.")
 
-        @Option(help: "The topology file.")
-        var topology: String
+        @OptionGroup var file: TopologyFileArgument
 
         @Flag(help: "Print the keys as JSON.")
         var json = false
 
         func run() throws {
-            try KeyCommands.show(topologyPath: topology, json: json).emit()
+            try KeyCommands.show(topologyPath: file.path, json: json).emit()
         }
+    }
+}
+
+/// A required topology file: positional, as in every command, or the older `--topology F`.
+struct TopologyFileArgument: ParsableArguments {
+    @Argument(help: "The topology file.")
+    var topologyFile: String?
+
+    @Option(name: .customLong("topology"), help: .hidden)
+    var topologyOption: String?
+
+    var path: String { topologyFile ?? topologyOption ?? "" }
+
+    func validate() throws {
+        if topologyFile != nil, topologyOption != nil { throw ValidationError("give the topology once: TOPOLOGY or --topology, not both") }
+        if topologyFile == nil, topologyOption == nil { throw ValidationError("missing the topology file (TOPOLOGY)") }
     }
 }
 

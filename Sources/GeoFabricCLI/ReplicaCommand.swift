@@ -1,4 +1,4 @@
-// `geofabric replica --topology F --replica NAME [--data-dir DIR]`: one replica daemon, for a
+// `geofabric replica [TOPOLOGY] --replica NAME [--data-dir DIR]`: one replica daemon, for a
 // multi-host deployment (one per host) and as the process `geofabric up` starts for each replica.
 
 import ArgumentParser
@@ -17,8 +17,16 @@ struct ReplicaCommand: AsyncParsableCommand {
             and GET /metrics on its status port.
             """)
 
-    @Option(help: "The topology file (default: the embedded default topology).")
-    var topology: String?
+    @Argument(help: "The topology file (default: the embedded default topology).")
+    var topologyFile: String?
+
+    /// The spelling before the topology became positional in every command; still read.
+    @Option(name: .customLong("topology"), help: .hidden)
+    var topologyOption: String?
+
+    var topology: String? { topologyFile ?? topologyOption }
+
+    static let logLevels = Logger.Level.allCases.map(\.rawValue)
 
     @Option(help: "The replica's name in the topology (as `geofabric topology validate` lists them).")
     var replica: String
@@ -38,8 +46,16 @@ struct ReplicaCommand: AsyncParsableCommand {
     @Flag(name: .customLong("pbft-baseline"), help: "Run in the PBFT baseline of the topology: each shard's replicas as one PBFT cluster (`geofabric bench --protocol pbft`).")
     var pbftBaseline = false
 
+    func validate() throws {
+        if topologyFile != nil, topologyOption != nil { throw ValidationError("give the topology once: TOPOLOGY or --topology, not both") }
+        guard Self.logLevels.contains(logLevel) else {
+            throw ValidationError("--log-level must be one of \(Self.logLevels.joined(separator: ", "))")
+        }
+    }
+
     func run() async throws {
         var loaded = try LoadedTopology.load(topology)
+        loaded.warnIfDevelopmentKeys()
         if pbftBaseline { loaded.topology = loaded.topology.pbftBaseline() }
         let info = try loaded.replica(named: replica)
         var logger = Logger(label: "geofabric.replica")

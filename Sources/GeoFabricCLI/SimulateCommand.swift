@@ -74,8 +74,24 @@ struct SimulateCommand: ParsableCommand {
     @Option(help: "Benchmark: sweep 'clusters' or 'batch' and print a table.")
     var sweep: String?
 
-    @Option(help: "Write the result as JSON to this file ('-' for standard output).")
-    var json: String?
+    @Flag(name: .customLong("json"), help: "Print the result as JSON on standard output (the text report goes to standard error).")
+    var jsonToStandardOutput = false
+
+    @Option(name: .customLong("json-file"), help: "Write the result as JSON to this file ('-': as --json).")
+    var jsonFile: String?
+
+    /// Where the JSON goes: "-" for standard output, a file, or nowhere.
+    var json: String? { jsonToStandardOutput ? "-" : jsonFile }
+
+    /// A line of the text report: on standard output, or on standard error when standard output
+    /// carries the JSON (so that it stays one JSON document).
+    func print(_ line: String) {
+        if json == "-" {
+            FileHandle.standardError.write(Data((line + "\n").utf8))
+        } else {
+            Swift.print(line)
+        }
+    }
 
     @Option(help: "Benchmark sweeps: write the table as CSV to this file.")
     var csv: String?
@@ -92,6 +108,9 @@ struct SimulateCommand: ParsableCommand {
     var clientTimeoutMilliseconds: Int?
 
     func validate() throws {
+        if jsonToStandardOutput, let topology, topology == "-" || topology.hasSuffix(".json") {
+            throw ValidationError("--json is a flag (the JSON on standard output, the text on standard error); write a file with --json-file FILE")
+        }
         if let seeds, seeds < 1 { throw ValidationError("--seeds must be at least 1") }
         if let crossShard {
             guard (0...1).contains(crossShard) else { throw ValidationError("--cross-shard is a fraction between 0 and 1") }
@@ -131,7 +150,7 @@ struct SimulateCommand: ParsableCommand {
 
     func write(_ text: String, to path: String) throws {
         if path == "-" {
-            print(text)
+            Swift.print(text)
             return
         }
         do {

@@ -42,6 +42,10 @@ public enum TopologyValidation {
         var output = CommandOutput()
         do {
             let topology = try TopologyLoader.load(path: path)
+            for warning in [LoadedTopology.developmentKeyWarning(topology, source: path),
+                            LoadedTopology.plaintextWarning(topology, source: path)].compactMap({ $0 }) {
+                output.err(warning)
+            }
             if json {
                 output.out(JSONOutput.encode(TopologySummary(file: path, topology: topology)))
             } else {

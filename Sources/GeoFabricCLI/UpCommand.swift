@@ -5,6 +5,7 @@
 import ArgumentParser
 import Foundation
 import GeoCore
+import GeoCrypto
 import GeoNode
 import GeoTopology
 import Synchronization
@@ -31,15 +32,26 @@ struct UpCommand: AsyncParsableCommand {
     @Option(name: .customLong("ready-timeout"), help: "Seconds to wait for every replica to answer on its status port.")
     var readyTimeout: Double = 60
 
-    @Flag(help: "Print the table of replicas as JSON once they are ready.")
+    @Option(name: .customLong("log-level"), help: "The replicas' log level: trace, debug, info, notice, warning, error or critical.")
+    var logLevel: String = "info"
+
+    @Flag(help: "Print the table of replicas as JSON on standard output once they are ready.")
     var json = false
+
+    func validate() throws {
+        guard ReplicaCommand.logLevels.contains(logLevel) else {
+            throw ValidationError("--log-level must be one of \(ReplicaCommand.logLevels.joined(separator: ", "))")
+        }
+    }
 
     func run() async throws {
         let loaded = try LoadedTopology.load(topology)
+        loaded.warnIfDevelopmentKeys()
         let data = loaded.dataDirectory(dataDirectory)
         let deployment: LocalDeployment
         do {
-            deployment = try LocalDeployment.start(loaded, dataDirectory: data, emulateWAN: emulateWAN)
+            deployment = try LocalDeployment.start(loaded, dataDirectory: data, emulateWAN: emulateWAN,
+                                                   replicaArguments: ["--log-level", logLevel])
         } catch {
             FileHandle.standardError.write(Data("error: \(error)\n".utf8))
             throw ExitCode(1)
@@ -65,6 +77,9 @@ struct UpCommand: AsyncParsableCommand {
         FileHandle.standardError.write(Data("\(reason); stopping every replica\n".utf8))
         await deployment.stop()
         FileHandle.standardError.write(Data("stopped\n".utf8))
+        // The replicas ending on their own is a failure (each was reported with its log); a
+        // signal from the operator is the ordinary end.
+        if reason == LocalDeployment.everyReplicaExited { throw ExitCode(1) }
     }
 }
 
@@ -81,16 +96,31 @@ struct UpSummary: Encodable {
 
 enum DeploymentError: Error, CustomStringConvertible {
     case cannotCreate(String, String)
-    case replicaExited(String, status: Int32, log: String, tail: String)
-    case notReady([String], after: Duration)
+    case keys(String)
+    /// Replicas that exited before they were ready: name, exit status, log and its last lines.
+    case replicasExited([ExitedReplica], of: Int)
+    /// Replicas that did not answer in time, with what answered at their address instead.
+    case notReady([String], after: Duration, others: [String])
+
+    struct ExitedReplica: Sendable {
+        var name: String
+        var status: Int32
+        var log: String
+        var tail: String
+    }
 
     var description: String {
         switch self {
         case let .cannotCreate(path, reason): return "cannot create \(path): \(reason)"
-        case let .replicaExited(name, status, log, tail):
-            return "replica \(name) exited with status \(status) before it was ready (log: \(log))" + (tail.isEmpty ? "" : ":\n\(tail)")
-        case let .notReady(names, after):
+        case let .keys(reason): return "keys: \(reason)"
+        case let .replicasExited(exited, total):
+            return "\(exited.count) of \(total) replicas exited before they were ready:\n" + exited.map { replica in
+                "replica \(replica.name) exited with status \(replica.status) (log: \(replica.log))"
+                    + (replica.tail.isEmpty ? "" : ":\n\(replica.tail)")
+            }.joined(separator: "\n")
+        case let .notReady(names, after, others):
             return "not ready after \(after): \(names.joined(separator: ", ")) (see their logs)"
+                + others.map { "\n  \($0)" }.joined()
         }
     }
 }
@@ -120,13 +150,17 @@ final class LocalDeployment: Sendable {
     let executable: String
     /// Appended to every replica's command line (`--pbft-baseline` for the benchmark's baseline).
     let replicaArguments: [String]
+    /// The topology hash the replicas run under (of the PBFT baseline with `--pbft-baseline`):
+    /// a status answer with another hash or another name is some other deployment's.
+    let topologyHash: Digest
     let entries: Mutex<[Entry]>
 
     var processes: [Entry] { entries.withLock { $0 } }
 
     private init(loaded: LoadedTopology, topologyPath: String, dataDirectory: String, emulateWAN: Bool, executable: String,
-                 replicaArguments: [String]) {
+                 replicaArguments: [String], topologyHash: Digest) {
         self.loaded = loaded
+        self.topologyHash = topologyHash
         self.topologyPath = topologyPath
         self.dataDirectory = dataDirectory
         self.emulateWAN = emulateWAN
@@ -138,6 +172,13 @@ final class LocalDeployment: Sendable {
     static func start(_ loaded: LoadedTopology, dataDirectory data: String, emulateWAN: Bool,
                       executable: String = Executable.path, replicaArguments: [String] = []) throws -> LocalDeployment {
         let files = FileManager.default
+        let deployed = replicaArguments.contains("--pbft-baseline") ? loaded.topology.pbftBaseline() : loaded.topology
+        let topologyHash: Digest
+        do {
+            topologyHash = TopologyFingerprint.digest(of: deployed, keys: try KeyRing.load(for: deployed, baseDirectory: loaded.directory))
+        } catch {
+            throw DeploymentError.keys("\(error)")
+        }
         let logs = (data as NSString).appendingPathComponent("logs")
         do {
             try files.createDirectory(atPath: logs, withIntermediateDirectories: true)
@@ -157,7 +198,8 @@ final class LocalDeployment: Sendable {
             }
         }
         let deployment = LocalDeployment(loaded: loaded, topologyPath: topologyPath, dataDirectory: data,
-                                         emulateWAN: emulateWAN, executable: executable, replicaArguments: replicaArguments)
+                                         emulateWAN: emulateWAN, executable: executable, replicaArguments: replicaArguments,
+                                         topologyHash: topologyHash)
         for info in loaded.topology.allReplicas {
             do {
                 let entry = try deployment.spawn(info)
@@ -179,7 +221,7 @@ final class LocalDeployment: Sendable {
         handle.seekToEndOfFile()
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = ["replica", "--topology", topologyPath, "--replica", info.name, "--data-dir", dataDirectory]
+        process.arguments = ["replica", topologyPath, "--replica", info.name, "--data-dir", dataDirectory]
             + (emulateWAN ? ["--emulate-wan"] : []) + replicaArguments
         process.standardOutput = handle
         process.standardError = handle
@@ -208,31 +250,80 @@ final class LocalDeployment: Sendable {
         entries.withLock { $0[index] = entry }
     }
 
-    /// Polls every replica's status endpoint until all answer; fails early when a replica exits.
+    /// How long, after the first replica exits early, the others get to fail too, so that one
+    /// report names every replica that could not start (they usually fail together: ports or a
+    /// data directory in use).
+    static let exitReportGrace: Duration = .seconds(2)
+
+    /// Polls every replica's status endpoint until all answer as themselves: the replica's name
+    /// and this deployment's topology hash (another deployment on the same ports answers too,
+    /// and is not ours). Fails when a replica exits, naming every replica that exited by then.
     func waitUntilReady(timeout: Duration) async throws {
         let clock = ContinuousClock()
         let deadline = clock.now + timeout
         var waiting = processes.map(\.info)
+        var firstExit: ContinuousClock.Instant?
+        var others: [String: String] = [:]
         while !waiting.isEmpty {
-            for entry in processes where !entry.process.isRunning {
-                throw DeploymentError.replicaExited(entry.info.name, status: entry.process.terminationStatus, log: entry.log,
-                                                    tail: Self.tail(of: entry.log))
+            let exited = processes.filter { !$0.process.isRunning }
+            if !exited.isEmpty {
+                let now = clock.now
+                if firstExit == nil { firstExit = now }
+                if let first = firstExit, now - first >= Self.exitReportGrace || exited.count == processes.count {
+                    throw DeploymentError.replicasExited(exited.map {
+                        .init(name: $0.info.name, status: $0.process.terminationStatus, log: $0.log, tail: Self.tail(of: $0.log))
+                    }, of: processes.count)
+                }
             }
             let results = await StatusClient.fetchAll(waiting.map { StatusTarget($0) }, timeout: .milliseconds(500))
-            let ready = Set(results.compactMap { entry -> String? in
-                if case .success = entry.result { return entry.target.name }
-                return nil
-            })
+            var ready = Set<String>()
+            let pids = Dictionary(processes.map { ($0.info.name, $0.process.processIdentifier) }, uniquingKeysWith: { $1 })
+            for entry in results {
+                guard case let .success(status) = entry.result else { continue }
+                if let mismatch = mismatch(status, expected: entry.target.name, pid: pids[entry.target.name]) {
+                    others[entry.target.name] = "\(entry.target.name) (\(entry.target.host):\(entry.target.port)): \(mismatch)"
+                } else {
+                    ready.insert(entry.target.name)
+                    others[entry.target.name] = nil
+                }
+            }
             waiting.removeAll { ready.contains($0.name) }
             if waiting.isEmpty { return }
-            if clock.now >= deadline { throw DeploymentError.notReady(waiting.map(\.name), after: timeout) }
+            if clock.now >= deadline {
+                throw DeploymentError.notReady(waiting.map(\.name), after: timeout, others: others.keys.sorted().compactMap { others[$0] })
+            }
             try? await Task.sleep(for: .milliseconds(200))
         }
     }
 
+    /// Why a status answer at a replica's address is not that replica of this deployment; nil when it is.
+    /// `pid`: the process started for it, which must be the one answering (the same topology
+    /// may run already from another data directory, or from this one, holding the ports).
+    func mismatch(_ status: ReplicaStatus, expected name: String, pid: Int32?) -> String? {
+        guard let hash = status.topologyHash else {
+            return "answered by \(status.replica) that names no topology hash (an older GeoFabric?), not this deployment's"
+        }
+        if status.replica != name || hash != topologyHash.hex {
+            return "answered by \(status.replica) of topology \(status.topology ?? "?") (hash \(hash.prefix(12))), "
+                + "not \(name) of this deployment (hash \(topologyHash.shortHex)): another deployment holds this address"
+        }
+        if let pid, let answering = status.pid, answering != pid {
+            return "answered by process \(answering), not the replica process \(pid) started: "
+                + "another run of this topology holds this address"
+        }
+        return nil
+    }
+
+    /// The last lines of a replica's log, and before them its last "error:" line when that is
+    /// further up (a log the replica shares with an earlier run, or with a process still running).
     static func tail(of path: String, lines: Int = 5) -> String {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return "" }
-        return text.split(separator: "\n").suffix(lines).map { "  " + $0 }.joined(separator: "\n")
+        let all = text.split(separator: "\n")
+        var shown = Array(all.suffix(lines))
+        if let error = all.suffix(200).last(where: { $0.hasPrefix("error:") }), !shown.contains(error) {
+            shown.insert(error, at: 0)
+        }
+        return shown.map { "  " + $0 }.joined(separator: "\n")
     }
 
     func table() -> [Row] {
@@ -242,6 +333,8 @@ final class LocalDeployment: Sendable {
                 pid: entry.process.processIdentifier, log: entry.log)
         }
     }
+
+    static let everyReplicaExited = "every replica exited"
 
     /// Returns when Ctrl-C or SIGTERM arrives, or when every replica has exited on its own.
     /// A replica that exits while others run is reported and left down.
@@ -257,10 +350,12 @@ final class LocalDeployment: Sendable {
                     let processes = self.processes
                     for entry in processes where !entry.process.isRunning && !reported.contains(entry.info.name) {
                         reported.insert(entry.info.name)
+                        let tail = Self.tail(of: entry.log)
                         FileHandle.standardError.write(Data(
-                            "warning: replica \(entry.info.name) exited with status \(entry.process.terminationStatus) (log: \(entry.log))\n".utf8))
+                            ("warning: replica \(entry.info.name) exited with status \(entry.process.terminationStatus) (log: \(entry.log))"
+                                + (tail.isEmpty ? "" : ":\n\(tail)") + "\n").utf8))
                     }
-                    if reported.count == processes.count { return "every replica exited" }
+                    if reported.count == processes.count { return Self.everyReplicaExited }
                     try? await Task.sleep(for: .milliseconds(250))
                 }
                 return "cancelled"

@@ -47,6 +47,10 @@ final class ConnectionHandler: ChannelInboundHandler {
     /// peer until teardown so the core can unregister it.
     private var closing = false
     private var senderMismatchLogged = false
+    /// What this side sent of the handshake: a Reject may take the Proof's place only after our
+    /// Hello and before our Proof, where the peer's decoder expects a record of that size.
+    private var helloSent = false
+    private var proofSent = false
     /// What TLS learned about the peer; nil on a plaintext transport.
     private let tls: TLSPeerRecord?
 
@@ -89,12 +93,18 @@ final class ConnectionHandler: ChannelInboundHandler {
     private func sendHello(context: ChannelHandlerContext) {
         let hello = Hello(topologyHash: core.configuration.topologyHash, node: core.configuration.identity, nonce: nonce)
         context.writeAndFlush(wrapOutboundOut(ByteBuffer(bytes: hello.encoded)), promise: nil)
+        helloSent = true
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if case .handshakeCompleted? = event as? TLSUserEvent, !closing, case .awaitingHello = state {
             tls?.handshakeDone = true
-            sendHello(context: context)
+            if let theirs = tls?.foreignTopology {
+                // A node of another deployment: refused before anything is sent (TransportTLS.swift).
+                refuse(context: context, .topologyMismatch(theirs: theirs, ours: core.configuration.topologyHash), claimed: nil)
+            } else {
+                sendHello(context: context)
+            }
         }
         context.fireUserInboundEventTriggered(event)
     }
@@ -104,6 +114,10 @@ final class ConnectionHandler: ChannelInboundHandler {
         if closing { return }
         // Decrypted bytes arrive only once the TLS handshake is done.
         tls?.handshakeDone = true
+        if let theirs = tls?.foreignTopology {
+            refuse(context: context, .topologyMismatch(theirs: theirs, ours: core.configuration.topologyHash), claimed: nil)
+            return
+        }
         switch (state, record) {
         case (.closed, _), (.idle, _):
             return
@@ -130,7 +144,10 @@ final class ConnectionHandler: ChannelInboundHandler {
                                                  signer: core.configuration.identity, verifier: hello.node)
             let proof = Proof(signature: core.configuration.signingKey.sign(payload))
             context.writeAndFlush(wrapOutboundOut(ByteBuffer(bytes: proof.encoded)), promise: nil)
+            proofSent = true
             state = .awaitingProof(peer: hello.node, key: key)
+        case let (.awaitingProof, .reject(reject)), let (.awaitingHello, .reject(reject)):
+            refuse(context: context, .peerRefused(reject.reason), claimed: nil)
         case let (.awaitingProof(peer, key), .proof(proof)):
             let payload = Handshake.proofPayload(verifierNonce: nonce, topologyHash: core.configuration.topologyHash,
                                                  signer: peer, verifier: core.configuration.identity)
@@ -226,11 +243,26 @@ final class ConnectionHandler: ChannelInboundHandler {
     private func refuse(context: ChannelHandlerContext, _ refusal: HandshakeRefusal, claimed: NodeID?) {
         if closing { return }
         core.countReject(refusal.label)
+        core.refused(role, refusal)
         let who = claimed.map { " claiming \($0)" } ?? ""
         core.logger.warning("refusing the connection with \(describePeer(context))\(who): \(refusal)",
                             metadata: ["reason": "\(refusal.label)"])
         leaveHandshake()
+        if Self.tellsThePeer(refusal), helloSent, !proofSent {
+            // Flushed before the close, so the peer reads why instead of a bare close.
+            context.writeAndFlush(wrapOutboundOut(ByteBuffer(bytes: Reject(reason: refusal.label).encoded)), promise: nil)
+            proofSent = true
+        }
         close(context: context)
+    }
+
+    /// Whether a refusal is worth a Reject: not one the peer caused by going silent, nor an echo
+    /// of the peer's own Reject, nor a TLS failure (TLS says it with an alert).
+    static func tellsThePeer(_ refusal: HandshakeRefusal) -> Bool {
+        switch refusal {
+        case .timeout, .peerRefused, .tls: return false
+        default: return true
+        }
     }
 
     private func close(context: ChannelHandlerContext) {

@@ -1,6 +1,6 @@
 // Splits a connection's byte stream into handshake records and GeoWire frames.
 //
-// The stream of one connection is: the peer's Hello, its Proof, then GeoWire frames until the end
+// The stream of one connection is: the peer's Hello, its Proof (or a Reject), then GeoWire frames until the end
 // (see Handshake.swift). One decoder follows that order, so no handler has to be swapped out of the
 // pipeline mid-stream (which would have to hand over bytes already read past the handshake).
 //
@@ -19,6 +19,8 @@ import NIOCore
 public enum InboundRecord: Hashable, Sendable {
     case hello(Hello)
     case proof(Proof)
+    /// The peer refused this side's Hello (in place of its Proof), and why.
+    case reject(Reject)
     /// A validated frame and its size on the wire (header included), for the byte counters.
     case frame(Frame, wireBytes: Int)
 }
@@ -47,6 +49,11 @@ public struct FrameDecoderHandler: ByteToMessageDecoder {
             return .continue
         case .proof:
             guard let bytes = buffer.readBytes(length: Handshake.proofBytes) else { return .needMoreData }
+            if Reject.isReject(bytes) {
+                // Nothing follows a Reject but the close; stay here, so that more bytes are malformed.
+                context.fireChannelRead(wrapInboundOut(.reject(try Reject.decode(bytes))))
+                return .continue
+            }
             let proof = try Proof.decode(bytes)
             phase = .frames
             context.fireChannelRead(wrapInboundOut(.proof(proof)))

@@ -24,6 +24,19 @@
 // connection (no replay); the topology hash makes it useless in another deployment; both NodeIDs
 // bind the direction, so a proof made for A->B cannot be reflected as B->A.
 //
+// A side that refuses the peer's Hello sends, in place of its Proof, a Reject of the same size:
+//
+//   Reject (69 bytes)
+//   offset size field
+//   0      4    magic "GEOH"
+//   4      1    record type 3 (reject)
+//   5      64   the refusal's label (HandshakeRefusal.label, ASCII), zero-padded
+//
+// and closes. The peer is expecting a Proof there, so it reads the Reject at once and can say why
+// it was refused (a client whose identity the replica's topology lacks, a replica that may not dial
+// this one) instead of seeing a bare close and retrying. The label tells an unauthenticated peer
+// nothing it does not know or could not learn by trying (its Hello was refused, and why).
+//
 // Why the topology hash is in the Hello and not only in the signature: both sides then see a
 // mismatch before any signature work and each logs it, so an operator who started two replicas
 // from different topology files reads the cause on either machine.
@@ -42,6 +55,7 @@ public enum Handshake {
 
     static let helloType: UInt8 = 1
     static let proofType: UInt8 = 2
+    static let rejectType: UInt8 = 3
 
     /// The bytes a Proof signs. `signer` makes the signature over `verifier`'s nonce.
     public static func proofPayload(verifierNonce: [UInt8], topologyHash: Digest, signer: NodeID,
@@ -139,6 +153,40 @@ public struct Proof: Hashable, Sendable {
     }
 }
 
+/// Sent instead of a Proof by a side that refuses the peer's Hello: the reason's label.
+public struct Reject: Hashable, Sendable {
+    public static let reasonBytes = Handshake.proofBytes - 5
+    public var reason: String
+
+    /// `reason` is cut to `reasonBytes` ASCII bytes (labels are short snake_case words).
+    public init(reason: String) {
+        self.reason = String(decoding: Array(reason.utf8.filter { $0 >= 0x20 && $0 < 0x7f }.prefix(Self.reasonBytes)), as: UTF8.self)
+    }
+
+    public var encoded: [UInt8] {
+        var bytes = Handshake.magic
+        bytes.reserveCapacity(Handshake.proofBytes)
+        bytes.append(Handshake.rejectType)
+        let reason = Array(self.reason.utf8)
+        bytes.append(contentsOf: reason)
+        bytes.append(contentsOf: [UInt8](repeating: 0, count: Self.reasonBytes - reason.count))
+        return bytes
+    }
+
+    /// Whether a record of `Handshake.proofBytes` bytes is a Reject rather than a Proof.
+    static func isReject(_ bytes: [UInt8]) -> Bool {
+        bytes.count == Handshake.proofBytes && Array(bytes[0..<4]) == Handshake.magic && bytes[4] == Handshake.rejectType
+    }
+
+    public static func decode(_ bytes: [UInt8]) throws(HandshakeRecordError) -> Reject {
+        guard bytes.count == Handshake.proofBytes else { throw .wrongLength(record: "reject", bytes.count) }
+        guard Array(bytes[0..<4]) == Handshake.magic else { throw .badMagic }
+        guard bytes[4] == Handshake.rejectType else { throw .unexpectedRecord(expected: "reject", type: bytes[4]) }
+        let label = bytes[5...].prefix { $0 != 0 }
+        return Reject(reason: String(decoding: label, as: UTF8.self))
+    }
+}
+
 /// A handshake record that could not be parsed.
 public enum HandshakeRecordError: Error, Hashable, Sendable, CustomStringConvertible {
     case badMagic
@@ -173,6 +221,8 @@ public enum HandshakeRefusal: Error, Hashable, Sendable, CustomStringConvertible
     case tooManyConnections
     /// Refused by the TLS layer under the handshake.
     case tls(TLSRefusal)
+    /// The peer refused this side's Hello and said why (a Reject record: its refusal's label).
+    case peerRefused(String)
 
     public var label: String {
         switch self {
@@ -186,6 +236,7 @@ public enum HandshakeRefusal: Error, Hashable, Sendable, CustomStringConvertible
         case .timeout: return "handshake_timeout"
         case .tooManyConnections: return "too_many_connections"
         case let .tls(refusal): return refusal.label
+        case .peerRefused: return "peer_refused"
         }
     }
 
@@ -204,6 +255,7 @@ public enum HandshakeRefusal: Error, Hashable, Sendable, CustomStringConvertible
         case .timeout: return "handshake not completed in time"
         case .tooManyConnections: return "too many connections"
         case let .tls(refusal): return refusal.description
+        case let .peerRefused(label): return "the peer refused this node's Hello: \(label)"
         }
     }
 }

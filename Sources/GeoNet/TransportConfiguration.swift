@@ -156,6 +156,9 @@ public enum TransportEvent: Hashable, Sendable {
     /// The outbound queue to `peer` crossed half its byte bound (`true`) or fell back under a
     /// quarter (`false`); the owner may slow down proposals or stop retransmitting to it.
     case backPressure(NodeID, Bool)
+    /// A connection this node dialled to `peer` was refused at the handshake, and why (a peer
+    /// of another topology, a certificate the topology does not name, ...).
+    case refused(NodeID, HandshakeRefusal)
 }
 
 /// Counters for /metrics. Rejections and drops are keyed by stable reason labels.

@@ -95,7 +95,9 @@ final class TransportCore {
         self.logger = logger
         self.messages = messages
         self.events = events
-        tlsContexts = configuration.tls.map { settings in Result { try TLSContexts(settings: settings) } }
+        tlsContexts = configuration.tls.map { settings in
+            Result { try TLSContexts(settings: settings, topologyHash: configuration.topologyHash) }
+        }
         if case let .failure(error)? = tlsContexts {
             logger.error("cannot make this node's TLS certificate: \(error); every connection will fail")
         }
@@ -119,12 +121,17 @@ final class TransportCore {
         let record = TLSPeerRecord()
         var expected: NodeID?
         if case let .outbound(node, _) = role { expected = node }
+        let ours = configuration.topologyHash
         let verify: NIOSSLCustomVerificationCallback = { [expected] chain, promise in
-            switch TLSPeerVerifier.verify(chain, expected: expected, settings: settings) {
-            case let .success(owner):
+            switch TLSPeerVerifier.classify(chain, expected: expected, settings: settings, ours: ours) {
+            case let .owner(owner):
                 record.certificateOwner = owner
                 promise.succeed(.certificateVerified)
-            case let .failure(refusal):
+            case let .foreignTopology(theirs):
+                // Not trusted: the handler refuses the connection, by name, once TLS is done.
+                record.foreignTopology = theirs
+                promise.succeed(.certificateVerified)
+            case let .refused(refusal):
                 record.refusal = refusal
                 promise.succeed(.failed)
             }
@@ -439,6 +446,13 @@ final class TransportCore {
     }
 
     func countReject(_ reason: String) { metrics.rejects[reason, default: 0] += 1 }
+
+    /// Tells the owner why a connection it dialled was refused (by this side), so a client can
+    /// stop waiting for a replica that will never accept it.
+    func refused(_ role: ConnectionRole, _ refusal: HandshakeRefusal) {
+        guard case let .outbound(node, _) = role else { return }
+        events.yield(.refused(node, refusal))
+    }
 
     func countDrop(_ reason: String, by count: UInt64 = 1) {
         guard count > 0 else { return }

@@ -12,6 +12,14 @@
 //   FrameDecoder, ConnectionHandler   the GEOH handshake and frames, unchanged, inside TLS; after
 //                      the peer's Hello, the identity it claims must own the certificate's key
 //
+// A certificate also names, in its subject (OU "geofabric-topology <hex>"), the topology hash of
+// the node that made it. It is not trusted for anything: a certificate whose key the topology does
+// not name, but which names another topology, is a node of another deployment (the usual case:
+// two deployments that share ports). The verifier then lets the TLS handshake finish without
+// trusting the peer, and the connection handler refuses it as a topology mismatch before a byte
+// of GEOH or GeoWire crosses, so that both sides log the same named reason with both hashes, and a
+// client fails at once instead of waiting for replies that never come.
+//
 // Why the GEOH handshake stays inside TLS rather than moving into an ALPN value or a certificate
 // extension: the topology-hash binding and the identity claim are then checked in one place, the
 // same code with TLS on or off (`transport: {tls: false}` for a benchmark A/B), and TLS adds only
@@ -121,11 +129,23 @@ public struct TLSCertificate: Sendable {
     public static let validityBackdate: TimeInterval = 86_400
     public static let validitySpan: TimeInterval = 100 * 365 * 86_400
 
-    /// The self-signed certificate over `key`, subject CN=`commonName`.
-    public init(key: SigningKey, commonName: String, now: Date = Date()) throws {
+    /// What precedes the topology hash's hex in the subject's organizational unit.
+    static let topologyMarker = "geofabric-topology "
+
+    /// The self-signed certificate over `key`, subject CN=`commonName` and, with `topologyHash`,
+    /// OU="geofabric-topology <hex>".
+    public init(key: SigningKey, commonName: String, topologyHash: GeoCore.Digest? = nil, now: Date = Date()) throws {
         let privateKey = try Curve25519.Signing.PrivateKey(rawRepresentation: key.seed)
         let certificateKey = Certificate.PrivateKey(privateKey)
-        let name = try DistinguishedName { CommonName(commonName) }
+        let name: DistinguishedName
+        if let topologyHash {
+            name = try DistinguishedName {
+                CommonName(commonName)
+                OrganizationalUnitName(Self.topologyMarker + topologyHash.hex)
+            }
+        } else {
+            name = try DistinguishedName { CommonName(commonName) }
+        }
         // A random serial: two certificates of one key made at two starts differ.
         var generator = SystemRandomNumberGenerator()
         let serial = Certificate.SerialNumber(bytes: (0..<16).map { index in
@@ -144,6 +164,36 @@ public struct TLSCertificate: Sendable {
         try serializer.serialize(certificate)
         derBytes = serializer.serializedBytes
         privateKeyPEM = try certificateKey.serializeAsPEM().pemString
+    }
+
+    /// The topology hash a DER certificate names in its subject, nil when it names none. Claimed,
+    /// not proven: only for saying which deployment a refused peer belongs to.
+    public static func topologyHash(derBytes: [UInt8]) -> GeoCore.Digest? {
+        guard let certificate = try? Certificate(derEncoded: derBytes) else { return nil }
+        for attribute in certificate.subject.flatMap({ $0 }) where attribute.type == .RDNAttributeType.organizationalUnitName {
+            guard let text = String(attribute.value) else { continue }
+            guard text.hasPrefix(topologyMarker) else { continue }
+            let hex = Array(text.dropFirst(topologyMarker.count).utf8)
+            guard hex.count == 64 else { return nil }
+            var bytes: [UInt8] = []
+            bytes.reserveCapacity(32)
+            var index = 0
+            while index < 64 {
+                guard let high = hexValue(hex[index]), let low = hexValue(hex[index + 1]) else { return nil }
+                bytes.append(high << 4 | low)
+                index += 2
+            }
+            return GeoCore.Digest(bytes: bytes[...])
+        }
+        return nil
+    }
+
+    private static func hexValue(_ character: UInt8) -> UInt8? {
+        switch character {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): return character - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): return character - UInt8(ascii: "a") + 10
+        default: return nil
+        }
     }
 
     /// The Ed25519 key a peer's DER certificate carries, after checking it is a well-formed
@@ -176,9 +226,9 @@ struct TLSContexts {
     let server: NIOSSLContext?
     let client: NIOSSLContext
 
-    init(settings: TLSSettings) throws {
+    init(settings: TLSSettings, topologyHash: GeoCore.Digest? = nil) throws {
         let certificate = try settings.certificateKey.map { key in
-            try TLSCertificate(key: key, commonName: settings.commonName)
+            try TLSCertificate(key: key, commonName: settings.commonName, topologyHash: topologyHash)
         }
         server = try certificate.map { try NIOSSLContext(configuration: Self.configuration($0)) }
         client = try NIOSSLContext(configuration: Self.configuration(certificate))
@@ -208,11 +258,36 @@ final class TLSPeerRecord {
     var certificateOwner: NodeID?
     /// Why verification refused the peer (the TLS error that follows is reported as this).
     var refusal: TLSRefusal?
+    /// The topology hash a peer of another deployment named in its certificate: TLS was let
+    /// finish, and the connection handler refuses it as a topology mismatch (see the header).
+    var foreignTopology: GeoCore.Digest?
     var handshakeDone = false
 }
 
 /// The custom verification: pins the certificate's key to the topology.
 enum TLSPeerVerifier {
+    /// What the verifier decided: a peer of this topology, a peer of another one (refused later,
+    /// by name), or a refusal now.
+    enum Outcome {
+        case owner(NodeID)
+        case foreignTopology(GeoCore.Digest)
+        case refused(TLSRefusal)
+    }
+
+    /// `verify`, and when the key is unknown but the certificate names a topology hash other than
+    /// `ours`, a peer of another deployment.
+    static func classify(_ chain: [NIOSSLCertificate], expected: NodeID?, settings: TLSSettings, ours: GeoCore.Digest?) -> Outcome {
+        switch verify(chain, expected: expected, settings: settings) {
+        case let .success(owner): return .owner(owner)
+        case let .failure(refusal):
+            if case .certificateKeyMismatch = refusal, let ours, let der = try? chain.first?.toDERBytes(),
+               let theirs = TLSCertificate.topologyHash(derBytes: der), theirs != ours {
+                return .foreignTopology(theirs)
+            }
+            return .refused(refusal)
+        }
+    }
+
     static func verify(_ chain: [NIOSSLCertificate], expected: NodeID?, settings: TLSSettings) -> Result<NodeID, TLSRefusal> {
         guard let leaf = chain.first else { return .failure(.noCertificate) }
         let der: [UInt8]

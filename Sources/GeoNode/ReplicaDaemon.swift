@@ -34,6 +34,9 @@ public enum DaemonError: Error, CustomStringConvertible {
     case unknownReplica(String)
     case keys(KeyError)
     case store(StoreError)
+    /// The data directory was written by a GeoFabric that bound the whole topology file (format
+    /// v1 of the topology hash), timeouts included; this build binds only the safety-relevant part.
+    case legacyDataDirectory(path: String)
     case listen(host: String, port: Int, reason: String)
     case statusListen(host: String, port: Int, reason: String)
 
@@ -43,6 +46,10 @@ public enum DaemonError: Error, CustomStringConvertible {
             return "no replica named \(name) in the topology"
         case let .keys(error): return "keys: \(error)"
         case let .store(error): return "\(error)"
+        case let .legacyDataDirectory(path):
+            return "\(path): written by an older GeoFabric under the whole-topology hash (v1); this build binds data to the "
+                + "safety-relevant fields only (v2), and cannot convert it: start this replica on a fresh data directory "
+                + "(or run the older build to read it)"
         case let .listen(host, port, reason): return "cannot listen on \(host):\(port): \(reason)"
         case let .statusListen(host, port, reason): return "cannot serve status on \(host):\(port): \(reason)"
         }
@@ -80,17 +87,11 @@ public final class ReplicaDaemon: Sendable {
         } catch {
             throw .keys(error)
         }
-        let fingerprint = TopologyFingerprint.digest(of: topology)
+        let fingerprint = TopologyFingerprint.digest(of: topology, keys: keys)
         let directory = (options.dataDirectory as NSString).appendingPathComponent(info.name)
-        let log: ReplicaLog
-        let recovered: RecoveredState
         let identity = LogIdentity(replicaNumber: info.number, topologyDigest: fingerprint)
         let limits = WireLimits(maxBodyBytes: topology.parameters.maxMessageBytes)
-        do {
-            (log, recovered) = try ReplicaLog.open(directory: directory, identity: identity, options: LogOptions(limits: limits))
-        } catch {
-            throw .store(error)
-        }
+        let (log, recovered) = try openLog(directory: directory, identity: identity, limits: limits, topology: topology)
         let ledgerStore: DiskLedgerStore
         let ledgerRecovery: DiskLedgerStore.Recovery
         let clusterCount = topology.cluster(info.id.cluster).flatMap { topology.shard($0.id.shard) }?.clusters.count ?? 1
@@ -132,8 +133,8 @@ public final class ReplicaDaemon: Sendable {
                                configuration: PBFTConfiguration(topology: topology, replica: info.id),
                                tick: .milliseconds(max(1, topology.parameters.tickMilliseconds)))
         let (view, height) = (await node.view, await node.height)
-        let statusServer = makeStatusServer(info: info, topology: topology, node: node, transport: transport, metrics: metrics,
-                                            signingKey: signingKey, logger: logger)
+        let statusServer = makeStatusServer(info: info, topology: topology, topologyHash: fingerprint, node: node, transport: transport,
+                                            metrics: metrics, signingKey: signingKey, logger: logger)
         do {
             try await statusServer.start()
         } catch {
@@ -145,6 +146,21 @@ public final class ReplicaDaemon: Sendable {
                                                  "view": "\(view)", "height": "\(height)"])
         return ReplicaDaemon(info: info, topology: topology, node: node, transport: transport, logger: logger,
                              metrics: metrics, statusServer: statusServer, tasks: tasks)
+    }
+
+    /// The replica's log, recovered; a log of a build that bound the whole topology (hash v1)
+    /// is named as such rather than as another topology's.
+    static func openLog(directory: String, identity: LogIdentity, limits: WireLimits,
+                        topology: Topology) throws(DaemonError) -> (ReplicaLog, RecoveredState) {
+        do {
+            return try ReplicaLog.open(directory: directory, identity: identity, options: LogOptions(limits: limits))
+        } catch {
+            if case let .identityMismatch(path, _, found) = error, found.replicaNumber == identity.replicaNumber,
+               found.topologyDigest == TopologyFingerprint.legacyDigest(of: topology) {
+                throw .legacyDataDirectory(path: path)
+            }
+            throw .store(error)
+        }
     }
 
     /// The replica's three loops: client signatures checked on all cores as frames arrive, the
@@ -199,14 +215,14 @@ public final class ReplicaDaemon: Sendable {
     }
 
     /// GET /status and GET /metrics, on the status port the topology gives this replica.
-    static func makeStatusServer(info: ReplicaInfo, topology: Topology, node: ReplicaNode, transport: Transport,
+    static func makeStatusServer(info: ReplicaInfo, topology: Topology, topologyHash: Digest, node: ReplicaNode, transport: Transport,
                                  metrics: NodeMetrics, signingKey: SigningKey, logger: Logger) -> StatusServer {
         let transportReported = ReportedCounts()
         // With TLS on, the status port answers HTTPS too (the first byte tells), with the node's certificate.
         var tls: NIOSSLContext?
         if topology.transport.tls {
             do {
-                tls = try StatusTLS.serverContext(key: signingKey, commonName: info.name)
+                tls = try StatusTLS.serverContext(key: signingKey, commonName: info.name, topologyHash: topologyHash)
             } catch {
                 logger.error("status port: cannot make the TLS certificate (\(error)); serving plain HTTP only")
             }
@@ -216,7 +232,11 @@ public final class ReplicaDaemon: Sendable {
             host: info.host, port: info.statusPort,
             status: {
                 let connected = await transport.metrics().connectedPeers.count
-                return await node.status(peersConnected: connected, peersTotal: peersTotal)
+                var status = await node.status(peersConnected: connected, peersTotal: peersTotal)
+                status.topology = topology.name
+                status.topologyHash = topologyHash.hex
+                status.pid = getpid()
+                return status
             },
             metrics: {
                 await node.refresh(metrics)

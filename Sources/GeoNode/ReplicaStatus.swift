@@ -46,6 +46,15 @@ public struct ReplicaStatus: Codable, Sendable, Hashable {
     public var snapshotsInstalled: Int?
     /// Certified blocks its core holds in memory (bounded by a few windows; older ones are on disk).
     public var blocksInMemory: Int?
+    /// The name of the topology the replica runs, and its topology hash (lower-case hex of the
+    /// binding digest, `TopologyFingerprint`): `status` and `up` check both, so a replica of
+    /// another deployment on the same address is named, not counted. Optional so that a status
+    /// document of an older replica still decodes (and is then refused as unidentified).
+    public var topology: String?
+    public var topologyHash: String?
+    /// The replica's process id: `up` checks that the process answering is the one it started,
+    /// not an earlier deployment of the same topology still holding the ports.
+    public var pid: Int32?
 
     public init(
         replica: String, shard: String, region: String, cluster: Int, view: UInt64, height: UInt64,
@@ -83,5 +92,8 @@ public struct ReplicaStatus: Codable, Sendable, Hashable {
         case snapshotHeight = "snapshot_height"
         case snapshotsInstalled = "snapshots_installed"
         case blocksInMemory = "blocks_in_memory"
+        case topology
+        case topologyHash = "topology_hash"
+        case pid
     }
 }

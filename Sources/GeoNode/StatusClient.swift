@@ -28,6 +28,10 @@ public enum StatusFetchError: Error, Hashable, Sendable, CustomStringConvertible
     case httpStatus(Int)
     /// The answer was not a ReplicaStatus: not JSON, cut off, or larger than `responseBytesMax`.
     case malformedResponse(String)
+    /// Over HTTPS, the certificate at the address is not the replica's topology key: another
+    /// deployment (or another replica) answers there. Carries the topology hash its certificate
+    /// names, when it names one.
+    case wrongCertificate(topologyHash: Digest?)
 
     public var description: String {
         switch self {
@@ -35,6 +39,9 @@ public enum StatusFetchError: Error, Hashable, Sendable, CustomStringConvertible
         case .timeout: "timed out"
         case let .httpStatus(code): "HTTP \(code)"
         case let .malformedResponse(reason): "malformed response (\(reason))"
+        case let .wrongCertificate(hash):
+            "its certificate is not this replica's key in the topology"
+                + (hash.map { "; it belongs to a replica of topology \($0.shortHex) (another deployment on this address?)" } ?? "")
         }
     }
 }
@@ -125,6 +132,7 @@ public enum StatusClient {
     ) async -> Result<(Int, ByteBuffer), StatusFetchError> {
         let start = ContinuousClock.now
         let connection: NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>
+        let refusedCertificate = RefusedCertificate()
         do {
             let tls = try key.map { _ in try StatusTLS.clientContext() }
             connection = try await ClientBootstrap(group: group)
@@ -133,7 +141,8 @@ public enum StatusClient {
                     channel.eventLoop.makeCompletedFuture {
                         if let tls, let key {
                             try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(
-                                context: tls, serverHostname: nil, customVerificationCallback: StatusTLS.pinning(key)))
+                                context: tls, serverHostname: nil,
+                                customVerificationCallback: StatusTLS.pinning(key) { refusedCertificate.record($0) }))
                         }
                         try channel.pipeline.syncOperations.addHTTPClientHandlers()
                         return try NIOAsyncChannel(wrappingChannelSynchronously: channel)
@@ -181,6 +190,7 @@ public enum StatusClient {
         } catch {
             outcome = .failure(.malformedResponse("\(error)"))
         }
+        if case .failure = outcome, let refused = refusedCertificate.refused { return .failure(.wrongCertificate(topologyHash: refused)) }
         // Closing on expiry can surface as an early close or as an error; either way it was the timeout.
         if case .failure = outcome, expired.fired.load(ordering: .sequentiallyConsistent) { return .failure(.timeout) }
         return outcome
@@ -197,6 +207,14 @@ public enum StatusClient {
         }
         return .unreachable("\(error)")
     }
+}
+
+/// Set by the pinning check when it refused the server's certificate: nil until then, then the
+/// topology hash the certificate named (itself nil when it named none).
+private final class RefusedCertificate: Sendable {
+    private let value = Mutex<Digest??>(nil)
+    func record(_ hash: Digest?) { value.withLock { $0 = .some(hash) } }
+    var refused: Digest?? { value.withLock { $0 } }
 }
 
 /// Set by the timeout timer on the event loop, read by the fetching task.

@@ -7,6 +7,7 @@
 // asks no client certificate (status is read-only and public to whoever reaches the port); the
 // status client pins the replica's key, as a peer does.
 
+import GeoCore
 import GeoCrypto
 import GeoNet
 import NIOCore
@@ -14,8 +15,8 @@ import NIOSSL
 
 public enum StatusTLS {
     /// The server side: this node's certificate, TLS 1.3, no client certificate asked.
-    public static func serverContext(key: SigningKey, commonName: String) throws -> NIOSSLContext {
-        let made = try TLSCertificate(key: key, commonName: commonName)
+    public static func serverContext(key: SigningKey, commonName: String, topologyHash: Digest? = nil) throws -> NIOSSLContext {
+        let made = try TLSCertificate(key: key, commonName: commonName, topologyHash: topologyHash)
         var configuration = TLSConfiguration.makeServerConfiguration(
             certificateChain: [.certificate(try NIOSSLCertificate(bytes: made.derBytes, format: .der))],
             privateKey: .privateKey(try NIOSSLPrivateKey(bytes: Array(made.privateKeyPEM.utf8), format: .pem)))
@@ -38,11 +39,14 @@ public enum StatusTLS {
     }
 
     /// Accepts the server's certificate only if it carries `expected`, the topology's key of the
-    /// replica asked.
-    public static func pinning(_ expected: VerifyingKey) -> NIOSSLCustomVerificationCallback {
+    /// replica asked. A refused certificate's claimed topology hash goes to `refused` (nil when it
+    /// names none), so the caller can say which deployment answered.
+    public static func pinning(_ expected: VerifyingKey, refused: (@Sendable (Digest?) -> Void)? = nil) -> NIOSSLCustomVerificationCallback {
         { chain, promise in
             guard let der = try? chain.first?.toDERBytes(),
                   let key = try? TLSCertificate.peerKey(derBytes: der), key == expected else {
+                let der = try? chain.first?.toDERBytes()
+                refused?(der.flatMap { TLSCertificate.topologyHash(derBytes: $0) })
                 promise.succeed(.failed)
                 return
             }

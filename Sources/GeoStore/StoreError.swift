@@ -49,7 +49,9 @@ public enum StoreError: Error, Hashable, Sendable, CustomStringConvertible {
                 + "replica rejoins empty)"
         case let .identityMismatch(path, expected, found):
             return "\(path): this log belongs to \(found), but this replica is \(expected) "
-                + "(wrong data directory, or the topology changed; refusing to start)"
+                + "(wrong data directory, or the topology changed a field the data is bound to: the shards, clusters, "
+                + "replicas and their addresses or keys, batch_size, window, checkpoint_every, snapshot_every or "
+                + "max_message_bytes; timeouts and other timings may change. Refusing to start)"
         case let .unsupportedVersion(path, found, supported):
             return "\(path): log format version \(found) is not supported (this build reads version \(supported))"
         case let .locked(path):

@@ -99,7 +99,7 @@ import Testing
             try await deployment.waitUntilReady(timeout: .seconds(60))
             let ring = KeyRing.development(for: topology)
             let tls = try TLSContexts(settings: .identity(Self.devKey(topology, "client-3"), name: "client-3", keyRing: ring)).client
-            let hello = Hello(topologyHash: TopologyFingerprint.digest(of: topology), node: .client(ClientID(3)),
+            let hello = Hello(topologyHash: TopologyFingerprint.digest(of: topology, keys: ring), node: .client(ClientID(3)),
                               nonce: Handshake.freshNonce()).encoded
             // A frame header out of turn whose length field (bytes 12..<16) claims 1.5 GB.
             var garbage = [UInt8](repeating: 0x5A, count: Handshake.helloBytes)
@@ -156,7 +156,7 @@ import Testing
         let ring = KeyRing.development(for: topology)
         let target = topology.allReplicas[3]
         var configuration = TransportConfiguration(identity: hostile.identity, signingKey: hostile.handshakeKey(topology),
-                                                   topologyHash: TopologyFingerprint.digest(of: topology), keyRing: ring)
+                                                   topologyHash: TopologyFingerprint.digest(of: topology, keys: ring), keyRing: ring)
         configuration.logger.logLevel = .critical
         configuration.tls = hostile.tls(topology, ring)
         let peer = Transport(configuration: configuration)

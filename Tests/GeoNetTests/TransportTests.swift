@@ -156,6 +156,33 @@ enum Fixture {
         await one.shutdown()
     }
 
+    /// Issue 19: the side that refuses a Hello says why (a Reject record in place of its Proof),
+    /// and the dialler's owner hears it as an event; over TLS the certificate check refuses first
+    /// and the dialler hears the alert.
+    @Test(arguments: [false, true]) func aRefusedDiallerIsToldWhy(tls: Bool) async throws {
+        let (one, port) = try await Fixture.replica(1, tls: tls)
+        let stranger = Transport(configuration: Fixture.configuration(.client(ClientID(9_999)), key: SigningKey(), tls: tls))
+        stranger.connect(peers: [PeerAddress(node: r1, host: "127.0.0.1", port: port)])
+        var told: HandshakeRefusal?
+        for await event in stranger.events {
+            if case let .refused(node, refusal) = event, node == r1 {
+                told = refusal
+                break
+            }
+        }
+        if tls {
+            guard case let .tls(refusal)? = told, "\(refusal)".contains("ALERT") else {
+                Issue.record("expected the replica's TLS alert, got \(String(describing: told))")
+                return
+            }
+        } else {
+            #expect(told == .peerRefused("unknown_identity"))
+        }
+        #expect(await one.metrics().rejects[tls ? "tls_certificate_key_mismatch" : "unknown_identity", default: 0] >= 1)
+        await stranger.shutdown()
+        await one.shutdown()
+    }
+
     @Test(arguments: [false, true]) func queueIsBoundedAndDropsTheNewest(tls: Bool) async throws {
         var configuration = Fixture.configuration(r0, tls: tls)
         configuration.outboundQueueFramesMax = 4
