@@ -11,7 +11,7 @@ public struct GeoFabricCommand: AsyncParsableCommand {
             Topologies are YAML files (see topologies/ and the README). Every command that reports \
             accepts --json.
             """,
-        subcommands: [UpCommand.self, StatusCommand.self, BenchCommand.self, ReplicaCommand.self, ClientCommand.self, TopologyCommand.self, KeysCommand.self, CalibrateCommand.self, SimulateCommand.self])
+        subcommands: [UpCommand.self, StatusCommand.self, BenchCommand.self, ReplicaCommand.self, ClientCommand.self, TopologyCommand.self, KeysCommand.self, DeployCommand.self, CalibrateCommand.self, SimulateCommand.self])
 
     public init() {}
 }
