@@ -241,6 +241,11 @@ enum BenchText {
         let latency = report.latency_ms
         lines.append("\(report.protocol) on \(report.topology): \(grouped(report.throughput_tps)) txn/s, latency p50 \(ms(latency.p50)) ms, p90 \(ms(latency.p90)) ms, p99 \(ms(latency.p99)) ms, max \(ms(latency.max)) ms; committed \(grouped(Double(report.committed))) in \(String(format: "%.1f", report.measured_s)) s after a \(String(format: "%.1f", report.warmup_s)) s warmup")
         lines.append("  configuration: \(report.replicas) replicas in \(report.cluster_count) cluster(s) of \(report.shard_count) shard(s), batch \(report.batch_size), WAN \(report.emulate_wan ? "emulated" : "not emulated"); \(report.clients) clients (\(report.clients_per_region) per region); \(grouped(Double(report.workload.keys))) keys, zipf \(report.workload.zipf_theta), reads \(Int(report.workload.read_fraction * 100))% of reads and updates, transfers \(Int(report.workload.transfer_fraction * 100))%")
+        if report.attached == true {
+            let whose = report.clients_region.map { "only the clients of \($0)" } ?? "the clients of every region"
+            lines.append("  attached to replicas already running (\(whose)); the verification bound of their machines is not measured"
+                         + (report.merged_from.map { "; merged from \($0.joined(separator: ", "))" } ?? ""))
+        }
         let errors = report.errors.values.reduce(0, +)
         if report.bound.verification_bound_tps > 0 {
             let bound = report.bound
