@@ -147,6 +147,9 @@ public enum DeployCommands {
             var options = options
             if let regionMap { options.regionMap = try KubernetesOptions.parseRegionMap(regionMap) }
             let summary = try DeployKubernetes.write(topologyPath: topologyPath, output: output, options: options)
+            if summary.developmentKeys {
+                result.err("warning: \(topologyPath) uses development keys (--dev): no Secrets are made, anyone who reads the topology can derive every key; rehearsal only")
+            }
             if json {
                 result.out(JSONOutput.encode(summary))
             } else {

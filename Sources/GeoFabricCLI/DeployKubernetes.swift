@@ -74,6 +74,8 @@ public struct KubernetesSummary: Codable, Sendable {
     public var manifests: [String]
     public var workloads: [Workload]
     public var disruptionBudgets: [String: Int]
+    /// `keys: dev` accepted with --dev: no Secrets, anyone can derive the keys.
+    public var developmentKeys: Bool
 }
 
 public enum DeployKubernetes {
@@ -154,7 +156,7 @@ public enum DeployKubernetes {
                                    region: original.region, nodeRegion: nodeRegion))
         }
         return KubernetesSummary(namespace: options.namespace, topology: source.topology.name, manifests: written,
-                                 workloads: workloads, disruptionBudgets: budgetSummary)
+                                 workloads: workloads, disruptionBudgets: budgetSummary, developmentKeys: source.keyDirectory == nil)
     }
 
     // MARK: Checks and names
@@ -290,9 +292,12 @@ public enum DeployKubernetes {
             """
         let deployed: Topology
         do { deployed = try TopologyLoader.parse(text: header + body, file: "topology.yaml") } catch { throw .topology(error) }
-        guard deployed.allReplicas.map(\.name) == source.topology.allReplicas.map(\.name) else {
+        let expected = source.topology.allReplicas.map { replica in
+            "\(names.replica[replica.name] ?? replica.name).\(options.namespace).svc.\(options.clusterDomain):\(options.port)"
+        }
+        guard deployed.allReplicas.map(\.name) == source.topology.allReplicas.map(\.name), deployed.allReplicas.map(\.address) == expected else {
             throw .topology(TopologyError(.invalidValue, file: source.path, line: nil, column: nil, field: "shards",
-                                          message: "the rewritten topology names other replicas than the file"))
+                                          message: "cannot rewrite every replica's address for Kubernetes (the rewritten file names other replicas or addresses)"))
         }
         return (header + body, deployed)
     }

@@ -252,6 +252,7 @@ func lookup(_ value: Any?, _ path: Any...) -> Any? {
         dev.allowDevelopmentKeys = true
         let accepted = DeployCommands.kubernetes(topologyPath: path, output: out, options: dev, regionMap: nil, json: true)
         #expect(accepted.exitCode == 0, "\(accepted.standardError)")
+        #expect(accepted.standardError.contains("development keys (--dev)"))
         let objects = try kubernetesObjects(out + "/manifests")
         #expect(!objects.contains { $0.object["kind"] as? String == "Secret" }, "development keys: no Secrets")
         #expect(try TopologyLoader.load(path: out + "/topology.yaml").keys == .development)
