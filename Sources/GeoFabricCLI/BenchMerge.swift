@@ -11,20 +11,33 @@ import Histogram
 enum BenchAttach {
     /// Waits until every replica of `topology` answers its status port, at most `timeoutSeconds`.
     /// Then the run goes on if every cluster has n - f replicas answering (it can commit), with a
-    /// warning naming the silent ones; otherwise it stops with the clusters that cannot.
+    /// warning naming the silent ones; otherwise it stops with the clusters that cannot. A replica
+    /// that reports another cluster than `topology` gives it runs the other protocol (started with
+    /// or without --pbft-baseline): the clients would wait on the wrong primaries, so it stops.
     static func waitForReplicas(_ topology: Topology, timeoutSeconds: Double,
                                 progress: @Sendable (String) -> Void) async throws {
         let targets = topology.allReplicas.map { StatusTarget($0) }
         let clock = ContinuousClock()
         let end = clock.now + .milliseconds(Int64(timeoutSeconds * 1000))
         var answering: Set<String> = []
+        var statuses: [ReplicaStatus] = []
         while !Task.isCancelled {
             let results = await StatusClient.fetchAll(targets, timeout: .seconds(1))
+            statuses = results.compactMap { try? $0.result.get() }
             answering = Set(results.filter { (try? $0.result.get()) != nil }.map(\.target.name))
             if answering.count == targets.count || clock.now >= end { break }
             try? await Task.sleep(for: .milliseconds(250))
         }
         if Task.isCancelled { throw CancellationError() }
+        for status in statuses {
+            guard let info = topology.replica(named: status.replica) else {
+                throw BenchError.deployment("a status port of the topology is answered by '\(status.replica)', which the topology does not name: another deployment runs there")
+            }
+            guard status.cluster == Int(info.id.cluster.index) else {
+                throw BenchError.deployment("\(status.replica) reports cluster \(status.cluster), where this protocol puts it in cluster \(info.id.cluster.index): "
+                    + "the replicas run the other protocol (--protocol pbft is for replicas started with --pbft-baseline, geobft for the others)")
+            }
+        }
         let silent = topology.allReplicas.map(\.name).filter { !answering.contains($0) }
         guard !silent.isEmpty else { return }
         var stuck: [String] = []

@@ -94,6 +94,11 @@ import Testing
         #expect(again.committed > 0 && again.timeouts == 0 && again.agreement, "second attached run: \(again.committed) committed, \(again.timeouts) timeouts")
         #expect(again.shards.allSatisfy { $0.settled }, "with every region's clients the run settles")
         #expect(deployment.processes.allSatisfy { $0.process.isRunning })
+        // Attached with the other protocol than the replicas run: refused before any client starts.
+        await #expect(throws: BenchError.self) {
+            try await LiveBenchmark.run(settings(region: nil), topology: loaded, protocol: .pbft, dataDirectory: directory + "/unused-d",
+                                        executable: "/nonexistent", progress: { _ in })
+        }
         await deployment.stop()
 
         // Refusals: a report without histograms, one region twice, another topology.
