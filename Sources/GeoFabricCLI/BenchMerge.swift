@@ -14,18 +14,28 @@ enum BenchAttach {
     /// warning naming the silent ones; otherwise it stops with the clusters that cannot. A replica
     /// that reports another cluster than `topology` gives it runs the other protocol (started with
     /// or without --pbft-baseline): the clients would wait on the wrong primaries, so it stops.
+    /// A replica that is down is given this long to answer once every cluster has n - f.
+    static let graceSeconds = 5.0
+
     static func waitForReplicas(_ topology: Topology, timeoutSeconds: Double,
                                 progress: @Sendable (String) -> Void) async throws {
         let targets = topology.allReplicas.map { StatusTarget($0) }
         let clock = ContinuousClock()
-        let end = clock.now + .milliseconds(Int64(timeoutSeconds * 1000))
+        let start = clock.now
+        let end = start + .milliseconds(Int64(timeoutSeconds * 1000))
         var answering: Set<String> = []
         var statuses: [ReplicaStatus] = []
+        func quorate() -> Bool {
+            topology.shards.allSatisfy { shard in
+                shard.clusters.allSatisfy { cluster in cluster.replicas.filter { answering.contains($0.name) }.count >= cluster.n - cluster.f }
+            }
+        }
         while !Task.isCancelled {
             let results = await StatusClient.fetchAll(targets, timeout: .seconds(1))
             statuses = results.compactMap { try? $0.result.get() }
             answering = Set(results.filter { (try? $0.result.get()) != nil }.map(\.target.name))
             if answering.count == targets.count || clock.now >= end { break }
+            if quorate(), clock.now - start >= .milliseconds(Int64(graceSeconds * 1000)) { break }
             try? await Task.sleep(for: .milliseconds(250))
         }
         if Task.isCancelled { throw CancellationError() }
