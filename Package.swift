@@ -104,6 +104,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "Yams", package: "Yams"),
             ],
             swiftSettings: strict),
         // The durable, append-only, checksummed log of one replica (DurableRecords, snapshots).
@@ -134,7 +135,8 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(
             name: "GeoFabricCLITests",
-            dependencies: ["GeoFabricCLI", "GeoTopology", "GeoCrypto", "GeoCore", "GeoNet", "GeoNode", "GeoClient"],
+            dependencies: ["GeoFabricCLI", "GeoTopology", "GeoCrypto", "GeoCore", "GeoNet", "GeoNode", "GeoClient",
+                           .product(name: "Yams", package: "Yams")],
             swiftSettings: strict),
     ]
 )

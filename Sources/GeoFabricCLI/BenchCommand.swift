@@ -23,11 +23,22 @@ struct BenchCommand: AsyncParsableCommand {
             (--transfer-fraction) over --keys keys, uniform or Zipfian (--zipf), to their home cluster. \
             The first --warmup seconds of --duration are not measured. A progress line each second goes \
             to standard error. All replicas share this machine's cores, so the figures measure the \
-            protocol under that contention, not a deployment with one machine per replica.
+            protocol under that contention, not a deployment with one machine per replica. \
+            --attach runs the clients only, against replicas already running at the topology's \
+            addresses (deployed by `up`, bundles or Kubernetes; nothing is started or removed, the \
+            client keys must be in the topology's key directory); --clients-region R runs only R's \
+            clients, so that a load generator in each region can be combined with `bench merge`. \
+            `geofabric bench merge A.json B.json ... [--json | --json-file FILE]` combines the --json-file reports of \
+            attached load generators run at the same time (same topology, protocol, --duration and \
+            --warmup; clients in different regions) into one report: counts and throughput add up, \
+            latency percentiles come from the added histograms.
             """)
 
-    @Argument(help: "The topology file (default: the embedded default topology).")
+    @Argument(help: "The topology file (default: the embedded default topology); or `merge`, then the reports to combine.")
     var topology: String?
+
+    @Argument(help: ArgumentHelp("With `merge`: the JSON reports of `bench --attach --json-file FILE` to combine.", valueName: "report"))
+    var reports: [String] = []
 
     @Option(help: "Seconds of load, warmup included.")
     var duration: Double = 10
@@ -86,6 +97,12 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "Draw throughput and p99 latency over time as an SVG file (with --sweep-clients: throughput against latency).")
     var plot: String?
 
+    @Flag(help: "Run the clients against replicas already running at the topology's addresses: deploy nothing, remove nothing.")
+    var attach = false
+
+    @Option(name: .customLong("clients-region"), help: "Run only the clients of this region (one load generator per region; combine the --json reports with `bench merge`).")
+    var clientsRegion: String?
+
     @Option(name: .customLong("sweep-clients"), parsing: .unconditional,
             help: "Run once per client count (per region), e.g. 16,64,256, and report throughput against latency.")
     var sweepClients: String?
@@ -97,6 +114,11 @@ struct BenchCommand: AsyncParsableCommand {
     static let minimumClientsPerRegion = 16
 
     func validate() throws {
+        if topology == "merge" {
+            guard !reports.isEmpty else { throw ValidationError("bench merge needs the JSON reports to combine: bench merge A.json B.json ...") }
+            return
+        }
+        guard reports.isEmpty else { throw ValidationError("unexpected argument(s) after the topology: \(reports.joined(separator: " "))") }
         if jsonToStandardOutput, let topology, topology == "-" || topology.hasSuffix(".json") {
             throw ValidationError("--json is a flag (the JSON on standard output, the text on standard error); write a file with --json-file FILE")
         }
@@ -110,6 +132,13 @@ struct BenchCommand: AsyncParsableCommand {
         }
         guard (0...1).contains(crossShard) else { throw ValidationError("--cross-shard is between 0 and 1") }
         guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
+        if attach {
+            guard sweepClients == nil else { throw ValidationError("--sweep-clients needs fresh ledgers for each run; it does not go with --attach") }
+            guard protocolName != "both" else {
+                throw ValidationError("--protocol both deploys each protocol in turn; with --attach give the protocol the replicas run (geobft, or pbft for replicas started with --pbft-baseline)")
+            }
+            guard dataDirectory == nil, !keepData else { throw ValidationError("--data-dir and --keep-data are for the replicas bench deploys; --attach deploys none") }
+        }
         if sweepClients != nil {
             guard Self.clientCounts(sweepClients)?.isEmpty == false else {
                 throw ValidationError("--sweep-clients is a comma-separated list of client counts per region, each at least 1 (e.g. 16,64,256)")
@@ -130,9 +159,17 @@ struct BenchCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        if topology == "merge" {
+            try BenchMergeCommand.merge(files: reports, json: json).emit()
+            return
+        }
         let loaded = try LoadedTopology.load(topology)
         let model = loaded.topology
         let regions = BenchPlan.clientRegions(of: model)
+        if let clientsRegion, !regions.contains(clientsRegion) {
+            fail("--clients-region \(clientsRegion): no cluster of \(loaded.displayName) is in that region (regions with clusters: \(regions.joined(separator: ", ")))")
+            throw ExitCode(1)
+        }
         let sweep = Self.clientCounts(sweepClients) ?? []
         var perRegion = clients ?? sweep.max() ?? max(Self.minimumClientsPerRegion, Self.defaultClientsInAll / max(1, regions.count))
         let needed = perRegion * regions.count
@@ -158,6 +195,8 @@ struct BenchCommand: AsyncParsableCommand {
         settings.crossShardFraction = crossShard
         settings.requestTimeoutSeconds = timeout
         settings.seed = seed
+        settings.attach = attach
+        settings.clientsRegion = clientsRegion
 
         let kinds: [ProtocolKind] = protocolName == "both" ? [.geobft, .pbft] : [ProtocolKind(rawValue: protocolName)!]
         let createdBase = dataDirectory == nil
@@ -188,7 +227,9 @@ struct BenchCommand: AsyncParsableCommand {
                 var settings = settingsToRun
                 settings.clientsPerRegion = run.perRegion
                 let step = runs.count > 1 ? " [run \(index + 1) of \(runs.count)]" : ""
-                progress("bench \(model.name)\(step): \(run.kind.rawValue), \(settings.durationSeconds) s (warmup \(settings.warmupSeconds) s), \(run.perRegion) clients per region in \(regions.joined(separator: ", "))\(emulateWAN ? ", WAN emulated" : ""); data: \(directory)")
+                let clientRegions = clientsRegion.map { [$0] } ?? regions
+                let target = attach ? "attached to the running replicas" : "data: \(directory)"
+                progress("bench \(model.name)\(step): \(run.kind.rawValue), \(settings.durationSeconds) s (warmup \(settings.warmupSeconds) s), \(run.perRegion) clients per region in \(clientRegions.joined(separator: ", "))\(emulateWAN ? ", WAN emulated" : ""); \(target)")
                 reports.append(try await LiveBenchmark.run(settings, topology: loaded, protocol: run.kind, dataDirectory: directory,
                                                            executable: Executable.path, progress: progress))
             }

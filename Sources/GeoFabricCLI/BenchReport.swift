@@ -7,7 +7,7 @@ import Histogram
 
 // MARK: Report
 
-struct LatencySummary: Encodable, Sendable {
+struct LatencySummary: Codable, Sendable {
     var p50: Double
     var p90: Double
     var p99: Double
@@ -25,7 +25,7 @@ struct LatencySummary: Encodable, Sendable {
     }
 }
 
-struct BenchGroup: Encodable, Sendable {
+struct BenchGroup: Codable, Sendable {
     var name: String
     var clients: Int
     var committed: Int
@@ -33,7 +33,7 @@ struct BenchGroup: Encodable, Sendable {
     var latency_ms: LatencySummary
 }
 
-struct BenchClusterLine: Encodable, Sendable {
+struct BenchClusterLine: Codable, Sendable {
     var cluster: String
     var region: String
     var n: Int
@@ -46,7 +46,7 @@ struct BenchClusterLine: Encodable, Sendable {
     var latency_ms: LatencySummary
 }
 
-struct BenchShardLine: Encodable, Sendable {
+struct BenchShardLine: Codable, Sendable {
     var shard: String
     var height: UInt64
     var replicas: Int
@@ -63,7 +63,7 @@ struct BenchShardLine: Encodable, Sendable {
     var latency_ms: LatencySummary
 }
 
-struct BenchSecond: Encodable, Sendable {
+struct BenchSecond: Codable, Sendable {
     var second: Int
     /// Completed transactions since the start, warmup included.
     var committed: Int
@@ -75,7 +75,7 @@ struct BenchSecond: Encodable, Sendable {
     var warmup: Bool
 }
 
-struct BenchWorkloadSummary: Encodable, Sendable {
+struct BenchWorkloadSummary: Codable, Sendable {
     var keys: Int
     var zipf_theta: Double
     var read_fraction: Double
@@ -84,7 +84,7 @@ struct BenchWorkloadSummary: Encodable, Sendable {
     var seed: UInt64
 }
 
-struct BenchReport: Encodable, Sendable {
+struct BenchReport: Codable, Sendable {
     var `protocol`: String
     var topology: String
     var replicas: Int
@@ -127,9 +127,18 @@ struct BenchReport: Encodable, Sendable {
     /// replica whose memory grows with the ledger shows here (Linux; empty elsewhere).
     var replica_memory: [BenchReplicaMemory] = []
     var timeline: [BenchSecond]
+    /// `bench --attach`: the clients ran against replicas already running (the bound is then
+    /// unknown: the replicas verify on their own machines); `--clients-region`: only that region's.
+    var attached: Bool?
+    var clients_region: String?
+    /// With --attach: the latency histograms behind the percentiles, so `bench merge` can combine
+    /// load generators exactly (BenchMerge.swift).
+    var histograms: BenchHistograms?
+    /// `bench merge`: the files combined.
+    var merged_from: [String]?
 }
 
-struct BenchReplicaMemory: Encodable, Sendable {
+struct BenchReplicaMemory: Codable, Sendable {
     var replica: String
     var rss_start_mib: Double
     /// A minute into the run (nil in a shorter one): what the end is to be compared with, since
@@ -138,7 +147,7 @@ struct BenchReplicaMemory: Encodable, Sendable {
     var rss_end_mib: Double
 }
 
-struct BenchBound: Encodable, Sendable {
+struct BenchBound: Codable, Sendable {
     var cores: Int
     /// Measured on this machine just before the run, on all its cores together.
     var verify_per_second_all_cores: Double
@@ -149,13 +158,13 @@ struct BenchBound: Encodable, Sendable {
     var achieved_of_bound: Double
 }
 
-struct BenchKindLine: Encodable, Sendable {
+struct BenchKindLine: Codable, Sendable {
     var committed: Int
     var throughput_tps: Double
     var latency_ms: LatencySummary
 }
 
-struct BenchCrossShardLine: Encodable, Sendable {
+struct BenchCrossShardLine: Codable, Sendable {
     /// Committed on every shard they touch.
     var committed: Int
     /// Aborted on every shard they touch (the client's one answer), counted by reason below.
@@ -232,6 +241,11 @@ enum BenchText {
         let latency = report.latency_ms
         lines.append("\(report.protocol) on \(report.topology): \(grouped(report.throughput_tps)) txn/s, latency p50 \(ms(latency.p50)) ms, p90 \(ms(latency.p90)) ms, p99 \(ms(latency.p99)) ms, max \(ms(latency.max)) ms; committed \(grouped(Double(report.committed))) in \(String(format: "%.1f", report.measured_s)) s after a \(String(format: "%.1f", report.warmup_s)) s warmup")
         lines.append("  configuration: \(report.replicas) replicas in \(report.cluster_count) cluster(s) of \(report.shard_count) shard(s), batch \(report.batch_size), WAN \(report.emulate_wan ? "emulated" : "not emulated"); \(report.clients) clients (\(report.clients_per_region) per region); \(grouped(Double(report.workload.keys))) keys, zipf \(report.workload.zipf_theta), reads \(Int(report.workload.read_fraction * 100))% of reads and updates, transfers \(Int(report.workload.transfer_fraction * 100))%")
+        if report.attached == true {
+            let whose = report.clients_region.map { "only the clients of \($0)" } ?? "the clients of every region"
+            lines.append("  attached to replicas already running (\(whose)); the verification bound of their machines is not measured"
+                         + (report.merged_from.map { "; merged from \($0.joined(separator: ", "))" } ?? ""))
+        }
         let errors = report.errors.values.reduce(0, +)
         if report.bound.verification_bound_tps > 0 {
             let bound = report.bound

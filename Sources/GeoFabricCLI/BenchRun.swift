@@ -36,6 +36,10 @@ struct BenchSettings: Sendable {
     var settleLimitSeconds = 30.0
     /// Bounds every status poll, so a silent replica cannot hold up the progress line.
     var statusTimeoutSeconds = 0.7
+    /// Clients against replicas already running at the topology's addresses (deploy nothing).
+    var attach = false
+    /// Only the clients of this region (one load generator per region; `bench merge` combines them).
+    var clientsRegion: String?
 }
 
 /// Who the clients are: identity, region, the shard whose keys they use and their home cluster.
@@ -191,7 +195,10 @@ enum LiveBenchmark {
                     executable: String, progress: @escaping @Sendable (String) -> Void) async throws -> BenchReport {
         let original = loaded.topology
         let deployed = kind == .pbft ? original.pbftBaseline() : original
+        // Client ids are numbered over every region even when one region runs, so that load
+        // generators in several regions never share a client.
         let plans = BenchPlan.clients(original: original, deployed: deployed, perRegion: settings.clientsPerRegion)
+            .filter { settings.clientsRegion == nil || $0.region == settings.clientsRegion }
         guard plans.count <= original.clientCount else {
             throw BenchError.invalid("\(plans.count) clients need \(plans.count) client keys; the topology has \(original.clientCount)")
         }
@@ -211,21 +218,27 @@ enum LiveBenchmark {
         }
 
         // Before any replica runs, so the measurement has the cores to itself.
-        let verifyRate = settings.calibrationSeconds > 0 ? CryptoCalibration.verifyRateAllCores(seconds: settings.calibrationSeconds) : 0
+        let verifyRate = settings.calibrationSeconds > 0 && !settings.attach ? CryptoCalibration.verifyRateAllCores(seconds: settings.calibrationSeconds) : 0
 
         var deployedLoaded = loaded
         deployedLoaded.topology = deployed
-        let deployment: LocalDeployment
-        do {
-            deployment = try LocalDeployment.start(deployedLoaded, dataDirectory: dataDirectory, emulateWAN: settings.emulateWAN,
-                                                   executable: executable, replicaArguments: kind == .pbft ? ["--pbft-baseline"] : [])
-        } catch {
-            throw BenchError.deployment("\(error)")
+        let deployment: LocalDeployment?
+        if settings.attach {
+            deployment = nil
+            try await BenchAttach.waitForReplicas(deployed, timeoutSeconds: settings.readyTimeoutSeconds, progress: progress)
+        } else {
+            do {
+                deployment = try LocalDeployment.start(deployedLoaded, dataDirectory: dataDirectory, emulateWAN: settings.emulateWAN,
+                                                       executable: executable, replicaArguments: kind == .pbft ? ["--pbft-baseline"] : [])
+            } catch {
+                throw BenchError.deployment("\(error)")
+            }
         }
         // Stopping must happen even when the run was cancelled: a fresh task does not inherit that.
-        func stopDeployment() async { await Task { await deployment.stop() }.value }
+        // Attached, there is nothing of ours to stop.
+        func stopDeployment() async { await Task { await deployment?.stop() }.value }
         do {
-            try await deployment.waitUntilReady(timeout: .milliseconds(Int64(settings.readyTimeoutSeconds * 1000)))
+            try await deployment?.waitUntilReady(timeout: .milliseconds(Int64(settings.readyTimeoutSeconds * 1000)))
         } catch {
             await stopDeployment()
             if Task.isCancelled { throw CancellationError() }
@@ -240,11 +253,14 @@ enum LiveBenchmark {
         let meshEnd = clock.now + .milliseconds(Int64(settings.meshTimeoutSeconds * 1000))
         while !Task.isCancelled {
             let statuses = await StatusClient.fetchAll(statusTargets, timeout: statusTimeout)
+            // Attached, a replica that is down (BenchAttach let the run go on without it) has no
+            // links to wait for, and the others have none to it.
+            let answering = statuses.filter { (try? $0.result.get()) != nil }.count
             let links = statuses.reduce(into: (connected: 0, total: 0)) { sum, entry in
                 if case let .success(status) = entry.result {
                     sum.connected += status.peersConnected
-                    sum.total += status.peersTotal
-                } else {
+                    sum.total += settings.attach ? min(status.peersTotal, answering - 1) : status.peersTotal
+                } else if !settings.attach {
                     sum.total += deployed.allReplicas.count - 1
                 }
             }
@@ -259,8 +275,12 @@ enum LiveBenchmark {
         var logger = Logger(label: "geofabric.bench")
         logger.logLevel = .critical
         var clients: [FabricClient] = []
+        // Replicas execute a client's requests in increasing id order only: attached to ledgers
+        // that earlier runs used, the clients start above any id those could have sent.
+        let firstRequestID: UInt64 = settings.attach ? UInt64(Date().timeIntervalSince1970 * 1_000_000) : 1
         for (plan, key) in zip(plans, signingKeys) {
             let client = FabricClient(topology: deployed, keys: keyRing, client: plan.client, key: key, cluster: plan.cluster, region: plan.region,
+                                      firstRequestID: firstRequestID,
                                       wanEmulation: settings.emulateWAN ? BenchPlan.emulation(for: plan.region, in: deployed) : nil,
                                       logger: logger)
             await client.start()
@@ -332,7 +352,7 @@ enum LiveBenchmark {
                     // filled by then), and when the measurement ends.
                     let warmupEnd = max(1, Int(settings.warmupSeconds.rounded(.up)))
                     if second == warmupEnd || second == 60 || second == seconds {
-                        let sample = deployment.processes.compactMap { entry -> (String, Double)? in
+                        let sample = (deployment?.processes ?? []).compactMap { entry -> (String, Double)? in
                             entry.process.isRunning ? ProcessMemory.residentMiB(pid: entry.process.processIdentifier).map { (entry.info.name, $0) } : nil
                         }
                         log.memory.withLock { memory in
@@ -343,7 +363,7 @@ enum LiveBenchmark {
                             }
                         }
                     }
-                    for entry in deployment.processes where !entry.process.isRunning && !reported.contains(entry.info.name) {
+                    for entry in deployment?.processes ?? [] where !entry.process.isRunning && !reported.contains(entry.info.name) {
                         reported.insert(entry.info.name)
                         log.exited.withLock { $0.append(entry.info.name) }
                         progress("warning: replica \(entry.info.name) exited with status \(entry.process.terminationStatus) (log: \(entry.log))")
@@ -364,7 +384,9 @@ enum LiveBenchmark {
         // within the coordinator's vote timeout (60 of its rounds, a heartbeat block each 50 ms
         // when idle), which on a machine crowded with other processes takes longer than 5 s.
         let settleStart = clock.now
-        let settleLimit = settleStart + .milliseconds(Int64(settings.settleLimitSeconds * 1000))
+        // Attached with one region's clients, the other regions' load may go on: no settling then.
+        let settleLimit = settings.attach && settings.clientsRegion != nil
+            ? settleStart : settleStart + .milliseconds(Int64(settings.settleLimitSeconds * 1000))
         var lastProgress = settleStart
         var finalView = observer.observe(await StatusClient.fetchAll(statusTargets, timeout: statusTimeout))
         while !finalView.settled, clock.now < settleLimit,
@@ -377,7 +399,7 @@ enum LiveBenchmark {
             finalView = next
         }
         let settleTime = (clock.now - settleStart).seconds
-        for entry in deployment.processes where !entry.process.isRunning && !log.exited.withLock({ $0.contains(entry.info.name) }) {
+        for entry in deployment?.processes ?? [] where !entry.process.isRunning && !log.exited.withLock({ $0.contains(entry.info.name) }) {
             log.exited.withLock { $0.append(entry.info.name) }
         }
         await stopDeployment()
@@ -386,6 +408,11 @@ enum LiveBenchmark {
         var result = report(settings: settings, kind: kind, original: original, deployed: deployed, plans: plans, recorder: recorder,
                             observer: observer, finalView: finalView, timeline: log.timeline.withLock { $0 }, exited: log.exited.withLock { $0 },
                             verifyRate: verifyRate, settleTime: settleTime)
+        if settings.attach {
+            result.attached = true
+            result.clients_region = settings.clientsRegion
+            result.histograms = BenchHistograms(recorder.snapshot())
+        }
         result.replica_memory = log.memory.withLock { $0 }.sorted { $0.key < $1.key }.map {
             BenchReplicaMemory(replica: $0.key, rss_start_mib: ($0.value.start * 10).rounded() / 10,
                                rss_60s_mib: $0.value.minute.map { ($0 * 10).rounded() / 10 }, rss_end_mib: ($0.value.end * 10).rounded() / 10)

@@ -15,7 +15,7 @@ public struct GeoFabricCommand: AsyncParsableCommand {
             to a file instead).
             """,
         version: GeoFabricVersion.text,
-        subcommands: [UpCommand.self, StatusCommand.self, BenchCommand.self, ReplicaCommand.self, ClientCommand.self, TopologyCommand.self, KeysCommand.self, CalibrateCommand.self, SimulateCommand.self])
+        subcommands: [UpCommand.self, StatusCommand.self, BenchCommand.self, ReplicaCommand.self, ClientCommand.self, TopologyCommand.self, KeysCommand.self, DeployCommand.self, CalibrateCommand.self, SimulateCommand.self])
 
     public init() {}
 }

@@ -37,6 +37,9 @@ struct ReplicaCommand: AsyncParsableCommand {
     @Flag(name: .customLong("emulate-wan"), help: "Delay and rate-limit messages to other regions as the topology's WAN says.")
     var emulateWAN = false
 
+    @Option(name: .customLong("listen-host"), help: "Listen on this address (e.g. 0.0.0.0) instead of the topology's host; peers still dial the topology's address (a Kubernetes Service name, a NAT address).")
+    var listenHost: String?
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = "info"
 
@@ -62,6 +65,7 @@ struct ReplicaCommand: AsyncParsableCommand {
         logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
         var options = DaemonOptions(dataDirectory: loaded.dataDirectory(dataDirectory), topologyDirectory: loaded.directory)
         options.emulateWAN = emulateWAN
+        options.listenHost = listenHost
         let daemon: ReplicaDaemon
         do {
             daemon = try await ReplicaDaemon.start(topology: loaded.topology, replica: info.name, options: options, logger: logger)

@@ -24,6 +24,10 @@ public struct DaemonOptions: Sendable {
     public var emulateWAN = false
     /// Where a relative key directory of the topology is resolved (the topology file's folder).
     public var topologyDirectory: String
+    /// The address to listen on (protocol and status ports) instead of the topology's host, for a
+    /// host whose topology address is not one of its interfaces (a Kubernetes Service name, a NAT
+    /// address): for example "0.0.0.0". Peers still dial the topology's address.
+    public var listenHost: String?
     public init(dataDirectory: String, topologyDirectory: String) {
         self.dataDirectory = dataDirectory
         self.topologyDirectory = topologyDirectory
@@ -121,11 +125,12 @@ public final class ReplicaDaemon: Sendable {
                                recovered: state, snapshot: ledgerRecovery.snapshot,
                                storedBlocks: ledgerRecovery.blocksAfterSnapshot,
                                sink: TransportSink(transport: transport), logger: logger)
+        let listenHost = options.listenHost ?? info.host
         do {
-            try await transport.start(listen: info.host, port: info.port)
+            try await transport.start(listen: listenHost, port: info.port)
         } catch {
             await transport.shutdown()
-            throw .listen(host: info.host, port: info.port, reason: "\(error)")
+            throw .listen(host: listenHost, port: info.port, reason: "\(error)")
         }
         transport.connect(peers: PeerAddress.replicas(of: topology).filter { $0.node != .replica(number: info.number) })
 
@@ -133,16 +138,16 @@ public final class ReplicaDaemon: Sendable {
                                configuration: PBFTConfiguration(topology: topology, replica: info.id),
                                tick: .milliseconds(max(1, topology.parameters.tickMilliseconds)))
         let (view, height) = (await node.view, await node.height)
-        let statusServer = makeStatusServer(info: info, topology: topology, topologyHash: fingerprint, node: node, transport: transport,
+        let statusServer = makeStatusServer(info: info, host: listenHost, topology: topology, topologyHash: fingerprint, node: node, transport: transport,
                                             metrics: metrics, signingKey: signingKey, logger: logger)
         do {
             try await statusServer.start()
         } catch {
             for task in tasks { task.cancel() }
             await transport.shutdown()
-            throw .statusListen(host: info.host, port: info.statusPort, reason: "\(error)")
+            throw .statusListen(host: listenHost, port: info.statusPort, reason: "\(error)")
         }
-        logger.info("replica started", metadata: ["listen": "\(info.host):\(info.port)", "status": "\(info.host):\(info.statusPort)",
+        logger.info("replica started", metadata: ["listen": "\(listenHost):\(info.port)", "status": "\(listenHost):\(info.statusPort)",
                                                  "view": "\(view)", "height": "\(height)"])
         return ReplicaDaemon(info: info, topology: topology, node: node, transport: transport, logger: logger,
                              metrics: metrics, statusServer: statusServer, tasks: tasks)
@@ -215,7 +220,7 @@ public final class ReplicaDaemon: Sendable {
     }
 
     /// GET /status and GET /metrics, on the status port the topology gives this replica.
-    static func makeStatusServer(info: ReplicaInfo, topology: Topology, topologyHash: Digest, node: ReplicaNode, transport: Transport,
+    static func makeStatusServer(info: ReplicaInfo, host: String, topology: Topology, topologyHash: Digest, node: ReplicaNode, transport: Transport,
                                  metrics: NodeMetrics, signingKey: SigningKey, logger: Logger) -> StatusServer {
         let transportReported = ReportedCounts()
         // With TLS on, the status port answers HTTPS too (the first byte tells), with the node's certificate.
@@ -229,7 +234,7 @@ public final class ReplicaDaemon: Sendable {
         }
         let peersTotal = topology.allReplicas.count - 1
         let statusServer = StatusServer(
-            host: info.host, port: info.statusPort,
+            host: host, port: info.statusPort,
             status: {
                 let connected = await transport.metrics().connectedPeers.count
                 var status = await node.status(peersConnected: connected, peersTotal: peersTotal)
