@@ -138,7 +138,8 @@ public final class ReplicaDaemon: Sendable {
                                configuration: PBFTConfiguration(topology: topology, replica: info.id),
                                tick: .milliseconds(max(1, topology.parameters.tickMilliseconds)))
         let (view, height) = (await node.view, await node.height)
-        let statusServer = makeStatusServer(info: info, host: listenHost, topology: topology, topologyHash: fingerprint, node: node, transport: transport,
+        let statusServer = makeStatusServer(info: info, host: listenHost, topology: topology, topologyHash: fingerprint, node: node,
+                                            transport: transport, verified: verified,
                                             metrics: metrics, signingKey: signingKey, logger: logger)
         do {
             try await statusServer.start()
@@ -220,7 +221,8 @@ public final class ReplicaDaemon: Sendable {
     }
 
     /// GET /status and GET /metrics, on the status port the topology gives this replica.
-    static func makeStatusServer(info: ReplicaInfo, host: String, topology: Topology, topologyHash: Digest, node: ReplicaNode, transport: Transport,
+    static func makeStatusServer(info: ReplicaInfo, host: String, topology: Topology, topologyHash: Digest, node: ReplicaNode,
+                                 transport: Transport, verified: VerifiedSignatures,
                                  metrics: NodeMetrics, signingKey: SigningKey, logger: Logger) -> StatusServer {
         let transportReported = ReportedCounts()
         // With TLS on, the status port answers HTTPS too (the first byte tells), with the node's certificate.
@@ -241,6 +243,7 @@ public final class ReplicaDaemon: Sendable {
                 status.topology = topology.name
                 status.topologyHash = topologyHash.hex
                 status.pid = getpid()
+                status.clientSignatureVerifications = verified.verifications
                 return status
             },
             metrics: {

@@ -55,6 +55,10 @@ public struct ReplicaStatus: Codable, Sendable, Hashable {
     /// The replica's process id: `up` checks that the process answering is the one it started,
     /// not an earlier deployment of the same topology still holding the ports.
     public var pid: Int32?
+    /// Client signatures this replica verified since it started (f + 1 replicas of the home
+    /// cluster verify each; GeoCore's SignatureDuty): `bench` divides the cluster's sum by the
+    /// transactions committed to report verifications per transaction.
+    public var clientSignatureVerifications: UInt64?
 
     public init(
         replica: String, shard: String, region: String, cluster: Int, view: UInt64, height: UInt64,
@@ -95,5 +99,6 @@ public struct ReplicaStatus: Codable, Sendable, Hashable {
         case topology
         case topologyHash = "topology_hash"
         case pid
+        case clientSignatureVerifications = "client_signature_verifications"
     }
 }

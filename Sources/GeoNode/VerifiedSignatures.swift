@@ -25,6 +25,8 @@ public final class VerifiedSignatures: Sendable {
     public static let capacityDefault = 65_536
 
     struct State {
+        /// Client signatures verified since the replica started.
+        var verifications: UInt64 = 0
         var entries: Set<ClientTransaction> = []
         var order: [ClientTransaction] = []
         var oldest = 0
@@ -42,8 +44,13 @@ public final class VerifiedSignatures: Sendable {
 
     /// `count` client signatures were verified (valid or not).
     func counted(_ count: Int) {
-        if count > 0 { metrics?.clientSignaturesVerified(count) }
+        guard count > 0 else { return }
+        state.withLock { $0.verifications += UInt64(count) }
+        metrics?.clientSignaturesVerified(count)
     }
+
+    /// Client signatures verified since the replica started, here and in the core.
+    public var verifications: UInt64 { state.withLock { $0.verifications } }
 
     public func contains(_ transaction: ClientTransaction) -> Bool {
         state.withLock { $0.entries.contains(transaction) }

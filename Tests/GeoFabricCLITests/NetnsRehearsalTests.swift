@@ -83,7 +83,7 @@ private enum Rehearsal {
         /// `bench --attach` from a region's client namespace, as an operator there would run it.
         func bench(from region: String, seconds: Int, json: String) throws -> BenchReport? {
             let (status, output) = rehearsal(["exec", region, "--", "geofabric", "bench", source.path, "--attach", "--emulate-wan",
-                                              "--clients", "8", "--duration", "\(seconds)", "--warmup", "1", "--timeout", "20", "--json", json])
+                                              "--clients", "8", "--duration", "\(seconds)", "--warmup", "1", "--timeout", "20", "--json-file", json])
             #expect(status == 0, "bench from \(region): \(output)")
             return status == 0 ? try BenchMerge.read(json) : nil
         }
