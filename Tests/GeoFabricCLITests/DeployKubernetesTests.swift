@@ -26,11 +26,24 @@ let threeRegionYAML = """
           - {region: belgium, replicas: 4}
     """
 
+/// The checker's python3: GEOFABRIC_K8S_PYTHON, else the virtualenv under .build, which
+/// tools/k8s-validate-env.sh creates on a first run (so `swift test` needs no set-up of its own).
+func kubernetesCheckerPython() -> String? {
+    if let python = ProcessInfo.processInfo.environment["GEOFABRIC_K8S_PYTHON"] { return python }
+    let venv = repositoryRoot + "/.build/k8s-validate/bin/python3"
+    let setup = Process()
+    setup.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    setup.arguments = ["bash", repositoryRoot + "/tools/k8s-validate-env.sh"]
+    setup.standardOutput = FileHandle.nullDevice
+    setup.standardError = FileHandle.nullDevice
+    guard (try? setup.run()) != nil else { return nil }
+    setup.waitUntilExit()
+    return FileManager.default.isExecutableFile(atPath: venv) ? venv : nil
+}
+
 /// The schema checker: `python3 tools/k8s-validate.py PATH`; its exit status and output.
 func runKubernetesSchemaCheck(_ path: String) throws -> (status: Int32, output: String) {
-    let environment = ProcessInfo.processInfo.environment
-    let venv = repositoryRoot + "/.build/k8s-validate/bin/python3"
-    let python = environment["GEOFABRIC_K8S_PYTHON"] ?? (FileManager.default.isExecutableFile(atPath: venv) ? venv : nil)
+    let python = kubernetesCheckerPython()
     let process = Process()
     if let python {
         process.executableURL = URL(fileURLWithPath: python)
@@ -86,7 +99,7 @@ func lookup(_ value: Any?, _ path: Any...) -> Any? {
         #expect(output.exitCode == 0, "\(output.standardError)")
         let check = try runKubernetesSchemaCheck(out + "/manifests")
         if check.status == 3 {
-            Issue.record("the Kubernetes schema checker is not installed: run `python3 -m pip install 'kubernetes-validate==1.37.0'` (bash .ci/run does it): \(check.output)")
+            Issue.record("the Kubernetes schema checker could not be installed (tools/k8s-validate-env.sh: a virtualenv with kubernetes-validate from PyPI): \(check.output)")
             return
         }
         #expect(check.status == 0, "tools/k8s-validate.py: \(check.output)")
