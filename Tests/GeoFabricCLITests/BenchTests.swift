@@ -176,9 +176,14 @@ extension BenchTests {
             #expect(report.regions.map(\.name) == ["local"] && report.regions[0].committed == report.committed)
             #expect(report.latency_ms.p50 > 0 && report.latency_ms.p50 <= report.latency_ms.p99 && report.latency_ms.p99 <= report.latency_ms.max)
             #expect(report.timeline.count == 2)
-            // Four replicas verify each transaction; the bound is the cores' verify rate over four.
-            #expect(report.bound.verifications_per_transaction == 4 && report.bound.verify_per_second_all_cores > 100)
-            #expect(abs(report.bound.verification_bound_tps - report.bound.verify_per_second_all_cores / 4) < 1e-6)
+            // f + 1 = 2 of the 4 replicas verify each client signature (more only when a designated
+            // verifier is late or a client resent to all): the replicas count them, and the bound is
+            // the cores' verify rate over that count.
+            #expect(report.bound.verifications_designated == 2 && report.bound.verifications_measured == true)
+            #expect(report.bound.verifications_per_transaction >= 2 && report.bound.verifications_per_transaction < 4,
+                    "\(report.bound.verifications_per_transaction) verifications per transaction")
+            #expect(report.bound.verify_per_second_all_cores > 100)
+            #expect(abs(report.bound.verification_bound_tps - report.bound.verify_per_second_all_cores / report.bound.verifications_per_transaction) < 1e-6)
             #expect(BenchText.render(report).contains("bound: "))
 
             let json = try #require(try JSONSerialization.jsonObject(with: Data(JSONOutput.encode(report).utf8)) as? [String: Any])

@@ -51,7 +51,7 @@ let sharded2x2x4 = TestKit.shippedTopology("sharded-2x2x4")
         #expect(report.viewChanges >= 1, "montreal must change view: \(describe(report))")
     }
 
-    @Test func partitionBetweenShardsAbortsOrCompletesAndReleasesLocks() {
+    @Test func partitionBetweenShardsAbortsOrCompletesAndReleasesLocks() async {
         // s1's regions are cut from s0's for 3.5 s: longer than a coordinator waits for a vote
         // (60 rounds of its ledger, about 3 s of heartbeat rounds), but only just, so whether a
         // coordination is caught waiting that long depends on the run's timing: a vote timeout
@@ -64,7 +64,8 @@ let sharded2x2x4 = TestKit.shippedTopology("sharded-2x2x4")
             scenario.at(0.5, .partition(Partition(regions: ["montreal", "belgium"])))
             scenario.at(4.0, .healPartitions)
             scenario.healed(at: 4.0, within: 5)
-            let report = scenario.run()
+            let fixed = scenario
+            let report = await offTheCooperativePool { fixed.run() }
             expectAtomicAndLive(report)
             timeouts[seed] = report.crossShardOutcomes["aborted: timeout", default: 0]
         }
@@ -90,7 +91,7 @@ let sharded2x2x4 = TestKit.shippedTopology("sharded-2x2x4")
         expectAtomicAndLive(scenario.run())
     }
 
-    @Test func aBrokenCommitRuleIsCaughtByTheBalanceChecker() {
+    @Test func aBrokenCommitRuleIsCaughtByTheBalanceChecker() async {
         // The broken rule shows only in runs where a participant applies its part of a transfer
         // the coordinator aborted, which depends on the run: of seeds 7 to 10, 8 and 9 have one.
         // Whenever one happens, both checkers must catch it; and it must happen in some seed.
@@ -98,7 +99,8 @@ let sharded2x2x4 = TestKit.shippedTopology("sharded-2x2x4")
         for seed: UInt64 in 7...10 {
             var scenario = bank(seed: seed, seconds: 4)
             scenario.settings.brokenCommitRule = true
-            let report = scenario.run()
+            let fixed = scenario
+            let report = await offTheCooperativePool { fixed.run() }
             let kinds = Set(report.violations.map(\.kind))
             #expect(kinds.isSubset(of: [.conservation, .atomicity]), "seed \(seed): \(describe(report))")
             #expect(kinds.contains(.conservation) == kinds.contains(.atomicity), "seed \(seed): \(describe(report))")
