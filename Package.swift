@@ -117,7 +117,7 @@ let package = Package(
         .testTarget(name: "GeoCoreTests", dependencies: ["GeoCore", "GeoSim", "GeoTestKit"], swiftSettings: strict),
         .testTarget(name: "GeoWireTests", dependencies: ["GeoWire", "GeoCore"], swiftSettings: strict),
         .testTarget(name: "GeoCryptoTests", dependencies: ["GeoCrypto", "GeoCore", "GeoWire", "GeoTestKit"], swiftSettings: strict),
-        .testTarget(name: "GeoTopologyTests", dependencies: ["GeoTopology", "GeoCore"], swiftSettings: strict),
+        .testTarget(name: "GeoTopologyTests", dependencies: ["GeoTopology", "GeoCore", "GeoTestKit"], swiftSettings: strict),
         .testTarget(name: "GeoSimTests", dependencies: ["GeoSim", "GeoCore", "GeoWire", "GeoTopology", "GeoTestKit"], exclude: ["traces"],
                     swiftSettings: strict),
         .testTarget(name: "GeoNodeTests", dependencies: ["GeoNode", "GeoClient", "GeoCore", "GeoCrypto", "GeoTopology", "GeoTestKit"], swiftSettings: strict),

@@ -6,6 +6,7 @@ import Foundation
 import GeoCore
 @testable import GeoFabricCLI
 import Testing
+import GeoTestKit
 
 @Suite(.serialized) struct BenchAttachTests {
     static let yaml = """
@@ -38,7 +39,7 @@ import Testing
 
     @Test func twoRegionsLoadGeneratorsAttachAndMerge() async throws {
         #expect(FileManager.default.isExecutableFile(atPath: builtTool), "build the tool first (swift build): \(builtTool)")
-        let path = try writeTemporary(Self.yaml, name: "topology.yaml")
+        let path = try TestKit.writeTemporary(Self.yaml, name: "topology.yaml")
         let directory = (path as NSString).deletingLastPathComponent
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let loaded = try LoadedTopology.load(path)

@@ -7,6 +7,7 @@ import GeoCore
 import GeoSim
 import GeoTopology
 import Testing
+import GeoTestKit
 
 /// A latency summary from its JSON form (LatencySummary is built from a histogram).
 struct LatencyFixture: Decodable {
@@ -46,7 +47,7 @@ extension BenchTests {
         }
 
         @Test func operationsStayInTheClientsShard() throws {
-            let topology = try TopologyLoader.load(path: "\(repositoryRoot)/topologies/sharded-2x2x4.yaml")
+            let topology = try TopologyLoader.load(path: "\(TestKit.repositoryRoot)/topologies/sharded-2x2x4.yaml")
             let workload = try BenchWorkload.make(topology: topology, keyCount: 1_000, zipfTheta: 0.9, readFraction: 0.5,
                                                   transferFraction: 0.3).get()
             var random = BenchRandom(seed: 1)
@@ -69,7 +70,7 @@ extension BenchTests {
         }
 
         @Test func baselineClientsStayInTheirRegionsAndShareOneCluster() throws {
-            let topology = try TopologyLoader.load(path: "\(repositoryRoot)/topologies/geo-4x4.yaml")
+            let topology = try TopologyLoader.load(path: "\(TestKit.repositoryRoot)/topologies/geo-4x4.yaml")
             let plans = BenchPlan.clients(original: topology, deployed: topology.pbftBaseline(), perRegion: 3)
             #expect(plans.count == 12)
             #expect(Set(plans.map(\.region)) == ["oregon", "iowa", "montreal", "belgium"])
@@ -80,7 +81,7 @@ extension BenchTests {
         }
 
         @Test func crossShardTransfersStartInTheClientsShardAndEndInAnother() throws {
-            let topology = try TopologyLoader.load(path: "\(repositoryRoot)/topologies/sharded-2x2x4.yaml")
+            let topology = try TopologyLoader.load(path: "\(TestKit.repositoryRoot)/topologies/sharded-2x2x4.yaml")
             let workload = try BenchWorkload.make(topology: topology, keyCount: 1_000, zipfTheta: 0.9, readFraction: 0.5,
                                                   transferFraction: 0.1, crossShardFraction: 0.3).get()
             var random = BenchRandom(seed: 5)
@@ -98,7 +99,7 @@ extension BenchTests {
             }
             // 30% of 4,000 draws: 1,200, give or take a few standard deviations (about 29).
             #expect((1_080...1_320).contains(crossShard), "\(crossShard) cross-shard operations")
-            let local = try TopologyLoader.load(path: "\(repositoryRoot)/topologies/local-1x4.yaml")
+            let local = try TopologyLoader.load(path: "\(TestKit.repositoryRoot)/topologies/local-1x4.yaml")
             guard case let .failure(error) = BenchWorkload.make(topology: local, keyCount: 100, zipfTheta: 0, readFraction: 0.5,
                                                                transferFraction: 0, crossShardFraction: 0.2) else {
                 Issue.record("cross-shard on one shard was accepted")
@@ -142,7 +143,7 @@ extension BenchTests {
         func run(_ yaml: String, protocol kind: ProtocolKind, crossShard: Double = 0, seconds: Double = 2,
                  readFraction: Double = 0.5) async throws -> BenchReport {
             #expect(FileManager.default.isExecutableFile(atPath: builtTool), "build the tool first (swift build): \(builtTool)")
-            let path = try writeTemporary(yaml, name: "topology.yaml")
+            let path = try TestKit.writeTemporary(yaml, name: "topology.yaml")
             let directory = (path as NSString).deletingLastPathComponent
             defer { try? FileManager.default.removeItem(atPath: directory) }
             var settings = BenchSettings()

@@ -2,24 +2,11 @@ import Foundation
 import GeoCore
 @testable import GeoFabricCLI
 import Testing
-
-let repositoryRoot: String = {
-    var url = URL(fileURLWithPath: #filePath)
-    for _ in 0..<3 { url.deleteLastPathComponent() }
-    return url.path
-}()
-
-func writeTemporary(_ text: String, name: String = "t.yaml") throws -> String {
-    let directory = NSTemporaryDirectory() + "geofabric-cli-\(UInt64.random(in: 0...UInt64.max))"
-    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-    let path = directory + "/" + name
-    try text.write(toFile: path, atomically: true, encoding: .utf8)
-    return path
-}
+import GeoTestKit
 
 @Suite struct TopologyValidateCommandTests {
     @Test func validFileSummarises() {
-        let output = TopologyValidation.run(path: "\(repositoryRoot)/topologies/geo-4x4.yaml", json: false)
+        let output = TopologyValidation.run(path: "\(TestKit.repositoryRoot)/topologies/geo-4x4.yaml", json: false)
         #expect(output.exitCode == 0)
         #expect(output.standardOutput.contains("valid topology 'geo-4x4'"))
         #expect(output.standardOutput.contains("cluster 3 in belgium: n=4 f=1"))
@@ -29,7 +16,7 @@ func writeTemporary(_ text: String, name: String = "t.yaml") throws -> String {
     }
 
     @Test func validFileAsJSON() throws {
-        let output = TopologyValidation.run(path: "\(repositoryRoot)/topologies/paper-6x10.yaml", json: true)
+        let output = TopologyValidation.run(path: "\(TestKit.repositoryRoot)/topologies/paper-6x10.yaml", json: true)
         #expect(output.exitCode == 0)
         let object = try #require(try JSONSerialization.jsonObject(with: Data(output.standardOutput.utf8)) as? [String: Any])
         #expect(object["valid"] as? Bool == true)
@@ -40,7 +27,7 @@ func writeTemporary(_ text: String, name: String = "t.yaml") throws -> String {
     }
 
     @Test func invalidFileExitsOneNamingLineAndField() throws {
-        let path = try writeTemporary("name: t\nregions: [a]\nshards:\n  - name: s0\n    clusters:\n      - {region: a, replicas: 2}\n")
+        let path = try TestKit.writeTemporary("name: t\nregions: [a]\nshards:\n  - name: s0\n    clusters:\n      - {region: a, replicas: 2}\n")
         let output = TopologyValidation.run(path: path, json: false)
         #expect(output.exitCode == 1)
         #expect(output.standardError.contains("\(path):6:"))
@@ -79,7 +66,7 @@ func writeTemporary(_ text: String, name: String = "t.yaml") throws -> String {
             shards: [{name: s0, clusters: [{region: a, replicas: 4}]}]
             keys: {directory: \(directory)}
             """
-        let path = try writeTemporary(topologyText)
+        let path = try TestKit.writeTemporary(topologyText)
         let generated = KeyCommands.generate(topologyPath: path, directory: directory, json: false)
         #expect(generated.exitCode == 0, "\(generated.standardError)")
         #expect(FileManager.default.fileExists(atPath: directory + "/replicas/s0-a-3.key"))
@@ -122,10 +109,10 @@ func writeTemporary(_ text: String, name: String = "t.yaml") throws -> String {
     }
 
     @Test func validateExitCodes() throws {
-        let good = try run(["topology", "validate", "\(repositoryRoot)/topologies/local-1x4.yaml"])
+        let good = try run(["topology", "validate", "\(TestKit.repositoryRoot)/topologies/local-1x4.yaml"])
         #expect(good.status == 0)
         #expect(good.output.contains("valid topology 'local-1x4'"))
-        let path = try writeTemporary("name: t\nregions: [a]\nshards: [{name: s0, clusters: [{region: b, replicas: 4}]}]\n")
+        let path = try TestKit.writeTemporary("name: t\nregions: [a]\nshards: [{name: s0, clusters: [{region: b, replicas: 4}]}]\n")
         let bad = try run(["topology", "validate", path])
         #expect(bad.status == 1)
         #expect(bad.error.contains("\(path):3:"))
@@ -139,7 +126,7 @@ func writeTemporary(_ text: String, name: String = "t.yaml") throws -> String {
     }
 
     @Test func simulateSweepPrintsItsSummaryLine() throws {
-        let result = try run(["simulate", "\(repositoryRoot)/topologies/local-1x4.yaml", "--seeds", "3"])
+        let result = try run(["simulate", "\(TestKit.repositoryRoot)/topologies/local-1x4.yaml", "--seeds", "3"])
         #expect(result.status == 0, "\(result.error)")
         #expect(result.output.hasPrefix("seeds 3, violations 0, committed "))
     }

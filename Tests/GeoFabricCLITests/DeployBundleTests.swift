@@ -10,6 +10,7 @@ import GeoNode
 import GeoTopology
 import Logging
 import Testing
+import GeoTestKit
 
 /// A topology with a fresh key directory beside it (`keys: {directory: keys}`).
 struct KeyedTopology {
@@ -19,7 +20,7 @@ struct KeyedTopology {
 
     /// `yaml` must not have a `keys:` line; it is added.
     init(_ yaml: String, keysLine: String = "keys: {directory: keys}", generateInto keysDirectory: String = "keys") throws {
-        let path = try writeTemporary(yaml + "\n" + keysLine + "\n", name: "topology.yaml")
+        let path = try TestKit.writeTemporary(yaml + "\n" + keysLine + "\n", name: "topology.yaml")
         directory = (path as NSString).deletingLastPathComponent
         self.path = path
         topology = try TopologyLoader.load(path: path)
@@ -154,7 +155,7 @@ let twoRegionYAML = """
     }
 
     @Test func refusesDevelopmentKeysUnlessDev() throws {
-        let path = try writeTemporary(twoRegionYAML + "\nkeys: dev\n", name: "topology.yaml")
+        let path = try TestKit.writeTemporary(twoRegionYAML + "\nkeys: dev\n", name: "topology.yaml")
         let directory = (path as NSString).deletingLastPathComponent
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let refused = DeployCommands.bundles(topologyPath: path, output: directory + "/out", options: BundleOptions(), json: false)
@@ -177,7 +178,7 @@ let twoRegionYAML = """
             #expect(throws: DeployError.keyDirectoryOutsideTopology(path: written)) {
                 try DeployBundles.bundleRelativeKeyPath(written)
             }
-            let path = try writeTemporary(twoRegionYAML + "\n" + line + "\n", name: "topology.yaml")
+            let path = try TestKit.writeTemporary(twoRegionYAML + "\n" + line + "\n", name: "topology.yaml")
             let directory = (path as NSString).deletingLastPathComponent
             defer { try? FileManager.default.removeItem(atPath: directory) }
             let output = DeployCommands.bundles(topologyPath: path, output: directory + "/out", options: BundleOptions(), json: false)

@@ -9,6 +9,7 @@ import GeoCrypto
 import GeoTopology
 import Testing
 import Yams
+import GeoTestKit
 
 let threeRegionYAML = """
     name: kube-3
@@ -30,10 +31,10 @@ let threeRegionYAML = """
 /// tools/k8s-validate-env.sh creates on a first run (so `swift test` needs no set-up of its own).
 func kubernetesCheckerPython() -> String? {
     if let python = ProcessInfo.processInfo.environment["GEOFABRIC_K8S_PYTHON"] { return python }
-    let venv = repositoryRoot + "/.build/k8s-validate/bin/python3"
+    let venv = TestKit.repositoryRoot + "/.build/k8s-validate/bin/python3"
     let setup = Process()
     setup.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    setup.arguments = ["bash", repositoryRoot + "/tools/k8s-validate-env.sh"]
+    setup.arguments = ["bash", TestKit.repositoryRoot + "/tools/k8s-validate-env.sh"]
     setup.standardOutput = FileHandle.nullDevice
     setup.standardError = FileHandle.nullDevice
     guard (try? setup.run()) != nil else { return nil }
@@ -47,10 +48,10 @@ func runKubernetesSchemaCheck(_ path: String) throws -> (status: Int32, output: 
     let process = Process()
     if let python {
         process.executableURL = URL(fileURLWithPath: python)
-        process.arguments = [repositoryRoot + "/tools/k8s-validate.py", path]
+        process.arguments = [TestKit.repositoryRoot + "/tools/k8s-validate.py", path]
     } else {
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", repositoryRoot + "/tools/k8s-validate.py", path]
+        process.arguments = ["python3", TestKit.repositoryRoot + "/tools/k8s-validate.py", path]
     }
     let pipe = Pipe()
     process.standardOutput = pipe
@@ -256,7 +257,7 @@ func lookup(_ value: Any?, _ path: Any...) -> Any? {
             #expect(output.standardError.contains(message), "\(output.standardError)")
             #expect(!FileManager.default.fileExists(atPath: out), "nothing written")
         }
-        let path = try writeTemporary(threeRegionYAML + "\nkeys: dev\n", name: "topology.yaml")
+        let path = try TestKit.writeTemporary(threeRegionYAML + "\nkeys: dev\n", name: "topology.yaml")
         defer { try? FileManager.default.removeItem(atPath: (path as NSString).deletingLastPathComponent) }
         let out = (path as NSString).deletingLastPathComponent + "/k8s"
         let refused = DeployCommands.kubernetes(topologyPath: path, output: out, options: KubernetesOptions(image: "g:1"), regionMap: nil, json: false)

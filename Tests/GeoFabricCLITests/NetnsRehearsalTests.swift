@@ -10,9 +10,10 @@ import GeoCrypto
 @testable import GeoFabricCLI
 import GeoTopology
 import Testing
+import GeoTestKit
 
 private enum Rehearsal {
-    static let script = repositoryRoot + "/tools/netns-rehearsal.sh"
+    static let script = TestKit.repositoryRoot + "/tools/netns-rehearsal.sh"
 
     static let missingPrerequisite: String? = {
         if geteuid() != 0 { return "not running as root (network namespaces need root)" }

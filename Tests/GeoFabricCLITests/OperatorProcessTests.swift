@@ -11,6 +11,7 @@ import GeoCrypto
 import GeoNode
 import GeoTopology
 import Testing
+import GeoTestKit
 
 /// What one run of the tool printed, how it ended and how long it took.
 struct ToolRun: CustomStringConvertible {
@@ -82,7 +83,7 @@ enum Tool {
     /// Deploys `yaml` with the test-side LocalDeployment (the code `up` runs), ready.
     func deploy(_ yaml: String, data: String? = nil) async throws -> (LocalDeployment, String) {
         #expect(FileManager.default.isExecutableFile(atPath: builtTool), "build the tool first (swift build): \(builtTool)")
-        let path = try writeTemporary(yaml, name: "topology.yaml")
+        let path = try TestKit.writeTemporary(yaml, name: "topology.yaml")
         let directory = data ?? ((path as NSString).deletingLastPathComponent + "/data")
         let loaded = try LoadedTopology.load(path)
         let deployment = try LocalDeployment.start(loaded, dataDirectory: directory, emulateWAN: false, executable: builtTool)
@@ -112,7 +113,7 @@ enum Tool {
     func aTopologyMismatchIsNamedAtOnceOnBothSides(tls: Bool) async throws {
         let base = tls ? 19400 : 19405
         let (deployment, running) = try await deploy(Self.yaml(name: "op-running", basePort: base, tls: tls))
-        let otherPath = try writeTemporary(Self.yaml(name: "op-other", basePort: base, tls: tls), name: "other.yaml")
+        let otherPath = try TestKit.writeTemporary(Self.yaml(name: "op-other", basePort: base, tls: tls), name: "other.yaml")
         do {
             let ours = try Tool.run(["client", "put", "k", "v", running, "--timeout", "20"])
             #expect(ours.status == 0, "\(ours)")
@@ -139,7 +140,7 @@ enum Tool {
             // Same topology hash (the client count is free), but a client the replicas have no key
             // for: they refuse its certificate (TLS) or its Hello (a Reject record), and it says so
             // at once.
-            let more = try writeTemporary(Self.yaml(name: "op-running", basePort: base, tls: tls, extra: "clients: 400"), name: "more.yaml")
+            let more = try TestKit.writeTemporary(Self.yaml(name: "op-running", basePort: base, tls: tls, extra: "clients: 400"), name: "more.yaml")
             let unknown = try Tool.run(["client", "put", "k", "v", more, "--client", "350", "--timeout", "15"], timeout: 30)
             #expect(unknown.status == 1, "\(unknown)")
             #expect(unknown.seconds < 8, "\(unknown)")
@@ -169,7 +170,7 @@ enum Tool {
         let scratch = NSTemporaryDirectory() + "geofabric-up-\(UInt64.random(in: 0...UInt64.max))"
         defer { try? FileManager.default.removeItem(atPath: scratch) }
         do {
-            let otherPath = try writeTemporary(Self.yaml(name: "op-intruder", basePort: 19410), name: "other.yaml")
+            let otherPath = try TestKit.writeTemporary(Self.yaml(name: "op-intruder", basePort: 19410), name: "other.yaml")
             let ports = try Tool.run(["up", otherPath, "--data-dir", scratch, "--ready-timeout", "30"], timeout: 60)
             #expect(ports.status == 1, "\(ports)")
             #expect(!ports.output.contains("ready."), "\(ports)")
@@ -238,7 +239,7 @@ enum Tool {
     // Item 4: the development-key warning on `up` (console) and `replica` (its log), and on
     // `topology validate`, louder for hosts that are not loopback.
     @Test(.timeLimit(.minutes(3))) func developmentKeysAreWarnedAbout() async throws {
-        let path = try writeTemporary(Self.yaml(name: "op-devkeys", basePort: 19430), name: "topology.yaml")
+        let path = try TestKit.writeTemporary(Self.yaml(name: "op-devkeys", basePort: 19430), name: "topology.yaml")
         let directory = (path as NSString).deletingLastPathComponent
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let (up, outPath, errPath) = try Tool.start(["up", path, "--data-dir", directory + "/data", "--log-level", "notice"], in: directory)
@@ -253,7 +254,7 @@ enum Tool {
         let replicaLog = (try? String(contentsOfFile: directory + "/data/logs/s0-local-0.log", encoding: .utf8)) ?? ""
         #expect(replicaLog.contains("uses development keys (keys: dev)"), "\(replicaLog)")
 
-        let remote = try writeTemporary("""
+        let remote = try TestKit.writeTemporary("""
             name: op-remote
             regions: [a]
             shards: [{name: s0, clusters: [{region: a, replicas: ["10.1.0.1:7000", "10.1.0.2:7000", "10.1.0.3:7000", "10.1.0.4:7000"]}]}]
@@ -263,7 +264,7 @@ enum Tool {
         #expect(validated.status == 0, "\(validated)")
         #expect(validated.error.contains("uses development keys"), "\(validated)")
         #expect(validated.error.contains("its replicas listen on 10.1.0.1, 10.1.0.2, 10.1.0.3, 10.1.0.4, not loopback"), "\(validated)")
-        let keyed = try Tool.run(["topology", "validate", "\(repositoryRoot)/topologies/local-1x4.yaml", "--json"])
+        let keyed = try Tool.run(["topology", "validate", "\(TestKit.repositoryRoot)/topologies/local-1x4.yaml", "--json"])
         #expect(keyed.status == 0 && keyed.error.contains("development keys"), "\(keyed)")
     }
 
@@ -291,7 +292,7 @@ enum Tool {
         #expect(read.output.hasPrefix("across-edits\n"), "\(read)")
 
         let layout = Self.yaml(name: "op-edit", basePort: 19440, extra: "protocol: {batch_size: 50}")
-        let path = try writeTemporary(layout, name: "topology.yaml")
+        let path = try TestKit.writeTemporary(layout, name: "topology.yaml")
         let deployment = try LocalDeployment.start(try LoadedTopology.load(path), dataDirectory: scratch, emulateWAN: false,
                                                    executable: builtTool)
         var refusal = ""
@@ -342,7 +343,7 @@ enum Tool {
     }
 
     @Test func simulateWithJSONPrintsOneJSONDocument() throws {
-        let run = try Tool.run(["simulate", "\(repositoryRoot)/topologies/local-1x4.yaml", "--duration", "1", "--warmup", "0.2",
+        let run = try Tool.run(["simulate", "\(TestKit.repositoryRoot)/topologies/local-1x4.yaml", "--duration", "1", "--warmup", "0.2",
                                 "--clients", "4", "--protocol", "geobft", "--json"], timeout: 120)
         #expect(run.status == 0, "\(run)")
         #expect(try JSONSerialization.jsonObject(with: Data(run.output.utf8)) is [String: Any], "\(run)")

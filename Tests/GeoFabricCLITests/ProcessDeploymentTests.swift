@@ -12,6 +12,7 @@ import GeoTopology
 import Logging
 import Synchronization
 import Testing
+import GeoTestKit
 
 /// The tool next to the test bundle: `swift build` / `swift test` build both into one directory.
 let builtTool: String = {
@@ -60,7 +61,7 @@ final class LoadCounters: Sendable {
 
     func deploy(_ yaml: String) async throws -> (LocalDeployment, Topology, String) {
         #expect(FileManager.default.isExecutableFile(atPath: builtTool), "build the tool first (swift build): \(builtTool)")
-        let path = try writeTemporary(yaml, name: "topology.yaml")
+        let path = try TestKit.writeTemporary(yaml, name: "topology.yaml")
         let directory = (path as NSString).deletingLastPathComponent
         let loaded = try LoadedTopology.load(path)
         let deployment = try LocalDeployment.start(loaded, dataDirectory: directory + "/data", emulateWAN: false, executable: builtTool)
@@ -151,7 +152,7 @@ final class LoadCounters: Sendable {
     }
 
     @Test func geo4x4ProcessesCommitFromEveryRegionAndAgree() async throws {
-        let geo = try String(contentsOfFile: repositoryRoot + "/topologies/geo-4x4.yaml", encoding: .utf8)
+        let geo = try String(contentsOfFile: TestKit.repositoryRoot + "/topologies/geo-4x4.yaml", encoding: .utf8)
             .replacingOccurrences(of: "name: geo-4x4", with: "name: geo-4x4\nbase_port: 17300")
         let (deployment, topology, directory) = try await deploy(geo)
         defer { try? FileManager.default.removeItem(atPath: directory) }

@@ -15,6 +15,7 @@ import NIOCore
 import NIOPosix
 import NIOSSL
 import Testing
+import GeoTestKit
 
 @Suite(.serialized) struct TLSProcessTests {
     static let yaml = """
@@ -68,7 +69,7 @@ import Testing
     @Test(.timeLimit(.minutes(2)), arguments: cases)
     func aHostilePeerIsRefusedCountedAndCommitsGoOn(_ hostile: Hostile) async throws {
         #expect(FileManager.default.isExecutableFile(atPath: builtTool), "build the tool first (swift build): \(builtTool)")
-        let path = try writeTemporary(Self.yaml, name: "topology.yaml")
+        let path = try TestKit.writeTemporary(Self.yaml, name: "topology.yaml")
         let directory = (path as NSString).deletingLastPathComponent
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let loaded = try LoadedTopology.load(path)
@@ -88,7 +89,7 @@ import Testing
     /// Idle connections, garbage, a plaintext Hello, a torn Hello and garbage inside TLS on every
     /// replica port and every status port: every replica stays up and a client still commits.
     @Test(.timeLimit(.minutes(2))) func hostileInputOnEveryPortLeavesTheReplicasCommitting() async throws {
-        let path = try writeTemporary(Self.yaml, name: "topology.yaml")
+        let path = try TestKit.writeTemporary(Self.yaml, name: "topology.yaml")
         let directory = (path as NSString).deletingLastPathComponent
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let loaded = try LoadedTopology.load(path)

@@ -2,13 +2,10 @@ import Foundation
 import GeoCore
 @testable import GeoTopology
 import Testing
+import GeoTestKit
 
-/// The repository's topologies/ folder, found from this file's path.
-let topologiesDirectory: String = {
-    var url = URL(fileURLWithPath: #filePath)
-    for _ in 0..<3 { url.deleteLastPathComponent() }
-    return url.appendingPathComponent("topologies").path
-}()
+/// The repository's topologies/ folder.
+let topologiesDirectory = TestKit.repositoryRoot + "/topologies"
 
 @Suite struct ShippedTopologyTests {
     static let files = ["local-1x4.yaml", "geo-4x4.yaml", "sharded-2x2x4.yaml", "paper-4x15.yaml", "paper-6x10.yaml"]
