@@ -135,7 +135,7 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(
             name: "GeoFabricCLITests",
-            dependencies: ["GeoFabricCLI", "GeoTopology", "GeoCrypto", "GeoCore", "GeoNet", "GeoNode", "GeoClient",
+            dependencies: ["GeoFabricCLI", "GeoTopology", "GeoCrypto", "GeoCore", "GeoNet", "GeoNode", "GeoClient", "GeoTestKit",
                            .product(name: "Yams", package: "Yams")],
             swiftSettings: strict),
     ]
