@@ -14,7 +14,7 @@ import Testing
 import GeoTestKit
 
 /// What one run of the tool printed, how it ended and how long it took.
-struct ToolRun: CustomStringConvertible {
+struct ToolRun: CustomStringConvertible, Sendable {
     var status: Int32
     var output: String
     var error: String
@@ -25,7 +25,17 @@ struct ToolRun: CustomStringConvertible {
 enum Tool {
     /// Runs the built tool to its end, or kills it after `timeout` seconds (status -1 then).
     /// Output goes through files, not pipes, so a chatty process cannot block on a full pipe.
-    static func run(_ arguments: [String], timeout: Double = 60) throws -> ToolRun {
+    /// `runBlocking` on a thread of its own: waiting for a process must not hold one of the
+    /// cooperative threads, which the other suites' async tests need (a CI run starved a
+    /// deployment's readiness polls for 60 s).
+    static func run(_ arguments: [String], timeout: Double = 60) async throws -> ToolRun {
+        let result: Result<ToolRun, any Error> = await offTheCooperativePool {
+            Result { try runBlocking(arguments, timeout: timeout) }
+        }
+        return try result.get()
+    }
+
+    static func runBlocking(_ arguments: [String], timeout: Double = 60) throws -> ToolRun {
         let directory = NSTemporaryDirectory() + "geofabric-tool-\(UInt64.random(in: 0...UInt64.max))"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
@@ -115,10 +125,10 @@ enum Tool {
         let (deployment, running) = try await deploy(Self.yaml(name: "op-running", basePort: base, tls: tls))
         let otherPath = try TestKit.writeTemporary(Self.yaml(name: "op-other", basePort: base, tls: tls), name: "other.yaml")
         do {
-            let ours = try Tool.run(["client", "put", "k", "v", running, "--timeout", "20"])
+            let ours = try await Tool.run(["client", "put", "k", "v", running, "--timeout", "20"])
             #expect(ours.status == 0, "\(ours)")
 
-            let client = try Tool.run(["client", "put", "k", "v", otherPath, "--timeout", "15"], timeout: 30)
+            let client = try await Tool.run(["client", "put", "k", "v", otherPath, "--timeout", "15"], timeout: 30)
             #expect(client.status == 1, "\(client)")
             #expect(client.seconds < 8, "the client waited instead of failing at once: \(client)")
             // It gives up once f + 1 matching replies cannot come: 3 of the 4 replicas refused,
@@ -141,18 +151,18 @@ enum Tool {
             // for: they refuse its certificate (TLS) or its Hello (a Reject record), and it says so
             // at once.
             let more = try TestKit.writeTemporary(Self.yaml(name: "op-running", basePort: base, tls: tls, extra: "clients: 400"), name: "more.yaml")
-            let unknown = try Tool.run(["client", "put", "k", "v", more, "--client", "350", "--timeout", "15"], timeout: 30)
+            let unknown = try await Tool.run(["client", "put", "k", "v", more, "--client", "350", "--timeout", "15"], timeout: 30)
             #expect(unknown.status == 1, "\(unknown)")
             #expect(unknown.seconds < 8, "\(unknown)")
             let told = tls ? "refused this client's certificate" : "refused this client (unknown_identity): its topology has no key for this client"
             #expect(unknown.error.components(separatedBy: told).count - 1 >= 3, "\(unknown)")
 
-            let status = try Tool.run(["status", otherPath], timeout: 30)
+            let status = try await Tool.run(["status", otherPath], timeout: 30)
             #expect(status.status == 1, "\(status)")
             #expect(status.output.contains("OTHER DEPLOYMENT"), "\(status)")
             #expect(status.output.contains(tls ? "it names topology hash" : "answered by s0-local-0 of topology op-running"), "\(status)")
             #expect(status.error.contains("answered as another deployment"), "\(status)")
-            let statusOurs = try Tool.run(["status", running, "--json"], timeout: 30)
+            let statusOurs = try await Tool.run(["status", running, "--json"], timeout: 30)
             #expect(statusOurs.status == 0, "\(statusOurs)")
             #expect(!statusOurs.output.contains("other_deployment"), "\(statusOurs)")
         } catch {
@@ -171,7 +181,7 @@ enum Tool {
         defer { try? FileManager.default.removeItem(atPath: scratch) }
         do {
             let otherPath = try TestKit.writeTemporary(Self.yaml(name: "op-intruder", basePort: 19410), name: "other.yaml")
-            let ports = try Tool.run(["up", otherPath, "--data-dir", scratch, "--ready-timeout", "30"], timeout: 60)
+            let ports = try await Tool.run(["up", otherPath, "--data-dir", scratch, "--ready-timeout", "30"], timeout: 60)
             #expect(ports.status == 1, "\(ports)")
             #expect(!ports.output.contains("ready."), "\(ports)")
             #expect(ports.error.contains("4 of 4 replicas exited before they were ready"), "\(ports)")
@@ -180,7 +190,7 @@ enum Tool {
             }
 
             let dataInUse = deployment.dataDirectory
-            let locked = try Tool.run(["up", running, "--data-dir", dataInUse, "--ready-timeout", "30"], timeout: 60)
+            let locked = try await Tool.run(["up", running, "--data-dir", dataInUse, "--ready-timeout", "30"], timeout: 60)
             #expect(locked.status == 1, "\(locked)")
             #expect(!locked.output.contains("ready."), "\(locked)")
             #expect(locked.error.contains("locked by another process"), "\(locked)")
@@ -195,40 +205,40 @@ enum Tool {
     // absent key as null, refusals in words.
     @Test(.timeLimit(.minutes(3))) func valuesAreNumbersTextAndNullAndReasonsAreWords() async throws {
         let (deployment, path) = try await deploy(Self.yaml(name: "op-values", basePort: 19420))
-        func client(_ arguments: [String]) throws -> ToolRun {
-            try Tool.run(["client"] + arguments + [path, "--timeout", "20"], timeout: 40)
+        func client(_ arguments: [String]) async throws -> ToolRun {
+            try await Tool.run(["client"] + arguments + [path, "--timeout", "20"], timeout: 40)
         }
         func json(_ run: ToolRun) throws -> [String: Any] {
             try #require(try JSONSerialization.jsonObject(with: Data(run.output.utf8)) as? [String: Any], "\(run)")
         }
         do {
-            #expect(try client(["put", "n", "100"]).status == 0)
-            let added = try client(["add", "n", "1"])
+            #expect(try await client(["put", "n", "100"]).status == 0)
+            let added = try await client(["add", "n", "1"])
             #expect(added.status == 0, "\(added)")
             #expect(added.output.hasPrefix("101\n"), "\(added)")
-            let read = try client(["get", "n"])
+            let read = try await client(["get", "n"])
             #expect(read.output.hasPrefix("101\n"), "\(read)")
-            let readJSON = try json(try client(["get", "n", "--json"]))
+            let readJSON = try json(try await client(["get", "n", "--json"]))
             #expect(readJSON["result"] as? Int == 101 && readJSON["outcome"] as? String == "value", "\(readJSON)")
-            let absent = try json(try client(["get", "nothing-here", "--json"]))
+            let absent = try json(try await client(["get", "nothing-here", "--json"]))
             #expect(absent["result"] is NSNull, "\(absent)")
 
-            let text = try client(["put", "zip", "02139", "--json"])
+            let text = try await client(["put", "zip", "02139", "--json"])
             #expect(text.status == 0)
-            let zip = try json(try client(["get", "zip", "--json"]))
+            let zip = try json(try await client(["get", "zip", "--json"]))
             #expect(zip["result"] as? String == "02139", "a leading zero keeps the value text: \(zip)")
-            let notANumber = try client(["add", "zip", "1"])
+            let notANumber = try await client(["add", "zip", "1"])
             #expect(notANumber.status == 2, "\(notANumber)")
             #expect(notANumber.output.contains("refused: not a number"), "\(notANumber)")
 
-            let poor = try client(["transfer", "n", "m", "1000"])
+            let poor = try await client(["transfer", "n", "m", "1000"])
             #expect(poor.status == 2, "\(poor)")
             #expect(poor.output.hasPrefix("refused: insufficient balance"), "\(poor)")
-            let poorJSON = try json(try client(["transfer", "n", "m", "1000", "--json"]))
+            let poorJSON = try json(try await client(["transfer", "n", "m", "1000", "--json"]))
             #expect(poorJSON["reason"] as? String == "insufficient balance" && poorJSON["outcome"] as? String == "refused", "\(poorJSON)")
-            let moved = try json(try client(["transfer", "n", "m", "1", "--json"]))
+            let moved = try json(try await client(["transfer", "n", "m", "1", "--json"]))
             #expect((moved["result"] as? [String: Any])?["to_balance"] as? Int == 1, "\(moved)")
-            #expect(try client(["get", "n"]).output.hasPrefix("100\n"))
+            #expect(try await client(["get", "n"]).output.hasPrefix("100\n"))
         } catch {
             await deployment.stop()
             throw error
@@ -260,11 +270,11 @@ enum Tool {
             shards: [{name: s0, clusters: [{region: a, replicas: ["10.1.0.1:7000", "10.1.0.2:7000", "10.1.0.3:7000", "10.1.0.4:7000"]}]}]
             keys: dev
             """)
-        let validated = try Tool.run(["topology", "validate", remote])
+        let validated = try await Tool.run(["topology", "validate", remote])
         #expect(validated.status == 0, "\(validated)")
         #expect(validated.error.contains("uses development keys"), "\(validated)")
         #expect(validated.error.contains("its replicas listen on 10.1.0.1, 10.1.0.2, 10.1.0.3, 10.1.0.4, not loopback"), "\(validated)")
-        let keyed = try Tool.run(["topology", "validate", "\(TestKit.repositoryRoot)/topologies/local-1x4.yaml", "--json"])
+        let keyed = try await Tool.run(["topology", "validate", "\(TestKit.repositoryRoot)/topologies/local-1x4.yaml", "--json"])
         #expect(keyed.status == 0 && keyed.error.contains("development keys"), "\(keyed)")
     }
 
@@ -276,7 +286,7 @@ enum Tool {
         defer { try? FileManager.default.removeItem(atPath: scratch) }
         let before = Self.yaml(name: "op-edit", basePort: 19440)
         let (first, firstPath) = try await deploy(before, data: scratch)
-        let put = try Tool.run(["client", "put", "kept", "across-edits", firstPath, "--timeout", "20"], timeout: 40)
+        let put = try await Tool.run(["client", "put", "kept", "across-edits", firstPath, "--timeout", "20"], timeout: 40)
         await first.stop()
         #expect(put.status == 0, "\(put)")
 
@@ -286,7 +296,7 @@ enum Tool {
             protocol: {view_timeout_ms: 900, remote_timeout_ms: 3000, tick_ms: 20, batch_delay_ms: 5}
             """)
         let (second, secondPath) = try await deploy(timings, data: scratch)
-        let read = try Tool.run(["client", "get", "kept", secondPath, "--client", "299", "--timeout", "20"], timeout: 40)
+        let read = try await Tool.run(["client", "get", "kept", secondPath, "--client", "299", "--timeout", "20"], timeout: 40)
         await second.stop()
         #expect(read.status == 0, "\(read)")
         #expect(read.output.hasPrefix("across-edits\n"), "\(read)")
@@ -327,7 +337,7 @@ enum Tool {
         #expect(help.contains("<topology-file>") && !help.contains("--topology"), "\(help)")
     }
 
-    @Test func jsonIsAFlagEverywhereAndUpTakesALogLevel() throws {
+    @Test func jsonIsAFlagEverywhereAndUpTakesALogLevel() async throws {
         let bench = try #require(try GeoFabricCommand.parseAsRoot(["bench", "--json"]) as? BenchCommand)
         #expect(bench.json == "-")
         let file = try #require(try GeoFabricCommand.parseAsRoot(["bench", "--json-file", "out.json"]) as? BenchCommand)
@@ -338,12 +348,12 @@ enum Tool {
         let up = try #require(try GeoFabricCommand.parseAsRoot(["up", "--log-level", "debug", "--json"]) as? UpCommand)
         #expect(up.logLevel == "debug" && up.json)
         #expect(throws: (any Error).self) { try GeoFabricCommand.parseAsRoot(["up", "--log-level", "loud"]) }
-        let version = try Tool.run(["--version"], timeout: 20)
+        let version = try await Tool.run(["--version"], timeout: 20)
         #expect(version.status == 0 && version.output.hasPrefix("geofabric "), "\(version)")
     }
 
-    @Test func simulateWithJSONPrintsOneJSONDocument() throws {
-        let run = try Tool.run(["simulate", "\(TestKit.repositoryRoot)/topologies/local-1x4.yaml", "--duration", "1", "--warmup", "0.2",
+    @Test func simulateWithJSONPrintsOneJSONDocument() async throws {
+        let run = try await Tool.run(["simulate", "\(TestKit.repositoryRoot)/topologies/local-1x4.yaml", "--duration", "1", "--warmup", "0.2",
                                 "--clients", "4", "--protocol", "geobft", "--json"], timeout: 120)
         #expect(run.status == 0, "\(run)")
         #expect(try JSONSerialization.jsonObject(with: Data(run.output.utf8)) is [String: Any], "\(run)")
