@@ -33,13 +33,7 @@ public enum TopologyFingerprint {
         lines.append("protocol batch \(p.batchSize) window \(p.window) checkpoint \(p.checkpointEvery) "
             + "snapshot \(p.snapshotEvery) max \(p.maxMessageBytes)")
         for shard in topology.shards {
-            let placement: String
-            switch shard.placement {
-            case .all: placement = "all"
-            case let .hashBuckets(lower, upper): placement = "hash \(lower) \(upper)"
-            case let .prefixes(prefixes): placement = "prefixes " + prefixes.map { "\($0.utf8.count):\($0)" }.joined(separator: ",")
-            }
-            lines.append("shard \(shard.id.rawValue) \(shard.name) \(placement)")
+            lines.append("shard \(shard.id.rawValue) \(shard.name) \(placementText(shard.placement))")
             for cluster in shard.clusters {
                 lines.append("cluster \(cluster.id.index) \(cluster.region) n \(cluster.n) f \(cluster.f)")
                 for replica in cluster.replicas {
@@ -50,6 +44,15 @@ public enum TopologyFingerprint {
             }
         }
         return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// A shard's placement as both formats write it.
+    static func placementText(_ placement: KeyPlacement) -> String {
+        switch placement {
+        case .all: return "all"
+        case let .hashBuckets(lower, upper): return "hash \(lower) \(upper)"
+        case let .prefixes(prefixes): return "prefixes " + prefixes.map { "\($0.utf8.count):\($0)" }.joined(separator: ",")
+        }
     }
 
     /// The hash GeoFabric wrote into logs and handshakes before the binding above (format v1: the
@@ -71,13 +74,7 @@ public enum TopologyFingerprint {
         case let .directory(path): lines.append("keys dir \(path)")
         }
         for shard in topology.shards {
-            let placement: String
-            switch shard.placement {
-            case .all: placement = "all"
-            case let .hashBuckets(lower, upper): placement = "hash \(lower) \(upper)"
-            case let .prefixes(prefixes): placement = "prefixes " + prefixes.map { "\($0.utf8.count):\($0)" }.joined(separator: ",")
-            }
-            lines.append("shard \(shard.id.rawValue) \(shard.name) \(placement)")
+            lines.append("shard \(shard.id.rawValue) \(shard.name) \(placementText(shard.placement))")
             for cluster in shard.clusters {
                 lines.append("cluster \(cluster.id.index) \(cluster.region) n \(cluster.n) f \(cluster.f)")
                 for replica in cluster.replicas {
