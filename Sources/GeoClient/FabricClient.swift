@@ -145,8 +145,10 @@ public actor FabricClient {
         let tick = max(topology.parameters.tickMilliseconds, viewTimeout / 10, 1)
         tickInterval = .milliseconds(tick)
         let resend = topology.clientResendTimeoutMilliseconds(region: region ?? cluster.region)
+        let patience = topology.clientReplyPatienceMilliseconds(region: region ?? cluster.region, cluster: cluster)
         core = ClientCore(client: client, cluster: cluster.id, quorum: cluster.quorum, signer: key,
-                          timeoutTicks: UInt64(max(1, resend / tick)), firstRequestID: firstRequestID)
+                          timeoutTicks: UInt64(max(1, resend / tick)),
+                          replyPatienceTicks: UInt64(max(1, (patience + tick - 1) / tick)), firstRequestID: firstRequestID)
     }
 
     /// Dials the home cluster's replicas and starts the client's clock.

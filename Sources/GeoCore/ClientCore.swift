@@ -28,6 +28,16 @@ extension Topology {
         let rtt = longestRoundTripMilliseconds(from: region, to: regions.map(\.name)) ?? 1
         return parameters.viewTimeoutMilliseconds * 2 + Int((rtt * 4).rounded(.up))
     }
+
+    /// How long a client in `region` waits, after the first reply of a request, for the other
+    /// designated repliers (ReplyDuty) before it asks every replica of `cluster` for the answer:
+    /// a fifth of the view timeout plus the longest round trip to the cluster's replicas (those
+    /// of a PBFT cluster spread over regions execute a block up to that much apart). A crashed
+    /// designated replier then costs a request this much, not the resend timeout.
+    public func clientReplyPatienceMilliseconds(region: String, cluster: Cluster) -> Int {
+        let rtt = longestRoundTripMilliseconds(from: region, to: cluster.replicas.map(\.region)) ?? 1
+        return max(1, parameters.viewTimeoutMilliseconds / 5) + Int(rtt.rounded(.up))
+    }
 }
 
 public struct ClientCore: Sendable {
@@ -37,6 +47,8 @@ public struct ClientCore: Sendable {
     public private(set) var quorum: Quorum
     let signer: any TransactionSigner
     let timeoutTicks: UInt64
+    /// Ticks to wait after a request's first reply for the rest before asking every replica.
+    let replyPatienceTicks: UInt64
 
     public private(set) var now: UInt64 = 0
     public private(set) var nextRequestID: UInt64 = 1
@@ -48,18 +60,23 @@ public struct ClientCore: Sendable {
     public private(set) var retransmissions = 0
     var outstanding: (transaction: ClientTransaction, sentAt: UInt64, deadline: UInt64, attempts: Int)?
     var replies: [UInt16: Reply] = [:]
+    /// When the outstanding request's first reply came, and whether every replica was asked since.
+    var firstReplyAt: UInt64?
+    var askedEveryone = false
 
     /// `firstRequestID`: replicas execute a client's requests only in increasing id order, so a
     /// client that does not remember its last id across runs (a command-line call) starts above
     /// any id it used before, e.g. from the wall clock.
+    /// `replyPatienceTicks`: see `Topology.clientReplyPatienceMilliseconds` (default: the resend timeout).
     public init(client: ClientID, cluster: ClusterID, quorum: Quorum, signer: any TransactionSigner, timeoutTicks: UInt64,
-                firstRequestID: UInt64 = 1) {
+                replyPatienceTicks: UInt64? = nil, firstRequestID: UInt64 = 1) {
         self.client = client
         nextRequestID = max(1, firstRequestID)
         self.cluster = cluster
         self.quorum = quorum
         self.signer = signer
         self.timeoutTicks = max(1, timeoutTicks)
+        self.replyPatienceTicks = max(1, replyPatienceTicks ?? timeoutTicks)
     }
 
     public var isBusy: Bool { outstanding != nil }
@@ -83,6 +100,8 @@ public struct ClientCore: Sendable {
         nextRequestID += 1
         outstanding = (transaction, now, now + timeoutTicks, 1)
         replies = [:]
+        firstReplyAt = nil
+        askedEveryone = false
         return [.send(transaction, to: ReplicaID(cluster: cluster, index: UInt16(view % UInt64(quorum.n))))]
     }
 
@@ -90,6 +109,7 @@ public struct ClientCore: Sendable {
         guard let current = outstanding, reply.client == client, reply.requestID == current.transaction.requestID,
               reply.replica.cluster == cluster, Int(reply.replica.index) < quorum.n else { return [] }
         replies[reply.replica.index] = reply
+        if firstReplyAt == nil { firstReplyAt = now }
         let matching = replies.values.filter { $0.result == reply.result && $0.position == reply.position }
         guard matching.count >= quorum.weak else { return [] }
         // f + 1 replicas agree, so at least one correct replica executed it; track the view they report.
@@ -101,10 +121,19 @@ public struct ClientCore: Sendable {
 
     public mutating func tick() -> [ClientEffect] {
         now += 1
-        guard let current = outstanding, now >= current.deadline else { return [] }
+        guard let current = outstanding else { return [] }
+        if now < current.deadline {
+            // It executed (a reply came) but a designated replier is silent: ask every replica; each
+            // answers a copy from the client itself at once, and its next requests too (ReplyDuty).
+            guard let first = firstReplyAt, !askedEveryone, now >= first + replyPatienceTicks else { return [] }
+            askedEveryone = true
+            retransmissions += 1
+            return (0..<quorum.n).map { .send(current.transaction, to: ReplicaID(cluster: cluster, index: UInt16($0))) }
+        }
         // Timed out: send to every replica of the cluster (they forward it and watch the primary),
         // and back off so a slow cluster is not flooded.
         retransmissions += 1
+        askedEveryone = true
         let backoff = timeoutTicks << UInt64(min(current.attempts, 6))
         outstanding = (current.transaction, current.sentAt, now + backoff, current.attempts + 1)
         return (0..<quorum.n).map { .send(current.transaction, to: ReplicaID(cluster: cluster, index: UInt16($0))) }

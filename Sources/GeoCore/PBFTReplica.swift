@@ -62,6 +62,7 @@ public struct PBFTReplica: Sendable {
 
     /// State checkpoints and state transfer (StateTransfer.swift).
     var transfer: StateTransfer
+    var replies: ReplyDuty  // who answers a client: f + 1, or all after a resend (ReplyDuty.swift)
     /// Snapshots installed by state transfer.
     public var snapshotsInstalled: Int { transfer.installed }
     var knownCommitted: UInt64 { catchUp.knownCommitted }
@@ -78,6 +79,7 @@ public struct PBFTReplica: Sendable {
         transfer = StateTransfer(configuration: configuration, suite: suite)
         sharing = GlobalSharing(configuration: configuration, suite: suite)
         viewChanger = ViewChanger(configuration: configuration, suite: suite)
+        replies = ReplyDuty(quorum: configuration.quorum)
         // Paces that count from the replica's start, not from a first event.
         timers.start(.heartbeat)
         timers.start(.statementRetransmit)
@@ -335,6 +337,7 @@ public struct PBFTReplica: Sendable {
         // so checking each cost a primary already behind n verifications per resend for nothing.
         // (A backup acts on no forward, and on a client's copy only once.)
         let leading = status == .normal && isPrimary
+        if !forwarded && !isPrimary { replies.clientRetransmitted(transaction) }
         if intake.holds(key, asPrimary: leading, forwarded: forwarded) { return }
         guard suite.isValid(transaction) else {
             reject(.badClientSignature)
@@ -343,6 +346,7 @@ public struct PBFTReplica: Sendable {
         if let last = ledger.lastExecution[transaction.client], transaction.requestID <= last.requestID {
             // Executed already: resend the cached reply (only the latest one is kept).
             if last.requestID == transaction.requestID && !forwarded, let result = last.result {
+                replies.clientRetransmitted(transaction)
                 effects.append(.reply(reply(to: transaction, result: result, position: last.position)))
             }
             return
@@ -499,14 +503,14 @@ public struct PBFTReplica: Sendable {
         for executed in batch {
             effects.append(.executed(executed))
             for statement in executed.outgoing { relay.send(statement, effects: &effects) }
-            for completion in executed.completions where completion.homeCluster == cluster.index {
+            for completion in executed.completions where completion.homeCluster == cluster.index
+                && replies.answers(completion.transaction, replica: configuration.index) {
                 effects.append(.reply(reply(to: completion.transaction, result: completion.result, position: completion.position)))
             }
-            let isHome = executed.certified.block.cluster == cluster
-            guard isHome else { continue }
+            guard executed.certified.block.cluster == cluster else { continue }
             for (transaction, result) in zip(executed.certified.block.transactions, executed.results) {
                 intake.executed(transaction)
-                if let result {
+                if let result, replies.answers(transaction, replica: configuration.index) {
                     effects.append(.reply(reply(to: transaction, result: result, position: executed.position)))
                 }
             }

@@ -269,7 +269,8 @@ public final class Simulation {
                     let id = ClientID(UInt32(clients.count))
                     let signer = SimulatedCrypto(owner: nil, clientCount: clientCount)
                     let core = ClientCore(client: id, cluster: home.id, quorum: home.quorum, signer: signer,
-                                          timeoutTicks: clientTimeoutTicks(for: cluster.region))
+                                          timeoutTicks: clientTimeoutTicks(for: cluster.region),
+                                          replyPatienceTicks: clientReplyPatienceTicks(for: cluster.region, home: home))
                     clients.append(ClientNode(core: core, region: cluster.region, shard: shard.id))
                     schedule(at: random.next() % (10 * tickMicroseconds), .clientTick(clients.count - 1))
                 }
@@ -295,6 +296,12 @@ public final class Simulation {
     func clientTimeoutTicks(for region: String) -> UInt64 {
         let milliseconds = UInt64(settings.clientTimeoutMilliseconds ?? topology.clientResendTimeoutMilliseconds(region: region))
         return max(2, milliseconds * 1000 / tickMicroseconds)
+    }
+
+    /// How long a client waits for the other designated repliers after a first reply: the real client's rule.
+    func clientReplyPatienceTicks(for region: String, home: Cluster) -> UInt64 {
+        let milliseconds = UInt64(topology.clientReplyPatienceMilliseconds(region: region, cluster: home))
+        return max(1, (milliseconds * 1000 + tickMicroseconds - 1) / tickMicroseconds)
     }
 
     func schedule(at time: UInt64, _ payload: Payload) {
