@@ -74,7 +74,7 @@ extension KeysCommand {
         @Option(help: "Days the node certificates are valid.")
         var days = 365
 
-        @Option(help: "Start of the certificates' validity, in days from now (negative: in the past).")
+        @Option(help: "Start of the certificates' validity, in days from now, less an hour for clock skew (negative: in the past; write --not-before=-10).")
         var notBefore = 0
 
         func run() throws {
@@ -143,7 +143,9 @@ public enum KeyCommands {
             let caPath = (directory as NSString).appendingPathComponent("ca.pem")
             let caKeyPath = (directory as NSString).appendingPathComponent("ca.key")
             let day: TimeInterval = 86_400
-            let start = now + Double(notBeforeDays) * day
+            // An hour earlier than asked: a certificate valid from this very second would be refused
+            // by a host whose clock is a little behind (and the dates are stored to the second).
+            let start = now + Double(notBeforeDays) * day - 3_600
             let end = start + Double(max(days, 0)) * day
             let authority: CertificateAuthority
             if let certificate = FileManager.default.contents(atPath: caPath), let key = FileManager.default.contents(atPath: caKeyPath) {
