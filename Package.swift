@@ -87,6 +87,7 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -105,6 +106,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Yams", package: "Yams"),
+                .product(name: "X509", package: "swift-certificates"),
             ],
             swiftSettings: strict),
         // The durable, append-only, checksummed log of one replica (DurableRecords, snapshots).
@@ -136,7 +138,7 @@ let package = Package(
         .testTarget(
             name: "GeoFabricCLITests",
             dependencies: ["GeoFabricCLI", "GeoTopology", "GeoCrypto", "GeoCore", "GeoNet", "GeoNode", "GeoClient", "GeoTestKit",
-                           .product(name: "Yams", package: "Yams")],
+                           .product(name: "Yams", package: "Yams"), .product(name: "X509", package: "swift-certificates")],
             swiftSettings: strict),
     ]
 )

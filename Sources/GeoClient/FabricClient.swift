@@ -130,7 +130,8 @@ public actor FabricClient {
     /// what the client sends (replicas do not emulate links to clients, which have no region in
     /// the topology).
     public init(topology: Topology, keys: KeyRing, client: ClientID, key: SigningKey, cluster: Cluster, region: String? = nil,
-                firstRequestID: UInt64 = 1, wanEmulation: WANEmulation? = nil, logger: Logger = Logger(label: "geofabric.client")) {
+                firstRequestID: UInt64 = 1, wanEmulation: WANEmulation? = nil, authority: TLSAuthority? = nil,
+                logger: Logger = Logger(label: "geofabric.client")) {
         self.topology = topology
         directory = ReplicaDirectory(topology)
         self.client = client
@@ -139,7 +140,7 @@ public actor FabricClient {
                                                    topologyHash: TopologyFingerprint.digest(of: topology, keys: keys), keyRing: keys, logger: logger)
         configuration.limits = .init(maxBodyBytes: topology.parameters.maxMessageBytes)
         configuration.wanEmulation = wanEmulation
-        if topology.transport.tls { configuration.tls = .identity(key, name: Topology.clientName(client), keyRing: keys) }
+        if topology.transport.tls { configuration.tls = .identity(key, name: Topology.clientName(client), keyRing: keys, authority: authority) }
         transport = Transport(configuration: configuration)
         let viewTimeout = max(1, topology.parameters.viewTimeoutMilliseconds)
         let tick = max(topology.parameters.tickMilliseconds, viewTimeout / 10, 1)

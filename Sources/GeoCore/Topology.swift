@@ -149,7 +149,28 @@ public struct TransportSettings: Hashable, Sendable {
     /// certificate pinned to the topology's key for its identity. Off only for a benchmark A/B on
     /// one machine: every command then warns.
     public var tls: Bool = true
-    public init(tls: Bool = true) { self.tls = tls }
+    /// An operator's PKI instead of pinned self-signed certificates (nil: self-signed, the default).
+    public var authority: OperatorAuthorityFiles?
+    public init(tls: Bool = true, authority: OperatorAuthorityFiles? = nil) {
+        self.tls = tls
+        self.authority = authority
+    }
+}
+
+/// Where an operator's PKI lives (`transport: {ca: FILE, certificates: DIR}`); paths absolute or
+/// relative to the topology file. Each node presents `certificates/replicas/NAME.pem` (or
+/// `clients/client-N.pem`): its leaf certificate, issued over its topology identity key, then any
+/// intermediates; peers validate the chain against the CA bundle. The private key is the node's
+/// identity key, from `keys`: a certificate file holds nothing secret.
+public struct OperatorAuthorityFiles: Hashable, Sendable {
+    /// PEM file of one or more trusted CA certificates.
+    public var caBundle: String
+    /// Directory of the nodes' certificate files.
+    public var certificates: String
+    public init(caBundle: String, certificates: String) {
+        self.caBundle = caBundle
+        self.certificates = certificates
+    }
 }
 
 /// A whole deployment.

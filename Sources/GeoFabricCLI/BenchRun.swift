@@ -216,6 +216,13 @@ enum LiveBenchmark {
         } catch {
             throw BenchError.invalid("client keys: \(error)")
         }
+        let pki: OperatorPKI?
+        do {
+            pki = try await OperatorPKI.load(topology: deployed, keyRing: keyRing, baseDirectory: loaded.directory,
+                                             identities: plans.map { .client($0.client) })
+        } catch {
+            throw BenchError.invalid("TLS certificates: \(error)")
+        }
 
         // Before any replica runs, so the measurement has the cores to itself.
         let verifyRate = settings.calibrationSeconds > 0 && !settings.attach ? CryptoCalibration.verifyRateAllCores(seconds: settings.calibrationSeconds) : 0
@@ -282,6 +289,7 @@ enum LiveBenchmark {
             let client = FabricClient(topology: deployed, keys: keyRing, client: plan.client, key: key, cluster: plan.cluster, region: plan.region,
                                       firstRequestID: firstRequestID,
                                       wanEmulation: settings.emulateWAN ? BenchPlan.emulation(for: plan.region, in: deployed) : nil,
+                                      authority: pki?.authority(for: .client(plan.client)),
                                       logger: logger)
             await client.start()
             clients.append(client)

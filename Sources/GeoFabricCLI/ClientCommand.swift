@@ -6,6 +6,7 @@ import Foundation
 import GeoClient
 import GeoCore
 import GeoCrypto
+import GeoNet
 import Logging
 
 struct ClientCommand: AsyncParsableCommand {
@@ -258,13 +259,20 @@ enum ClientRun {
         } catch {
             try fail("\(error)")
         }
+        let pki: OperatorPKI?
+        do {
+            pki = try await OperatorPKI.load(topology: topology, keyRing: keys, baseDirectory: loaded.directory,
+                                             identities: [.client(clientID)])
+        } catch {
+            try fail("TLS certificates: \(error)")
+        }
         var logger = Logger(label: "geofabric.client")
         logger.logLevel = .error
         // Each call is a new process that does not know its last request id: the wall clock in
         // microseconds is above any id an earlier call used.
         let firstRequestID = UInt64(Date().timeIntervalSince1970 * 1_000_000)
         let client = FabricClient(topology: topology, keys: keys, client: clientID, key: signingKey, cluster: cluster,
-                                  firstRequestID: firstRequestID, logger: logger)
+                                  firstRequestID: firstRequestID, authority: pki?.authority(for: .client(clientID)), logger: logger)
         await client.start()
         let completion: Completion
         do {

@@ -1,17 +1,19 @@
-// `geofabric keys generate` and `geofabric keys show`.
+// `geofabric keys generate`, `geofabric keys show` and `geofabric keys test-pki`.
 
 import ArgumentParser
 import Foundation
 import GeoCore
 import GeoCrypto
+import GeoNet
 import GeoTopology
 import Logging
+import X509
 
 struct KeysCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "keys",
         abstract: "Make and inspect replica and client keys.",
-        subcommands: [Generate.self, Show.self])
+        subcommands: [Generate.self, Show.self, TestPKI.self])
 
     struct Generate: ParsableCommand {
         static let configuration = CommandConfiguration(
@@ -46,6 +48,37 @@ struct KeysCommand: ParsableCommand {
 
         func run() throws {
             try KeyCommands.show(topologyPath: file.path, json: json).emit()
+        }
+    }
+}
+
+extension KeysCommand {
+    struct TestPKI: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "test-pki",
+            abstract: "Make a test CA and issue every node of a topology a certificate over its identity key.",
+            discussion: """
+                Writes DIR/ca.pem (the CA bundle), DIR/ca.key (its private key, mode 0600: keep it off the nodes' hosts), \
+                DIR/replicas/NAME.pem and DIR/clients/client-N.pem (certificates over the public keys the topology's \
+                `keys` name; no private key of a node is read). Point the topology at it with \
+                `transport: {ca: DIR/ca.pem, certificates: DIR}`. An existing DIR/ca.pem and ca.key are reused, so \
+                certificates can be reissued (--not-before and --days to rehearse expiry). For rehearsals and tests: a \
+                production PKI issues the same shape of certificate (see README, "Transport security").
+                """)
+
+        @OptionGroup var file: TopologyFileArgument
+
+        @Option(help: "The directory to write the CA and the certificates into.")
+        var out: String
+
+        @Option(help: "Days the node certificates are valid.")
+        var days = 365
+
+        @Option(help: "Start of the certificates' validity, in days from now, less an hour for clock skew (negative: in the past; write --not-before=-10).")
+        var notBefore = 0
+
+        func run() throws {
+            try KeyCommands.testPKI(topologyPath: file.path, directory: out, days: days, notBeforeDays: notBefore).emit()
         }
     }
 }
@@ -99,6 +132,63 @@ public enum KeyCommands {
         }
         let base = (topologyPath as NSString).deletingLastPathComponent
         return try KeyRing.load(for: topology, baseDirectory: base.isEmpty ? "." : base)
+    }
+
+    /// `keys test-pki`: a CA (made, or reused from DIR) and a certificate for every replica and client.
+    public static func testPKI(topologyPath: String, directory: String, days: Int, notBeforeDays: Int, now: Date = Date()) -> CommandOutput {
+        var output = CommandOutput()
+        do {
+            let topology = try TopologyLoader.load(path: topologyPath)
+            let ring = try keyRing(for: topology, topologyPath: topologyPath)
+            let caPath = (directory as NSString).appendingPathComponent("ca.pem")
+            let caKeyPath = (directory as NSString).appendingPathComponent("ca.key")
+            let day: TimeInterval = 86_400
+            // An hour earlier than asked: a certificate valid from this very second would be refused
+            // by a host whose clock is a little behind (and the dates are stored to the second).
+            let start = now + Double(notBeforeDays) * day - 3_600
+            let end = start + Double(max(days, 0)) * day
+            let authority: CertificateAuthority
+            if let certificate = FileManager.default.contents(atPath: caPath), let key = FileManager.default.contents(atPath: caKeyPath) {
+                authority = try CertificateAuthority(certificatePEM: String(decoding: certificate, as: UTF8.self),
+                                                     privateKeyPEM: String(decoding: key, as: UTF8.self))
+            } else {
+                // The CA outlives the certificates it issues: ten years from the earlier of now and their start.
+                authority = try CertificateAuthority(name: "geofabric test CA \(topology.name)",
+                                                     notValidBefore: min(now, start) - day, notValidAfter: max(now, end) + 3650 * day)
+                try writeFile(caKeyPath, try authority.privateKeyPEM, mode: 0o600)
+                try writeFile(caPath, try authority.certificatePEM, mode: 0o644)
+            }
+            var issued = 0
+            func issue(_ name: String, _ key: VerifyingKey, isClient: Bool) throws {
+                let certificate = try authority.issue(name: name, key: key, notValidBefore: start, notValidAfter: end)
+                let path = OperatorPKI.certificatePath(directory: directory, identity: name, isClient: isClient)
+                try writeFile(path, try certificate.serializeAsPEM().pemString, mode: 0o644)
+                issued += 1
+            }
+            for replica in topology.allReplicas { try issue(replica.name, ring.replicaKeys[Int(replica.number)], isClient: false) }
+            for (index, key) in ring.clientKeys.enumerated() { try issue(Topology.clientName(ClientID(UInt32(index))), key, isClient: true) }
+            let absolute = URL(fileURLWithPath: directory).standardizedFileURL.path
+            output.out("issued \(issued) certificates (\(topology.allReplicas.count) replicas, \(ring.clientKeys.count) clients) of '\(topology.name)' from the CA in \(absolute)/ca.pem")
+            output.out("use them with `transport: {ca: \(absolute)/ca.pem, certificates: \(absolute)}` in the topology file")
+        } catch {
+            output.exitCode = 1
+            output.err("error: \(error)")
+        }
+        return output
+    }
+
+    /// Writes `text` to `path` (its folder made as needed), replacing it, with `mode` from the
+    /// start (the CA's key is never readable by others, not even briefly).
+    static func writeFile(_ path: String, _ text: String, mode: mode_t) throws {
+        let folder = (path as NSString).deletingLastPathComponent
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, mode)
+        guard fd >= 0 else { throw KeyError.unreadable(path: path, reason: "cannot create: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        guard fchmod(fd, mode) == 0 else { throw KeyError.unreadable(path: path, reason: "cannot set its mode") }
+        let bytes = Array(text.utf8)
+        let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        guard written == bytes.count else { throw KeyError.unreadable(path: path, reason: "short write") }
     }
 
     public static func show(topologyPath: String, json: Bool) -> CommandOutput {

@@ -1,19 +1,26 @@
 // `geofabric topology validate FILE [--json]` and `geofabric topology default`.
 
 import ArgumentParser
+import Foundation
 import GeoCore
+import GeoCrypto
+import GeoNet
 import GeoTopology
 
-struct TopologyCommand: ParsableCommand {
+struct TopologyCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "topology",
         abstract: "Check topology files.",
         subcommands: [Validate.self, Default.self])
 
-    struct Validate: ParsableCommand {
+    struct Validate: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Validate a topology file and print its summary.",
-            discussion: "Exits 1 with the file, line and field of the first problem when the file is invalid.")
+            discussion: """
+                Exits 1 with the file, line and field of the first problem when the file is invalid. With an \
+                operator PKI (transport: {ca, certificates}) it also reads the key directory's public keys, the CA \
+                bundle and every node's certificate, and checks each as a peer would.
+                """)
 
         @Argument(help: "The topology YAML file.")
         var file: String
@@ -21,8 +28,8 @@ struct TopologyCommand: ParsableCommand {
         @Flag(help: "Print the summary (or the error) as JSON.")
         var json = false
 
-        func run() throws {
-            try TopologyValidation.run(path: file, json: json).emit()
+        func run() async throws {
+            try await TopologyValidation.run(path: file, json: json).emit()
         }
     }
 
@@ -38,10 +45,19 @@ struct TopologyCommand: ParsableCommand {
 
 /// The validate command's work, separate from argument parsing so tests can call it.
 public enum TopologyValidation {
-    public static func run(path: String, json: Bool) -> CommandOutput {
+    public static func run(path: String, json: Bool) async -> CommandOutput {
         var output = CommandOutput()
         do {
             let topology = try TopologyLoader.load(path: path)
+            if let failure = await checkOperatorPKI(topology, path: path) {
+                output.exitCode = 1
+                if json {
+                    output.out(JSONOutput.encode(failure))
+                } else {
+                    output.err("error: \(failure.error.text)")
+                }
+                return output
+            }
             for warning in [LoadedTopology.developmentKeyWarning(topology, source: path),
                             LoadedTopology.plaintextWarning(topology, source: path)].compactMap({ $0 }) {
                 output.err(warning)
@@ -146,6 +162,30 @@ struct TopologySummary: Encodable {
     }
 }
 
+extension TopologyValidation {
+    /// The files of the topology's operator PKI, checked as a peer would check them (nil when
+    /// there is no PKI, or when it is sound).
+    static func checkOperatorPKI(_ topology: Topology, path: String) async -> TopologyFailure? {
+        guard topology.transport.tls, topology.transport.authority != nil else { return nil }
+        let base = (path as NSString).deletingLastPathComponent
+        let directory = base.isEmpty ? "." : base
+        let keys: KeyRing
+        do {
+            keys = try KeyRing.load(for: topology, baseDirectory: directory)
+        } catch {
+            return TopologyFailure(file: path, detail: .init(problem: "keys", line: nil, column: nil, field: "keys", message: "\(error)",
+                                                             text: "\(path): keys: \(error) (the certificates are checked against these keys)"))
+        }
+        do {
+            _ = try await OperatorPKI.load(topology: topology, keyRing: keys, baseDirectory: directory)
+            return nil
+        } catch {
+            return TopologyFailure(file: error.file, detail: .init(problem: error.problem.rawValue, line: nil, column: nil,
+                                                                   field: error.field, message: error.message, text: error.description))
+        }
+    }
+}
+
 struct TopologyFailure: Encodable {
     struct Detail: Encodable {
         var problem: String
@@ -163,5 +203,10 @@ struct TopologyFailure: Encodable {
         self.file = file
         self.error = Detail(problem: error.problem.rawValue, line: error.line, column: error.column,
                             field: error.field, message: error.message, text: error.description)
+    }
+
+    init(file: String, detail: Detail) {
+        self.file = file
+        error = detail
     }
 }

@@ -127,6 +127,23 @@ final class TransportCore {
             case let .owner(owner):
                 record.certificateOwner = owner
                 promise.succeed(.certificateVerified)
+            case let .checkChain(owner, leaf, intermediates, authority):
+                // The Verifier is asynchronous: the handshake waits for it, then the outcome is
+                // recorded back on the connection's loop.
+                let bound = NIOLoopBound(record, eventLoop: promise.futureResult.eventLoop)
+                let loop = promise.futureResult.eventLoop
+                Task {
+                    let reason = await authority.untrustedReason(leaf: leaf, intermediates: intermediates)
+                    loop.execute {
+                        if let reason {
+                            bound.value.refusal = .certificateUntrusted(reason)
+                            promise.succeed(.failed)
+                        } else {
+                            bound.value.certificateOwner = owner
+                            promise.succeed(.certificateVerified)
+                        }
+                    }
+                }
             case let .foreignTopology(theirs):
                 // Not trusted: the handler refuses the connection, by name, once TLS is done.
                 record.foreignTopology = theirs

@@ -2,13 +2,18 @@
 //
 // Each node makes, at start, a self-signed X.509 certificate over its own identity key (the key
 // the topology's dev keys or key directory name for it). There is no CA: the peer pins the key.
+// With an operator PKI (`transport: {ca: ..., certificates: ...}`, TransportOperatorPKI.swift) a
+// node presents its CA-issued certificate instead, and the peer also validates the chain and the
+// name; the key is pinned to the topology all the same.
 // A connection's pipeline, bottom up:
 //
 //   TLSRecordSniffer   first byte from the peer must open a TLS handshake record (0x16), else
 //                      `tls_plaintext_peer` (a plaintext GEOH Hello starts with 'G')
 //   NIOSSL handler     TLS 1.3 only, Ed25519 only, a certificate required from both sides;
-//                      `TLSPeerVerifier` replaces chain validation: the certificate's key must be
-//                      the topology's key of some identity (inbound) or of the dialled one (outbound)
+//                      `TLSPeerVerifier` replaces BoringSSL's chain validation: the certificate's
+//                      key must be the topology's key of some identity (inbound) or of the dialled
+//                      one (outbound), and within its validity dates; with an operator PKI the leaf
+//                      must also name that identity and chain to the CA bundle
 //   FrameDecoder, ConnectionHandler   the GEOH handshake and frames, unchanged, inside TLS; after
 //                      the peer's Hello, the identity it claims must own the certificate's key
 //
@@ -48,15 +53,20 @@ public struct TLSSettings: Sendable {
     public var commonName: String
     /// The identity that owns a public key in the topology, nil for a key the topology never names.
     public var keyOwner: @Sendable (VerifyingKey) -> NodeID?
+    /// An operator PKI: present its chain instead of a self-signed certificate, and validate
+    /// peers' chains against its CAs. Nil: self-signed, pinned keys only.
+    public var authority: TLSAuthority?
 
-    public init(certificateKey: SigningKey?, commonName: String, keyOwner: @escaping @Sendable (VerifyingKey) -> NodeID?) {
+    public init(certificateKey: SigningKey?, commonName: String, keyOwner: @escaping @Sendable (VerifyingKey) -> NodeID?,
+                authority: TLSAuthority? = nil) {
         self.certificateKey = certificateKey
         self.commonName = commonName
         self.keyOwner = keyOwner
+        self.authority = authority
     }
 
     /// The usual settings: the certificate carries `signingKey`; owners come from `keyRing`.
-    public static func identity(_ signingKey: SigningKey, name: String, keyRing: KeyRing) -> TLSSettings {
+    public static func identity(_ signingKey: SigningKey, name: String, keyRing: KeyRing, authority: TLSAuthority? = nil) -> TLSSettings {
         var owners: [VerifyingKey: NodeID] = [:]
         for (number, key) in keyRing.replicaKeys.enumerated() where owners[key] == nil {
             owners[key] = .replica(number: UInt32(number))
@@ -65,7 +75,15 @@ public struct TLSSettings: Sendable {
             owners[key] = .client(ClientID(UInt32(id)))
         }
         let table = owners
-        return TLSSettings(certificateKey: signingKey, commonName: name, keyOwner: { table[$0] })
+        return TLSSettings(certificateKey: signingKey, commonName: name, keyOwner: { table[$0] }, authority: authority)
+    }
+
+    /// What this node presents (its chain, DER, leaf first, and the leaf's private key, PEM):
+    /// the operator-issued chain, or a self-signed certificate made now. Nil without a key.
+    public func presentedCertificate(topologyHash: GeoCore.Digest? = nil) throws -> (chain: [[UInt8]], privateKeyPEM: String)? {
+        guard let certificateKey else { return nil }
+        let presented = try TLSContexts.presented(key: certificateKey, settings: self, topologyHash: topologyHash)
+        return (presented.chain, presented.privateKeyPEM)
     }
 }
 
@@ -80,8 +98,14 @@ public enum TLSRefusal: Error, Hashable, Sendable, CustomStringConvertible {
     case certificateIdentityMismatch(certificateOf: NodeID, claimed: NodeID)
     /// A client's certificate on a connection that claims a replica's identity.
     case clientCertificateForReplica(certificateOf: NodeID, claimed: NodeID)
-    /// Not a well-formed self-signed Ed25519 certificate.
+    /// Not a well-formed Ed25519 certificate (self-signed, in the pinned mode).
     case badCertificate(String)
+    /// Operator PKI: the leaf names neither in its CN nor in a SAN dNSName the identity that owns its key.
+    case certificateNameMismatch(names: [String], expected: String)
+    case certificateExpired(notAfter: Date)
+    case certificateNotYetValid(notBefore: Date)
+    /// Operator PKI: no chain from the leaf to a CA of the bundle (why, in the library's words).
+    case certificateUntrusted(String)
     case handshakeFailed(String)
     /// A TLS error after the handshake (a record that does not decrypt, a bad alert).
     case streamError(String)
@@ -94,6 +118,10 @@ public enum TLSRefusal: Error, Hashable, Sendable, CustomStringConvertible {
         case .certificateIdentityMismatch: return "tls_certificate_identity_mismatch"
         case .clientCertificateForReplica: return "tls_client_certificate_for_replica"
         case .badCertificate: return "tls_bad_certificate"
+        case .certificateNameMismatch: return "tls_certificate_name_mismatch"
+        case .certificateExpired: return "tls_certificate_expired"
+        case .certificateNotYetValid: return "tls_certificate_not_yet_valid"
+        case .certificateUntrusted: return "tls_certificate_untrusted"
         case .handshakeFailed: return "tls_handshake_failed"
         case .streamError: return "tls_stream_error"
         }
@@ -112,6 +140,11 @@ public enum TLSRefusal: Error, Hashable, Sendable, CustomStringConvertible {
         case let .clientCertificateForReplica(owner, claimed):
             return "a client's TLS certificate (\(owner)) on a connection claiming replica \(claimed)"
         case let .badCertificate(reason): return "bad TLS certificate: \(reason)"
+        case let .certificateNameMismatch(names, expected):
+            return "the TLS certificate names \(names), not \(expected), whose key it carries"
+        case let .certificateExpired(notAfter): return "the TLS certificate expired on \(notAfter)"
+        case let .certificateNotYetValid(notBefore): return "the TLS certificate is not valid before \(notBefore)"
+        case let .certificateUntrusted(reason): return "the TLS certificate is not issued by a CA of the topology's bundle: \(reason)"
         case let .handshakeFailed(reason): return "TLS handshake failed: \(reason)"
         case let .streamError(reason): return "TLS stream error: \(reason)"
         }
@@ -124,8 +157,9 @@ public struct TLSCertificate: Sendable {
     public let derBytes: [UInt8]
     public let privateKeyPEM: String
 
-    /// Validity: from a day before now (clock skew between hosts) to 100 years on. Peers do not
-    /// read the dates: trust is the pinned key, and a certificate is made anew at every start.
+    /// Validity: from a day before now (clock skew between hosts) to 100 years on. Peers check
+    /// the dates (cheap, and one rule for both modes): a host whose clock is a day or more behind
+    /// the maker's is refused with `tls_certificate_not_yet_valid`, which names the clock problem.
     public static let validityBackdate: TimeInterval = 86_400
     public static let validitySpan: TimeInterval = 100 * 365 * 86_400
 
@@ -199,23 +233,43 @@ public struct TLSCertificate: Sendable {
     /// The Ed25519 key a peer's DER certificate carries, after checking it is a well-formed
     /// certificate that signs itself with that key.
     public static func peerKey(derBytes: [UInt8]) throws(TLSRefusal) -> VerifyingKey {
-        let certificate: Certificate
+        let certificate = try parse(derBytes)
+        guard certificate.publicKey.isValidSignature(certificate.signature, for: certificate) else {
+            throw .badCertificate("its self-signature does not verify with its key")
+        }
+        return try leafKey(certificate)
+    }
+
+    static func parse(_ derBytes: [UInt8]) throws(TLSRefusal) -> Certificate {
         do {
-            certificate = try Certificate(derEncoded: derBytes)
+            return try Certificate(derEncoded: derBytes)
         } catch {
             throw .badCertificate("not an X.509 certificate (\(error))")
         }
+    }
+
+    /// The Ed25519 key a certificate carries.
+    public static func leafKey(_ certificate: Certificate) throws(TLSRefusal) -> VerifyingKey {
         guard let edKey = Curve25519.Signing.PublicKey(certificate.publicKey) else {
             throw .badCertificate("its key is not Ed25519")
-        }
-        guard certificate.publicKey.isValidSignature(certificate.signature, for: certificate) else {
-            throw .badCertificate("its self-signature does not verify with its key")
         }
         do {
             return try VerifyingKey(bytes: Array(edKey.rawRepresentation))
         } catch {
             throw .badCertificate("\(error)")
         }
+    }
+
+    /// Nil when `now` is within the certificate's validity dates.
+    public static func validityRefusal(_ certificate: Certificate, now: Date) -> TLSRefusal? {
+        if now < certificate.notValidBefore { return .certificateNotYetValid(notBefore: certificate.notValidBefore) }
+        if now > certificate.notValidAfter { return .certificateExpired(notAfter: certificate.notValidAfter) }
+        return nil
+    }
+
+    /// An identity key in the PEM form NIOSSL reads.
+    static func privateKeyPEM(_ key: SigningKey) throws -> String {
+        try Certificate.PrivateKey(Curve25519.Signing.PrivateKey(rawRepresentation: key.seed)).serializeAsPEM().pemString
     }
 }
 
@@ -226,19 +280,38 @@ struct TLSContexts {
     let server: NIOSSLContext?
     let client: NIOSSLContext
 
-    init(settings: TLSSettings, topologyHash: GeoCore.Digest? = nil) throws {
-        let certificate = try settings.certificateKey.map { key in
-            try TLSCertificate(key: key, commonName: settings.commonName, topologyHash: topologyHash)
-        }
-        server = try certificate.map { try NIOSSLContext(configuration: Self.configuration($0)) }
-        client = try NIOSSLContext(configuration: Self.configuration(certificate))
+    /// What a node presents: its chain (DER, leaf first) and the leaf's private key (PEM).
+    struct Presented {
+        var chain: [[UInt8]]
+        var privateKeyPEM: String
     }
 
-    static func configuration(_ certificate: TLSCertificate?) throws -> TLSConfiguration {
+    init(settings: TLSSettings, topologyHash: GeoCore.Digest? = nil) throws {
+        let presented = try settings.certificateKey.map { key in try Self.presented(key: key, settings: settings, topologyHash: topologyHash) }
+        server = try presented.map { try NIOSSLContext(configuration: Self.configuration($0)) }
+        client = try NIOSSLContext(configuration: Self.configuration(presented))
+    }
+
+    /// The operator-issued chain when there is one (its leaf carries `key`), else a self-signed
+    /// certificate made now.
+    static func presented(key: SigningKey, settings: TLSSettings, topologyHash: GeoCore.Digest?) throws -> Presented {
+        if let chain = settings.authority?.chain, !chain.isEmpty {
+            let der = try chain.map { certificate in
+                var serializer = DER.Serializer()
+                try serializer.serialize(certificate)
+                return serializer.serializedBytes
+            }
+            return Presented(chain: der, privateKeyPEM: try TLSCertificate.privateKeyPEM(key))
+        }
+        let made = try TLSCertificate(key: key, commonName: settings.commonName, topologyHash: topologyHash)
+        return Presented(chain: [made.derBytes], privateKeyPEM: made.privateKeyPEM)
+    }
+
+    static func configuration(_ presented: Presented?) throws -> TLSConfiguration {
         var configuration = TLSConfiguration.makeClientConfiguration()
-        if let certificate {
-            configuration.certificateChain = [.certificate(try NIOSSLCertificate(bytes: certificate.derBytes, format: .der))]
-            configuration.privateKey = .privateKey(try NIOSSLPrivateKey(bytes: Array(certificate.privateKeyPEM.utf8), format: .pem))
+        if let presented {
+            configuration.certificateChain = try presented.chain.map { .certificate(try NIOSSLCertificate(bytes: $0, format: .der)) }
+            configuration.privateKey = .privateKey(try NIOSSLPrivateKey(bytes: Array(presented.privateKeyPEM.utf8), format: .pem))
         }
         configuration.minimumTLSVersion = .tlsv13
         configuration.maximumTLSVersion = .tlsv13
@@ -270,6 +343,8 @@ enum TLSPeerVerifier {
     /// by name), or a refusal now.
     enum Outcome {
         case owner(NodeID)
+        /// Operator PKI: every check but the chain to a CA passed; that one is asynchronous.
+        case checkChain(NodeID, leaf: Certificate, intermediates: [Certificate], authority: TLSAuthority)
         case foreignTopology(GeoCore.Digest)
         case refused(TLSRefusal)
     }
@@ -278,7 +353,12 @@ enum TLSPeerVerifier {
     /// `ours`, a peer of another deployment.
     static func classify(_ chain: [NIOSSLCertificate], expected: NodeID?, settings: TLSSettings, ours: GeoCore.Digest?) -> Outcome {
         switch verify(chain, expected: expected, settings: settings) {
-        case let .success(owner): return .owner(owner)
+        case let .success(owner):
+            guard let authority = settings.authority else { return .owner(owner) }
+            // `verify` parsed these already.
+            let certificates = chain.compactMap { try? Certificate(derEncoded: $0.toDERBytes()) }
+            guard let leaf = certificates.first else { return .refused(.badCertificate("cannot parse it")) }
+            return .checkChain(owner, leaf: leaf, intermediates: Array(certificates.dropFirst()), authority: authority)
         case let .failure(refusal):
             if case .certificateKeyMismatch = refusal, let ours, let der = try? chain.first?.toDERBytes(),
                let theirs = TLSCertificate.topologyHash(derBytes: der), theirs != ours {
@@ -288,7 +368,9 @@ enum TLSPeerVerifier {
         }
     }
 
-    static func verify(_ chain: [NIOSSLCertificate], expected: NodeID?, settings: TLSSettings) -> Result<NodeID, TLSRefusal> {
+    /// Every check that needs no chain building: the key (self-signed in the pinned mode), its
+    /// owner, the dates, and with an operator PKI the name.
+    static func verify(_ chain: [NIOSSLCertificate], expected: NodeID?, settings: TLSSettings, now: Date = Date()) -> Result<NodeID, TLSRefusal> {
         guard let leaf = chain.first else { return .failure(.noCertificate) }
         let der: [UInt8]
         do {
@@ -296,15 +378,27 @@ enum TLSPeerVerifier {
         } catch {
             return .failure(.badCertificate("cannot encode it: \(error)"))
         }
+        let certificate: Certificate
         let key: VerifyingKey
         do throws(TLSRefusal) {
-            key = try TLSCertificate.peerKey(derBytes: der)
+            certificate = try TLSCertificate.parse(der)
+            // An operator-issued leaf is signed by its CA, checked with the chain; a pinned one signs itself.
+            if settings.authority == nil {
+                key = try TLSCertificate.peerKey(derBytes: der)
+            } else {
+                key = try TLSCertificate.leafKey(certificate)
+            }
         } catch {
             return .failure(error)
         }
         guard let owner = settings.keyOwner(key) else { return .failure(.certificateKeyMismatch(expected: expected)) }
         if let expected, owner != expected {
             return .failure(.certificateIdentityMismatch(certificateOf: owner, claimed: expected))
+        }
+        if let authority = settings.authority {
+            if let refusal = authority.checkLeaf(certificate, owner: owner, now: now) { return .failure(refusal) }
+        } else if let refusal = TLSCertificate.validityRefusal(certificate, now: now) {
+            return .failure(refusal)
         }
         return .success(owner)
     }

@@ -37,6 +37,8 @@ public struct DaemonOptions: Sendable {
 public enum DaemonError: Error, CustomStringConvertible {
     case unknownReplica(String)
     case keys(KeyError)
+    /// The topology's operator PKI (`transport: {ca, certificates}`) cannot be used.
+    case pki(OperatorPKIError)
     case store(StoreError)
     /// The data directory was written by a GeoFabric that bound the whole topology file (format
     /// v1 of the topology hash), timeouts included; this build binds only the safety-relevant part.
@@ -49,6 +51,7 @@ public enum DaemonError: Error, CustomStringConvertible {
         case let .unknownReplica(name):
             return "no replica named \(name) in the topology"
         case let .keys(error): return "keys: \(error)"
+        case let .pki(error): return "TLS certificates: \(error)"
         case let .store(error): return "\(error)"
         case let .legacyDataDirectory(path):
             return "\(path): written by an older GeoFabric under the whole-topology hash (v1); this build binds data to the "
@@ -91,6 +94,15 @@ public final class ReplicaDaemon: Sendable {
         } catch {
             throw .keys(error)
         }
+        // Before the log is opened: a bad certificate file changes nothing on disk.
+        let pki: OperatorPKI?
+        do {
+            pki = try await OperatorPKI.load(topology: topology, keyRing: keys, baseDirectory: options.topologyDirectory,
+                                             identities: [.replica(number: info.number)])
+        } catch {
+            throw .pki(error)
+        }
+        let authority = pki?.authority(for: .replica(number: info.number))
         let fingerprint = TopologyFingerprint.digest(of: topology, keys: keys)
         let directory = (options.dataDirectory as NSString).appendingPathComponent(info.name)
         let identity = LogIdentity(replicaNumber: info.number, topologyDigest: fingerprint)
@@ -114,7 +126,7 @@ public final class ReplicaDaemon: Sendable {
                                                    topologyHash: fingerprint, keyRing: keys, logger: logger)
         configuration.limits = .init(maxBodyBytes: topology.parameters.maxMessageBytes)
         if options.emulateWAN { configuration.wanEmulation = .topology(topology, from: .replica(number: info.number)) }
-        if topology.transport.tls { configuration.tls = .identity(signingKey, name: info.name, keyRing: keys) }
+        if topology.transport.tls { configuration.tls = .identity(signingKey, name: info.name, keyRing: keys, authority: authority) }
         let transport = Transport(configuration: configuration)
 
         let metrics = NodeMetrics()
@@ -140,7 +152,7 @@ public final class ReplicaDaemon: Sendable {
         let (view, height) = (await node.view, await node.height)
         let statusServer = makeStatusServer(info: info, host: listenHost, topology: topology, topologyHash: fingerprint, node: node,
                                             transport: transport, verified: verified,
-                                            metrics: metrics, signingKey: signingKey, logger: logger)
+                                            metrics: metrics, signingKey: signingKey, authority: authority, logger: logger)
         do {
             try await statusServer.start()
         } catch {
@@ -223,13 +235,13 @@ public final class ReplicaDaemon: Sendable {
     /// GET /status and GET /metrics, on the status port the topology gives this replica.
     static func makeStatusServer(info: ReplicaInfo, host: String, topology: Topology, topologyHash: Digest, node: ReplicaNode,
                                  transport: Transport, verified: VerifiedSignatures,
-                                 metrics: NodeMetrics, signingKey: SigningKey, logger: Logger) -> StatusServer {
+                                 metrics: NodeMetrics, signingKey: SigningKey, authority: TLSAuthority? = nil, logger: Logger) -> StatusServer {
         let transportReported = ReportedCounts()
         // With TLS on, the status port answers HTTPS too (the first byte tells), with the node's certificate.
         var tls: NIOSSLContext?
         if topology.transport.tls {
             do {
-                tls = try StatusTLS.serverContext(key: signingKey, commonName: info.name, topologyHash: topologyHash)
+                tls = try StatusTLS.serverContext(key: signingKey, commonName: info.name, topologyHash: topologyHash, authority: authority)
             } catch {
                 logger.error("status port: cannot make the TLS certificate (\(error)); serving plain HTTP only")
             }

@@ -12,14 +12,18 @@ import GeoCrypto
 import GeoNet
 import NIOCore
 import NIOSSL
+import X509
 
 public enum StatusTLS {
-    /// The server side: this node's certificate, TLS 1.3, no client certificate asked.
-    public static func serverContext(key: SigningKey, commonName: String, topologyHash: Digest? = nil) throws -> NIOSSLContext {
-        let made = try TLSCertificate(key: key, commonName: commonName, topologyHash: topologyHash)
+    /// The server side: this node's certificate (its operator-issued chain when `authority`
+    /// names one, else self-signed), TLS 1.3, no client certificate asked.
+    public static func serverContext(key: SigningKey, commonName: String, topologyHash: Digest? = nil,
+                                     authority: TLSAuthority? = nil) throws -> NIOSSLContext {
+        let settings = TLSSettings(certificateKey: key, commonName: commonName, keyOwner: { _ in nil }, authority: authority)
+        guard let presented = try settings.presentedCertificate(topologyHash: topologyHash) else { throw TLSRefusal.noCertificate }
         var configuration = TLSConfiguration.makeServerConfiguration(
-            certificateChain: [.certificate(try NIOSSLCertificate(bytes: made.derBytes, format: .der))],
-            privateKey: .privateKey(try NIOSSLPrivateKey(bytes: Array(made.privateKeyPEM.utf8), format: .pem)))
+            certificateChain: try presented.chain.map { .certificate(try NIOSSLCertificate(bytes: $0, format: .der)) },
+            privateKey: .privateKey(try NIOSSLPrivateKey(bytes: Array(presented.privateKeyPEM.utf8), format: .pem)))
         configuration.minimumTLSVersion = .tlsv13
         configuration.maximumTLSVersion = .tlsv13
         configuration.signingSignatureAlgorithms = [.ed25519]
@@ -43,8 +47,10 @@ public enum StatusTLS {
     /// names none), so the caller can say which deployment answered.
     public static func pinning(_ expected: VerifyingKey, refused: (@Sendable (Digest?) -> Void)? = nil) -> NIOSSLCustomVerificationCallback {
         { chain, promise in
-            guard let der = try? chain.first?.toDERBytes(),
-                  let key = try? TLSCertificate.peerKey(derBytes: der), key == expected else {
+            // The key is what is pinned (the TLS handshake proved the server holds it): a
+            // self-signed certificate and an operator-issued one are read alike.
+            guard let der = try? chain.first?.toDERBytes(), let certificate = try? Certificate(derEncoded: der),
+                  let key = try? TLSCertificate.leafKey(certificate), key == expected else {
                 let der = try? chain.first?.toDERBytes()
                 refused?(der.flatMap { TLSCertificate.topologyHash(derBytes: $0) })
                 promise.succeed(.failed)

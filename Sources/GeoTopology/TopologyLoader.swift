@@ -18,7 +18,7 @@ public enum TopologyLoader {
     static let linkKeys = ["rtt_ms", "mbit_s"]
     static let wanKeys = ["between", "rtt_ms", "mbit_s"]
     static let placementKeys = ["hash", "prefixes"]
-    static let transportKeys = ["tls"]
+    static let transportKeys = ["tls", "ca", "certificates"]
     static let protocolKeys = ["batch_size", "batch_delay_ms", "window", "checkpoint_every", "view_timeout_ms",
                                "remote_timeout_ms", "tick_ms", "max_message_bytes", "snapshot_every", "retain_rounds"]
 
@@ -414,6 +414,24 @@ struct TopologyBuilder {
         let map = try reader.mapping(field, allowed: Keys.transportKeys)
         var settings = TransportSettings()
         if let item = map["tls"] { settings.tls = try reader.bool(item, what: "tls") }
+        // An operator PKI names both files, and only with TLS on; what the files hold is checked
+        // where the keys are (OperatorPKI.load, also run by `topology validate`).
+        switch (map["ca"], map["certificates"]) {
+        case (nil, nil):
+            break
+        case let (ca?, certificates?):
+            let caPath = try reader.string(ca), certificatesPath = try reader.string(certificates)
+            guard !caPath.isEmpty else { throw reader.error(.invalidValue, ca, "the CA bundle path is empty") }
+            guard !certificatesPath.isEmpty else { throw reader.error(.invalidValue, certificates, "the certificate directory path is empty") }
+            guard settings.tls else {
+                throw reader.error(.invalidValue, ca, "a CA bundle and certificates need TLS: remove them or set tls: true")
+            }
+            settings.authority = OperatorAuthorityFiles(caBundle: caPath, certificates: certificatesPath)
+        case let (ca?, nil):
+            throw reader.error(.missingField, ca, "an operator PKI names both a CA bundle (ca: FILE) and the nodes' certificates (certificates: DIR); certificates is missing")
+        case let (nil, certificates?):
+            throw reader.error(.missingField, certificates, "an operator PKI names both a CA bundle (ca: FILE) and the nodes' certificates (certificates: DIR); ca is missing")
+        }
         return settings
     }
 

@@ -5,8 +5,8 @@ import Testing
 import GeoTestKit
 
 @Suite struct TopologyValidateCommandTests {
-    @Test func validFileSummarises() {
-        let output = TopologyValidation.run(path: "\(TestKit.repositoryRoot)/topologies/geo-4x4.yaml", json: false)
+    @Test func validFileSummarises() async {
+        let output = await TopologyValidation.run(path: "\(TestKit.repositoryRoot)/topologies/geo-4x4.yaml", json: false)
         #expect(output.exitCode == 0)
         #expect(output.standardOutput.contains("valid topology 'geo-4x4'"))
         #expect(output.standardOutput.contains("cluster 3 in belgium: n=4 f=1"))
@@ -15,8 +15,8 @@ import GeoTestKit
         #expect(output.standardError.split(separator: "\n").map { $0.hasPrefix("warning: ") && $0.contains("uses development keys") } == [true])
     }
 
-    @Test func validFileAsJSON() throws {
-        let output = TopologyValidation.run(path: "\(TestKit.repositoryRoot)/topologies/paper-6x10.yaml", json: true)
+    @Test func validFileAsJSON() async throws {
+        let output = await TopologyValidation.run(path: "\(TestKit.repositoryRoot)/topologies/paper-6x10.yaml", json: true)
         #expect(output.exitCode == 0)
         let object = try #require(try JSONSerialization.jsonObject(with: Data(output.standardOutput.utf8)) as? [String: Any])
         #expect(object["valid"] as? Bool == true)
@@ -26,14 +26,14 @@ import GeoTestKit
         #expect(clusters.map { $0["f"] as? Int } == Array(repeating: 3, count: 6))
     }
 
-    @Test func invalidFileExitsOneNamingLineAndField() throws {
+    @Test func invalidFileExitsOneNamingLineAndField() async throws {
         let path = try TestKit.writeTemporary("name: t\nregions: [a]\nshards:\n  - name: s0\n    clusters:\n      - {region: a, replicas: 2}\n")
-        let output = TopologyValidation.run(path: path, json: false)
+        let output = await TopologyValidation.run(path: path, json: false)
         #expect(output.exitCode == 1)
         #expect(output.standardError.contains("\(path):6:"))
         #expect(output.standardError.contains("shards[0].clusters[0].replicas"))
         #expect(output.standardOutput.isEmpty)
-        let json = TopologyValidation.run(path: path, json: true)
+        let json = await TopologyValidation.run(path: path, json: true)
         #expect(json.exitCode == 1)
         let object = try #require(try JSONSerialization.jsonObject(with: Data(json.standardOutput.utf8)) as? [String: Any])
         let error = try #require(object["error"] as? [String: Any])
@@ -41,8 +41,8 @@ import GeoTestKit
         #expect(error["line"] as? Int == 6)
     }
 
-    @Test func missingFileExitsOne() {
-        let output = TopologyValidation.run(path: "/nonexistent.yaml", json: false)
+    @Test func missingFileExitsOne() async {
+        let output = await TopologyValidation.run(path: "/nonexistent.yaml", json: false)
         #expect(output.exitCode == 1)
         #expect(output.standardError.contains("/nonexistent.yaml: no such file"))
     }

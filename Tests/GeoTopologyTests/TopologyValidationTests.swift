@@ -287,6 +287,14 @@ let badCases: [BadCase] = [
             field: "transport.tls", mentions: "tls is true or false"),
     BadCase("unknown transport key", twoRegions(extra: "transport: {tsl: false}"), .unknownKey, line: 10,
             field: "transport.tsl", mentions: "did you mean 'tls'?"),
+    BadCase("a CA bundle without certificates", twoRegions(extra: "transport: {ca: pki/ca.pem}"), .missingField, line: 10,
+            field: "transport.ca", mentions: "certificates is missing"),
+    BadCase("certificates without a CA bundle", twoRegions(extra: "transport: {certificates: pki}"), .missingField, line: 10,
+            field: "transport.certificates", mentions: "ca is missing"),
+    BadCase("an operator PKI with TLS off", twoRegions(extra: "transport: {tls: false, ca: pki/ca.pem, certificates: pki}"),
+            .invalidValue, line: 10, field: "transport.ca", mentions: "need TLS"),
+    BadCase("an empty CA bundle path", twoRegions(extra: "transport: {ca: \"\", certificates: pki}"), .invalidValue, line: 10,
+            field: "transport.ca", mentions: "path is empty"),
 ]
 
 @Suite struct TransportSectionTests {
@@ -295,6 +303,13 @@ let badCases: [BadCase] = [
         #expect(try TopologyLoader.parse(bytes: Array(twoRegions(extra: "transport: {tls: true}").utf8), file: "t.yaml").transport.tls)
         #expect(try !TopologyLoader.parse(bytes: Array(twoRegions(extra: "transport: {tls: false}").utf8), file: "t.yaml").transport.tls)
         #expect(EmbeddedTopology.load().transport.tls)
+    }
+
+    @Test func anOperatorPKINamesACABundleAndACertificateDirectory() throws {
+        let topology = try TopologyLoader.parse(bytes: Array(twoRegions(extra: "transport: {ca: pki/ca.pem, certificates: pki}").utf8), file: "t.yaml")
+        #expect(topology.transport.tls)
+        #expect(topology.transport.authority == OperatorAuthorityFiles(caBundle: "pki/ca.pem", certificates: "pki"))
+        #expect(try TopologyLoader.parse(bytes: Array(twoRegions().utf8), file: "t.yaml").transport.authority == nil)
     }
 }
 
