@@ -99,14 +99,22 @@ public enum CryptoCalibration {
     /// kind of virtual machine two cores verify well under twice what one does, so the bound uses
     /// the measured all-cores rate, not cores x the one-core rate.
     public static func verifyRateAllCores(seconds: Double, cores: Int = ProcessInfo.processInfo.activeProcessorCount) -> Double {
+        verifyRateSamples(count: 1, sliceSeconds: seconds, cores: cores)[0]
+    }
+
+    /// `count` measurements of the all-cores verify rate, `sliceSeconds` each, after one warm-up.
+    /// One 0.5 s measurement ranged from 16,000 to 26,000 a second within an hour on this machine
+    /// (a virtual machine's neighbours come and go), so `bench` takes several, before and after its
+    /// run, and states the median with their spread (VerifyRateSamples).
+    public static func verifyRateSamples(count: Int, sliceSeconds: Double, cores: Int = ProcessInfo.processInfo.activeProcessorCount) -> [Double] {
         let key = SigningKey.development(topology: "calibration", identity: "replica")
         var random = SeededRandom(seed: 7)
         let messages = (0..<64).map { _ in random.bytes(count: 120) }
         let signatures = messages.map { key.sign($0) }
         let verifier = ParallelVerifier(workers: cores)
         let batch = (0..<256).map { SignatureCheck(key: key.verifyingKey, message: messages[$0 & 63], signature: signatures[$0 & 63]) }
-        _ = rate(seconds: min(0.2, seconds / 4), unit: batch.count) { _ in precondition(verifier.verifyAll(batch)) }
-        return rate(seconds: seconds, unit: batch.count) { _ in precondition(verifier.verifyAll(batch)) }
+        _ = rate(seconds: min(0.2, sliceSeconds / 4), unit: batch.count) { _ in precondition(verifier.verifyAll(batch)) }
+        return (0..<max(1, count)).map { _ in rate(seconds: sliceSeconds, unit: batch.count) { _ in precondition(verifier.verifyAll(batch)) } }
     }
 
     /// Operations per second: runs `body` (which performs `unit` operations) until `seconds` pass.
@@ -124,4 +132,25 @@ public enum CryptoCalibration {
         let elapsedSeconds = elapsed.seconds
         return Double(iterations * unit) / elapsedSeconds
     }
+}
+
+/// Several measurements of one rate: the median is what a report states, the spread how far to
+/// trust it.
+public struct VerifyRateSamples: Hashable, Sendable {
+    public private(set) var values: [Double]
+
+    public init(_ values: [Double] = []) { self.values = values }
+
+    public mutating func append(contentsOf more: [Double]) { values.append(contentsOf: more) }
+
+    public var median: Double {
+        guard !values.isEmpty else { return 0 }
+        let sorted = values.sorted()
+        let middle = sorted.count / 2
+        return sorted.count % 2 == 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
+    }
+    public var minimum: Double { values.min() ?? 0 }
+    public var maximum: Double { values.max() ?? 0 }
+    /// (maximum - minimum) / median: 0.1 means the samples lie within 10% of the median's size.
+    public var spread: Double { median > 0 ? (maximum - minimum) / median : 0 }
 }

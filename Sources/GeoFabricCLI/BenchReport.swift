@@ -149,8 +149,14 @@ struct BenchReplicaMemory: Codable, Sendable {
 
 struct BenchBound: Codable, Sendable {
     var cores: Int
-    /// Measured on this machine just before the run, on all its cores together.
+    /// Measured on this machine on all its cores together: the median of `verify_samples` slices,
+    /// half just before the run and half just after it, between `verify_min` and `verify_max`;
+    /// `verify_spread` = (max - min) / median.
     var verify_per_second_all_cores: Double
+    var verify_samples: Int? = nil
+    var verify_min: Double? = nil
+    var verify_max: Double? = nil
+    var verify_spread: Double? = nil
     /// Client-signature verifications per committed transaction, as the replicas counted them
     /// (`verifications_measured`), else the designated f + 1.
     var verifications_per_transaction: Double
@@ -254,7 +260,7 @@ enum BenchText {
         let errors = report.errors.values.reduce(0, +)
         if report.bound.verification_bound_tps > 0 {
             let bound = report.bound
-            lines.append("  bound: \(grouped(bound.verification_bound_tps)) txn/s = \(grouped(bound.verify_per_second_all_cores)) Ed25519 verifications/s on this machine's \(bound.cores) cores / \(String(format: "%.2f", bound.verifications_per_transaction)) verifications per transaction (\(bound.verifications_measured == true ? "counted by the replicas" : "not counted: f + 1 assumed")\(bound.verifications_designated.map { String(format: "; f + 1 = %.1f", $0) } ?? "")); achieved \(String(format: "%.0f", bound.achieved_of_bound * 100))% of it")
+            lines.append("  bound: \(grouped(bound.verification_bound_tps)) txn/s = \(grouped(bound.verify_per_second_all_cores)) Ed25519 verifications/s on this machine's \(bound.cores) cores\(bound.verifySamplesText) / \(String(format: "%.2f", bound.verifications_per_transaction)) verifications per transaction (\(bound.verifications_measured == true ? "counted by the replicas" : "not counted: f + 1 assumed")\(bound.verifications_designated.map { String(format: "; f + 1 = %.1f", $0) } ?? "")); achieved \(String(format: "%.0f", bound.achieved_of_bound * 100))% of it")
         }
         if !report.replica_memory.isEmpty {
             let start = report.replica_memory.map(\.rss_start_mib), end = report.replica_memory.map(\.rss_end_mib)
@@ -433,5 +439,13 @@ enum BenchPlot {
 
     static func escape(_ text: String) -> String {
         text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
+    }
+}
+
+extension BenchBound {
+    /// ", median of 10 before and after the run, 24,100 to 26,900: spread 11%", or nothing.
+    var verifySamplesText: String {
+        guard let samples = verify_samples, samples > 1, let low = verify_min, let high = verify_max, let spread = verify_spread else { return "" }
+        return " (median of \(samples) before and after the run, \(grouped(low)) to \(grouped(high)): spread \(String(format: "%.0f", spread * 100))%)"
     }
 }

@@ -28,8 +28,9 @@ struct BenchSettings: Sendable {
     var readyTimeoutSeconds = 60.0
     /// How long the replicas get to connect to each other before the load starts regardless.
     var meshTimeoutSeconds = 20.0
-    /// Seconds of the verify-rate measurement before the replicas start (0: skip, bound unknown).
-    var calibrationSeconds = 0.5
+    /// Seconds of the verify-rate measurement (0: skip, bound unknown): half in five slices before
+    /// the replicas start, half in five after they stop; the bound uses the median of the ten.
+    var calibrationSeconds = 2.0
     /// How long the replicas get without progress, once the clients stop, to reach one height
     /// per shard and finish every cross-shard transaction; and how long they get in all.
     var settleSeconds = 5.0
@@ -187,6 +188,9 @@ final class BenchRecorder: Sendable {
 // MARK: Run
 
 enum LiveBenchmark {
+    /// Verify-rate slices before the run, and as many after it.
+    static let calibrationSlices = 5
+
     /// Deploys `topology` (or its PBFT baseline) from `executable`'s replica processes on
     /// `dataDirectory`, runs the workload, checks the ledgers, stops every replica and reports.
     /// Cancelling the calling task ends the run early: clients and replicas are stopped, then it
@@ -225,7 +229,9 @@ enum LiveBenchmark {
         }
 
         // Before any replica runs, so the measurement has the cores to itself.
-        let verifyRate = settings.calibrationSeconds > 0 && !settings.attach ? CryptoCalibration.verifyRateAllCores(seconds: settings.calibrationSeconds) : 0
+        let calibrating = settings.calibrationSeconds > 0 && !settings.attach
+        let slice = settings.calibrationSeconds / 2 / Double(Self.calibrationSlices)
+        var verifyRates = VerifyRateSamples(calibrating ? CryptoCalibration.verifyRateSamples(count: Self.calibrationSlices, sliceSeconds: slice) : [])
 
         var deployedLoaded = loaded
         deployedLoaded.topology = deployed
@@ -412,10 +418,12 @@ enum LiveBenchmark {
         }
         await stopDeployment()
         if Task.isCancelled { throw CancellationError() }
+        // Again with the replicas gone: a rate that moved during the run shows as spread.
+        if calibrating { verifyRates.append(contentsOf: CryptoCalibration.verifyRateSamples(count: Self.calibrationSlices, sliceSeconds: slice)) }
 
         var result = report(settings: settings, kind: kind, original: original, deployed: deployed, plans: plans, recorder: recorder,
                             observer: observer, finalView: finalView, timeline: log.timeline.withLock { $0 }, exited: log.exited.withLock { $0 },
-                            verifyRate: verifyRate, settleTime: settleTime)
+                            verifyRates: verifyRates, settleTime: settleTime)
         if settings.attach {
             result.attached = true
             result.clients_region = settings.clientsRegion
@@ -430,7 +438,7 @@ enum LiveBenchmark {
 
     static func report(settings: BenchSettings, kind: ProtocolKind, original: Topology, deployed: Topology, plans: [BenchClientPlan],
                        recorder: BenchRecorder, observer: LedgerObserver, finalView: LedgerObserver.View,
-                       timeline: [BenchSecond], exited: [String], verifyRate: Double, settleTime: Double) -> BenchReport {
+                       timeline: [BenchSecond], exited: [String], verifyRates: VerifyRateSamples, settleTime: Double) -> BenchReport {
         let state = recorder.snapshot()
         let measured = settings.durationSeconds - settings.warmupSeconds
         let cores = ProcessInfo.processInfo.activeProcessorCount
@@ -439,6 +447,7 @@ enum LiveBenchmark {
         // verifier was slow or a client resent to every replica); f + 1 when they did not say.
         let designated = plans.isEmpty ? 1 : Double(plans.reduce(0) { $0 + $1.cluster.f + 1 }) / Double(plans.count)
         let verifications = finalView.verificationsPerTransaction ?? designated
+        let verifyRate = verifyRates.median
         let boundTPS = verifyRate / verifications
         let throughput = Double(state.total.totalCount) / measured
         func group(_ name: String, _ histogram: Histogram<UInt64>?, clients: Int) -> BenchGroup {
@@ -493,7 +502,9 @@ enum LiveBenchmark {
                                       unfinished_at_end: finalView.crossShardUnfinished)
                 : nil,
             view_changes: clusters.reduce(0) { $0 + $1.view },
-            bound: BenchBound(cores: cores, verify_per_second_all_cores: verifyRate, verifications_per_transaction: verifications,
+            bound: BenchBound(cores: cores, verify_per_second_all_cores: verifyRate, verify_samples: verifyRates.values.count,
+                              verify_min: verifyRates.minimum, verify_max: verifyRates.maximum, verify_spread: verifyRates.spread,
+                              verifications_per_transaction: verifications,
                               verifications_designated: designated, verifications_measured: finalView.verificationsPerTransaction != nil,
                               verification_bound_tps: boundTPS, achieved_of_bound: boundTPS > 0 ? throughput / boundTPS : 0),
             agreement: shards.allSatisfy(\.agreement), replicas_exited: exited.sorted(), settle_s: settleTime, timeline: timeline)

@@ -179,3 +179,21 @@ import GeoTestKit
         #expect(throws: KeyError.self) { try KeyDirectory(path: path + "-missing").keyRing(for: topology()) }
     }
 }
+
+/// The verify-rate samples bench states its bound from: median and spread.
+@Suite struct VerifyRateSamplesTests {
+    @Test func medianAndSpread() {
+        let odd = VerifyRateSamples([30, 10, 20])
+        #expect(odd.median == 20 && odd.minimum == 10 && odd.maximum == 30 && odd.spread == 1)
+        var even = VerifyRateSamples([100, 90])
+        even.append(contentsOf: [110, 105])
+        #expect(even.median == 102.5)
+        #expect(abs(even.spread - 20 / 102.5) < 1e-12)
+        #expect(VerifyRateSamples().median == 0 && VerifyRateSamples().spread == 0)
+    }
+
+    @Test func slicesMeasureARate() {
+        let samples = CryptoCalibration.verifyRateSamples(count: 3, sliceSeconds: 0.05, cores: 1)
+        #expect(samples.count == 3 && samples.allSatisfy { $0 > 100 })
+    }
+}

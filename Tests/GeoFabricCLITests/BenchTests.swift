@@ -184,6 +184,12 @@ extension BenchTests {
             #expect(report.bound.verifications_per_transaction >= 2 && report.bound.verifications_per_transaction < 4,
                     "\(report.bound.verifications_per_transaction) verifications per transaction")
             #expect(report.bound.verify_per_second_all_cores > 100)
+            // The rate is the median of five slices before the run and five after it, with its spread.
+            #expect(report.bound.verify_samples == 10)
+            let (low, high) = (report.bound.verify_min ?? 0, report.bound.verify_max ?? 0)
+            #expect(low > 0 && low <= report.bound.verify_per_second_all_cores && report.bound.verify_per_second_all_cores <= high)
+            #expect(abs((report.bound.verify_spread ?? -1) - (high - low) / report.bound.verify_per_second_all_cores) < 1e-9)
+            #expect(BenchText.render(report).contains("median of 10 before and after the run"))
             #expect(abs(report.bound.verification_bound_tps - report.bound.verify_per_second_all_cores / report.bound.verifications_per_transaction) < 1e-6)
             #expect(BenchText.render(report).contains("bound: "))
 
