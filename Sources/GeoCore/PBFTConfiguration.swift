@@ -38,6 +38,10 @@ public struct PBFTConfiguration: Hashable, Sendable {
     /// Rounds of the shard ledger between two state snapshots (`Effect.snapshot`): a restart
     /// re-executes at most this many rounds of blocks after the latest one.
     public var snapshotEveryRounds: UInt64
+    /// Every replica answers every client (ReplyDuty) in a cluster spread over regions (the PBFT
+    /// baseline): its client takes the nearest f + 1 replies, where f + 1 designated repliers may
+    /// all be across the WAN.
+    public var everyoneReplies = false
 
     public init(cluster: ClusterID, quorum: Quorum, index: UInt16, batchSize: Int, window: UInt64, checkpointEvery: UInt64,
                 viewTimeoutTicks: UInt64, fetchIntervalTicks: UInt64, pendingLimit: Int, shardQuorums: [Quorum]? = nil) {
@@ -75,6 +79,7 @@ public struct PBFTConfiguration: Hashable, Sendable {
         remoteTimeoutTicks = max(2, UInt64(parameters.remoteTimeoutMilliseconds) / tick)
         batchDelayTicks = max(1, (UInt64(parameters.batchDelayMilliseconds) + tick - 1) / tick)
         crossShard = CrossShardLayout(topology: topology, cluster: cluster.id)
+        everyoneReplies = Set(cluster.replicas.map(\.region)).count > 1
         snapshotEveryRounds = UInt64(max(1, parameters.snapshotEvery))
     }
 

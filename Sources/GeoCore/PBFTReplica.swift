@@ -79,7 +79,7 @@ public struct PBFTReplica: Sendable {
         transfer = StateTransfer(configuration: configuration, suite: suite)
         sharing = GlobalSharing(configuration: configuration, suite: suite)
         viewChanger = ViewChanger(configuration: configuration, suite: suite)
-        replies = ReplyDuty(quorum: configuration.quorum)
+        replies = ReplyDuty(quorum: configuration.quorum, everyoneAnswersAlways: configuration.everyoneReplies)
         // Paces that count from the replica's start, not from a first event.
         timers.start(.heartbeat)
         timers.start(.statementRetransmit)

@@ -86,22 +86,7 @@ public final class ReplicaDaemon: Sendable {
         }
         var logger = logger
         logger[metadataKey: "replica"] = "\(info.name)"
-        let keys: KeyRing
-        let signingKey: SigningKey
-        do {
-            keys = try KeyRing.load(for: topology, baseDirectory: options.topologyDirectory)
-            signingKey = try IdentityKeys.signingKey(for: topology, identity: info.name, isClient: false, baseDirectory: options.topologyDirectory)
-        } catch {
-            throw .keys(error)
-        }
-        // Before the log is opened: a bad certificate file changes nothing on disk.
-        let pki: OperatorPKI?
-        do {
-            pki = try await OperatorPKI.load(topology: topology, keyRing: keys, baseDirectory: options.topologyDirectory,
-                                             identities: [.replica(number: info.number)])
-        } catch {
-            throw .pki(error)
-        }
+        let (keys, signingKey, pki) = try await loadIdentity(topology: topology, info: info, options: options)
         let authority = pki?.authority(for: .replica(number: info.number))
         let fingerprint = TopologyFingerprint.digest(of: topology, keys: keys)
         let directory = (options.dataDirectory as NSString).appendingPathComponent(info.name)
@@ -164,6 +149,27 @@ public final class ReplicaDaemon: Sendable {
                                                  "view": "\(view)", "height": "\(height)"])
         return ReplicaDaemon(info: info, topology: topology, node: node, transport: transport, logger: logger,
                              metrics: metrics, statusServer: statusServer, tasks: tasks)
+    }
+
+    /// The topology's keys, this replica's signing key and, with an operator PKI, its certificate
+    /// files: all read before the log is opened, so a bad key or certificate file changes nothing on disk.
+    static func loadIdentity(topology: Topology, info: ReplicaInfo, options: DaemonOptions) async throws(DaemonError)
+        -> (keys: KeyRing, signingKey: SigningKey, pki: OperatorPKI?) {
+        let keys: KeyRing
+        let signingKey: SigningKey
+        do {
+            keys = try KeyRing.load(for: topology, baseDirectory: options.topologyDirectory)
+            signingKey = try IdentityKeys.signingKey(for: topology, identity: info.name, isClient: false, baseDirectory: options.topologyDirectory)
+        } catch {
+            throw .keys(error)
+        }
+        do {
+            let pki = try await OperatorPKI.load(topology: topology, keyRing: keys, baseDirectory: options.topologyDirectory,
+                                                 identities: [.replica(number: info.number)])
+            return (keys, signingKey, pki)
+        } catch {
+            throw .pki(error)
+        }
     }
 
     /// The replica's log, recovered; a log of a build that bound the whole topology (hash v1)

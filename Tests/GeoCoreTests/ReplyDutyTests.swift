@@ -1,4 +1,5 @@
 import GeoCore
+import GeoTestKit
 import Testing
 
 /// ReplyDuty: who answers a client (f + 1 designated, everyone for a while after a resend).
@@ -56,5 +57,24 @@ import Testing
         other.clientRetransmitted(transaction(client: 2, requestID: 5, seed: 1))
         let unaffected = other.answers(first, replica: outsider)
         #expect(!unaffected)
+    }
+
+    @Test func inAClusterSpreadOverRegionsEveryoneAnswers() throws {
+        var duty = ReplyDuty(quorum: Quorum(n: 4)!, everyoneAnswersAlways: true)
+        let request = transaction(seed: 3)
+        for index in 0..<4 as Range<UInt16> {
+            let answers = duty.answers(request, replica: index)
+            #expect(answers)
+        }
+        // The topology says which clusters those are: the PBFT baseline's one cluster spans regions.
+        let topology = TestKit.localTopology(name: "one-region", replicas: 4, protocol: "{}")
+        let configuration = try #require(PBFTConfiguration(topology: topology, replica: ReplicaID(cluster: topology.shards[0].clusters[0].id, index: 0)))
+        #expect(!configuration.everyoneReplies)
+        let geo = TestKit.shippedTopology("geo-4x4")
+        let spread = geo.pbftBaseline()
+        let baseline = try #require(PBFTConfiguration(topology: spread, replica: ReplicaID(cluster: spread.shards[0].clusters[0].id, index: 0)))
+        #expect(baseline.everyoneReplies)
+        let local = try #require(PBFTConfiguration(topology: geo, replica: ReplicaID(cluster: geo.shards[0].clusters[0].id, index: 0)))
+        #expect(!local.everyoneReplies)
     }
 }
