@@ -125,7 +125,10 @@ public struct ClientCore: Sendable {
         if now < current.deadline {
             // It executed (a reply came) but a designated replier is silent: ask every replica; each
             // answers a copy from the client itself at once, and its next requests too (ReplyDuty).
-            guard let first = firstReplyAt, !askedEveryone, now >= first + replyPatienceTicks else { return [] }
+            // Under load replicas execute further apart, so the patience grows with the time the
+            // first reply took (a queue at the replicas, not a silent replier).
+            guard let first = firstReplyAt, !askedEveryone,
+                  now >= first + max(replyPatienceTicks, first - current.sentAt) else { return [] }
             askedEveryone = true
             retransmissions += 1
             return (0..<quorum.n).map { .send(current.transaction, to: ReplicaID(cluster: cluster, index: UInt16($0))) }

@@ -504,13 +504,13 @@ public struct PBFTReplica: Sendable {
             effects.append(.executed(executed))
             for statement in executed.outgoing { relay.send(statement, effects: &effects) }
             for completion in executed.completions where completion.homeCluster == cluster.index
-                && replies.answers(completion.transaction, replica: configuration.index) {
+                && replies.answers(completion.transaction, replica: configuration.index, primary: primary.index) {
                 effects.append(.reply(reply(to: completion.transaction, result: completion.result, position: completion.position)))
             }
             guard executed.certified.block.cluster == cluster else { continue }
             for (transaction, result) in zip(executed.certified.block.transactions, executed.results) {
                 intake.executed(transaction)
-                if let result, replies.answers(transaction, replica: configuration.index) {
+                if let result, replies.answers(transaction, replica: configuration.index, primary: primary.index) {
                     effects.append(.reply(reply(to: transaction, result: result, position: executed.position)))
                 }
             }

@@ -2,9 +2,11 @@
 // home cluster sent matching replies. Every replica used to send one: n replies per transaction,
 // each its own write at a replica and its own read and decode at the client, where f + 1 do.
 //
-// - f + 1 replicas, chosen from the transaction's signature, are its designated repliers: only
-//   they reply when they execute it. The choice does not depend on the view (replicas that
-//   disagree on the view still agree on it), and it spreads the replies over the cluster.
+// - f + 1 backups, chosen from the transaction's signature, are its designated repliers: only
+//   they reply when they execute it. Not the primary: it verifies every client signature and is
+//   the busiest replica, so under load it executes last (in the simulator, with its CPU saturated,
+//   it made every client of a cluster wait for it and resend once). Replicas that disagree on the
+//   view may disagree on the choice; the client's reply patience covers that.
 // - A client that waited its resend timeout in vain sends the request to every replica
 //   (ClientCore.tick). A replica that gets a request from the client itself although it is not
 //   the primary (a retransmission: a client's first attempt goes to the primary) answers it,
@@ -40,16 +42,17 @@ public struct ReplyDuty: Hashable, Sendable {
         self.everyoneAnswersAlways = everyoneAnswersAlways
     }
 
-    /// The f + 1 replicas (indices in the cluster) that answer `transaction`: consecutive indices,
-    /// wrapping, from a start that bytes 8..<16 of the signature pick (SignatureDuty uses the
-    /// first eight, so verifying and replying spread independently).
-    public func designatedRepliers(_ transaction: ClientTransaction) -> [UInt16] {
-        let count = min(f + 1, n)
-        guard count < n else { return (0..<n).map { UInt16($0) } }
+    /// The f + 1 backups (indices in the cluster) that answer `transaction` in a view whose
+    /// primary is `primary`: consecutive backups after the primary, wrapping, from a start that
+    /// bytes 8..<16 of the signature pick (SignatureDuty uses the first eight, so verifying and
+    /// replying spread independently). Every replica when there are not f + 1 backups.
+    public func designatedRepliers(_ transaction: ClientTransaction, primary: UInt16) -> [UInt16] {
+        let backups = n - 1
+        guard f + 1 <= backups else { return (0..<n).map { UInt16($0) } }
         var selector: UInt64 = 0
         for byte in transaction.signature.bytes.dropFirst(8).prefix(8).reversed() { selector = selector << 8 | UInt64(byte) }
-        let start = Int(selector % UInt64(n))
-        return (0..<count).map { UInt16((start + $0) % n) }
+        let start = Int(selector % UInt64(backups))
+        return (0...f).map { UInt16((Int(primary) + 1 + (start + $0) % backups) % n) }
     }
 
     /// A replica that is not the primary got `transaction` from its client: a retransmission.
@@ -64,12 +67,12 @@ public struct ReplyDuty: Hashable, Sendable {
 
     /// Whether replica `index` answers `transaction` once it executed it; forgets a client whose
     /// window has passed.
-    public mutating func answers(_ transaction: ClientTransaction, replica index: UInt16) -> Bool {
+    public mutating func answers(_ transaction: ClientTransaction, replica index: UInt16, primary: UInt16) -> Bool {
         if everyoneAnswersAlways { return true }
         if let until = everyoneAnswers[transaction.client] {
             if transaction.requestID <= until { return true }
             everyoneAnswers[transaction.client] = nil
         }
-        return designatedRepliers(transaction).contains(index)
+        return designatedRepliers(transaction, primary: primary).contains(index)
     }
 }
