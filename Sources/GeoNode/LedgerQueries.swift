@@ -126,7 +126,7 @@ public struct LedgerService: Sendable {
 
     func block(height: UInt64) async -> LedgerAnswer {
         let read = await node.storedBlocks(fromHeight: height, maxCount: 1)
-        guard let certified = read.blocks.first else { return Self.missing(height: height, read) }
+        guard read.firstHeight == height, let certified = read.blocks.first else { return Self.missing(height: height, read) }
         let block = certified.block
         let header = BlockHeader(block, suite: suite)
         let document = LedgerBlockDocument(

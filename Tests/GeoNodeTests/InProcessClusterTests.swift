@@ -140,6 +140,12 @@ final class InMemoryNetwork: MessageSink {
             #expect(await service.answer(path: "/ledger/tx/7:1")?.status == 404)
             #expect(await service.answer(path: "/ledger/tx/x")?.status == 400)
             #expect(await service.answer(path: "/status") == nil)
+            // Below the first stored height (a store restarted after a snapshot): 410, not another block.
+            let store = MemoryLedgerStore(clusterCount: 1)
+            try store.install(LedgerSnapshot(shard: ShardID(0), round: 5, height: 5, head: .zero, localHead: .zero, state: KeyValueStore(),
+                                             lastExecution: [:], crossShard: nil))
+            #expect(store.firstStoredHeight == 6)
+            #expect(try store.blocks(fromHeight: 3, maxCount: 4).isEmpty)
         }
     }
 }
