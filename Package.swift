@@ -122,7 +122,7 @@ let package = Package(
         .testTarget(name: "GeoTopologyTests", dependencies: ["GeoTopology", "GeoCore", "GeoTestKit"], swiftSettings: strict),
         .testTarget(name: "GeoSimTests", dependencies: ["GeoSim", "GeoCore", "GeoWire", "GeoTopology", "GeoTestKit"], exclude: ["traces"],
                     swiftSettings: strict),
-        .testTarget(name: "GeoNodeTests", dependencies: ["GeoNode", "GeoClient", "GeoCore", "GeoCrypto", "GeoTopology", "GeoTestKit"], swiftSettings: strict),
+        .testTarget(name: "GeoNodeTests", dependencies: ["GeoNode", "GeoClient", "GeoCore", "GeoCrypto", "GeoWire", "GeoTopology", "GeoTestKit"], swiftSettings: strict),
         .testTarget(name: "GeoStoreTests", dependencies: ["GeoStore", "GeoCore", "GeoWire"], swiftSettings: strict),
         .testTarget(
             name: "GeoNetTests",

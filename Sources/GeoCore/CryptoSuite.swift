@@ -8,8 +8,18 @@
 // measured Ed25519 costs to its CPU model instead.
 
 public protocol CryptoSuite: Sendable {
-    /// The digest of a block's canonical encoding.
+    /// The digest of a block: of its v2 header (Proofs/BlockHeader.swift), which commits to the
+    /// transactions through their Merkle root. Suites implement it as `blockDigest(of:)`; a
+    /// suite that wraps another forwards it (and may count it).
     func digest(of block: Block) -> Digest
+    /// The digest of a block header (block format v2).
+    func digest(of header: BlockHeader) -> Digest
+    /// A Merkle leaf: the digest of one transaction, domain-separated from `nodeDigest`.
+    func leafDigest(of transaction: ClientTransaction) -> Digest
+    /// A Merkle interior node over two children, domain-separated from `leafDigest`.
+    func nodeDigest(left: Digest, right: Digest) -> Digest
+    /// The digest of a block's cross-shard statements, in order.
+    func statementsDigest(of statements: [ShardStatementProof]) -> Digest
     /// The next link of a hash chain: H(previous || cluster || round || digest).
     func chain(previous: Digest, cluster: ClusterID, round: UInt64, digest: Digest) -> Digest
     /// Signs `statement` with the key of the replica that owns this suite.

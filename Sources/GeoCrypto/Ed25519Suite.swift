@@ -16,6 +16,10 @@ public struct Ed25519Suite: CryptoSuite {
     }
 
     public func digest(of block: Block) -> GeoCore.Digest { Hashing.blockDigest(block) }
+    public func digest(of header: BlockHeader) -> GeoCore.Digest { Hashing.headerDigest(header) }
+    public func leafDigest(of transaction: ClientTransaction) -> GeoCore.Digest { Hashing.merkleLeaf(transaction) }
+    public func nodeDigest(left: GeoCore.Digest, right: GeoCore.Digest) -> GeoCore.Digest { Hashing.merkleNode(left: left, right: right) }
+    public func statementsDigest(of statements: [ShardStatementProof]) -> GeoCore.Digest { Hashing.statementsDigest(statements) }
 
     public func digest(of snapshot: LedgerSnapshot) -> GeoCore.Digest { Hashing.stateDigest(snapshot) }
 

@@ -14,9 +14,26 @@ public enum Hashing {
         return digest.withUnsafeBytes { Digest(bytes: $0)! }
     }
 
-    /// The digest of a block: SHA-256 over its canonical encoding (GeoWire.SigningPayload.block).
+    /// The digest of a block (format v2): SHA-256 over its header (GeoWire.SigningPayload.blockHeader),
+    /// which commits to the transactions through their Merkle root.
     public static func blockDigest(_ block: Block) -> Digest {
-        sha256(SigningPayload.block(block))
+        headerDigest(BlockHeader(cluster: block.cluster, round: block.round, transactionCount: UInt32(block.transactions.count),
+                                 transactionsRoot: MerkleTree.root(block.transactions.map(merkleLeaf), node: merkleNode),
+                                 statementsDigest: statementsDigest(block.statements)))
+    }
+
+    /// SHA-256 of a v2 block header.
+    public static func headerDigest(_ header: BlockHeader) -> Digest { sha256(SigningPayload.blockHeader(header)) }
+
+    /// A Merkle leaf: SHA-256(0x00 || transaction encoding).
+    public static func merkleLeaf(_ transaction: ClientTransaction) -> Digest { sha256(SigningPayload.merkleLeaf(transaction)) }
+
+    /// A Merkle interior node: SHA-256(0x01 || left || right).
+    public static func merkleNode(left: Digest, right: Digest) -> Digest { sha256(SigningPayload.merkleNode(left: left, right: right)) }
+
+    /// SHA-256 of a block's statements (GeoWire.SigningPayload.blockStatements).
+    public static func statementsDigest(_ statements: [ShardStatementProof]) -> Digest {
+        sha256(SigningPayload.blockStatements(statements))
     }
 
     /// The digest of a snapshot's state: SHA-256 over GeoWire.SigningPayload.state.

@@ -12,7 +12,8 @@
 // cluster must checkpoint and snapshot at the same rounds) and max_message_bytes (the log's and
 // the block store's record bound). Timings (view, remote and tick timeouts, the batch delay), the
 // WAN and LAN figures, the client count, retain_rounds, status ports, where the key directory
-// lies and `transport.tls` are left out, so they may change across a restart.
+// lies and `transport.tls` are left out, so they may change across a restart. The block format
+// version is in it too (a build that hashes blocks differently is another protocol).
 //
 // The digest covers a canonical text rendering of the model, not the YAML file: comments, key
 // order and spacing of the file do not matter, only what the loader made of it.
@@ -21,14 +22,20 @@ import GeoCore
 
 public enum TopologyFingerprint {
     /// SHA-256 of the canonical rendering (`canonicalText`) with the replicas' public keys.
-    public static func digest(of topology: Topology, keys: KeyRing) -> Digest {
-        Hashing.sha256(Array(canonicalText(of: topology, replicaKeys: keys.replicaKeys).utf8))
+    /// `blockFormat` other than this build's only recognises a data directory of an older build.
+    public static func digest(of topology: Topology, keys: KeyRing, blockFormat: Int = BlockHeader.formatVersion) -> Digest {
+        Hashing.sha256(Array(canonicalText(of: topology, replicaKeys: keys.replicaKeys, blockFormat: blockFormat).utf8))
     }
 
     /// One line per fact, in topology order. Versioned, so a change of the rendering is a change
     /// of every fingerprint rather than a silent collision.
-    public static func canonicalText(of topology: Topology, replicaKeys: [VerifyingKey]) -> String {
+    /// The block format (what a block digest covers, BlockHeader.swift) is bound too: replicas
+    /// that compute digests differently must not talk, nor read each other's data. Format 1 (one
+    /// hash over the whole block) had no line of its own, so its text is the v2 binding's as it was.
+    public static func canonicalText(of topology: Topology, replicaKeys: [VerifyingKey],
+                                     blockFormat: Int = BlockHeader.formatVersion) -> String {
         var lines = ["geofabric-topology-binding/v2", "name \(topology.name)", "buckets \(topology.keyBuckets)"]
+        if blockFormat >= 2 { lines.append("block-format \(blockFormat)") }
         let p = topology.parameters
         lines.append("protocol batch \(p.batchSize) window \(p.window) checkpoint \(p.checkpointEvery) "
             + "snapshot \(p.snapshotEvery) max \(p.maxMessageBytes)")

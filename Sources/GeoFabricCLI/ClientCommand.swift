@@ -47,7 +47,7 @@ struct ClientCommand: AsyncParsableCommand {
         @Option(help: "Seconds to wait for f + 1 matching replies.")
         var timeout: Double = 15
 
-        @Flag(help: "Print the result as JSON on standard output: {operation, outcome, result, reason?, shard, cluster, round, height, latency_ms}.")
+        @Flag(help: "Print the result as JSON on standard output: {operation, outcome, result, reason?, shard, cluster, round, height, latency_ms, txid}.")
         var json = false
     }
 
@@ -105,6 +105,8 @@ struct ClientResult: Encodable {
     var round: UInt64
     var height: UInt64
     var latency_ms: Double
+    /// CLIENT:REQUEST, what `geofabric ledger tx` takes.
+    var txid: String
 }
 
 /// A JSON value whose type depends on the answer (a number, text, null, or an object).
@@ -288,12 +290,12 @@ enum ClientRun {
         let (outcome, result, reason) = json(completion.result)
         let output = ClientResult(operation: describe(operation), outcome: outcome, result: result, reason: reason, shard: shardName,
                                   cluster: proposer, round: completion.position.round, height: completion.position.height,
-                                  latency_ms: milliseconds)
+                                  latency_ms: milliseconds, txid: "\(clientID.rawValue):\(completion.requestID)")
         if options.json {
             print(JSONOutput.encode(output))
         } else {
             print(describe(completion.result))
-            print("  ledger: shard \(shardName), height \(output.height) (round \(output.round), block of \(proposer)); \(String(format: "%.1f", milliseconds)) ms")
+            print("  ledger: shard \(shardName), height \(output.height) (round \(output.round), block of \(proposer)), txid \(output.txid); \(String(format: "%.1f", milliseconds)) ms")
         }
         if case .refused = completion.result { throw ExitCode(2) }
         if case .crossShardAborted = completion.result { throw ExitCode(2) }

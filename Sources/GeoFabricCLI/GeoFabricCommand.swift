@@ -15,12 +15,12 @@ public struct GeoFabricCommand: AsyncParsableCommand {
             to a file instead).
             """,
         version: GeoFabricVersion.text,
-        subcommands: [UpCommand.self, StatusCommand.self, BenchCommand.self, ReplicaCommand.self, ClientCommand.self, TopologyCommand.self, KeysCommand.self, DeployCommand.self, CalibrateCommand.self, SimulateCommand.self])
+        subcommands: [UpCommand.self, StatusCommand.self, BenchCommand.self, ReplicaCommand.self, ClientCommand.self, TopologyCommand.self, KeysCommand.self, DeployCommand.self, CalibrateCommand.self, SimulateCommand.self, LedgerCommand.self])
 
     public init() {}
 }
 
 /// What `geofabric --version` prints.
 public enum GeoFabricVersion {
-    public static let text = "geofabric 0.9.0 (topology hash: binding v2)"
+    public static let text = "geofabric 0.9.0 (topology hash: binding v2, block format v2)"
 }

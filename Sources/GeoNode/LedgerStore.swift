@@ -15,6 +15,11 @@ public protocol LedgerStore: AnyObject {
     func sync() throws
     /// The highest height appended (0 when empty).
     var storedHeight: UInt64 { get }
+    /// The lowest height held (above storedHeight when empty; blocks below it were pruned or
+    /// skipped by a state transfer).
+    var firstStoredHeight: UInt64 { get }
+    /// Up to `maxCount` blocks from `height` on, in ledger order (for ledger queries).
+    func blocks(fromHeight height: UInt64, maxCount: Int) throws -> [CertifiedBlock]
     /// The blocks of `cluster` for `rounds`, those the store holds, in round order.
     func blocks(cluster: UInt16, rounds: ClosedRange<UInt64>) throws -> [CertifiedBlock]
     /// Writes a snapshot durably, then prunes what the retention setting allows.
@@ -40,6 +45,12 @@ public final class MemoryLedgerStore: LedgerStore {
     }
     public func sync() throws {}
     public var storedHeight: UInt64 { firstHeight - 1 + UInt64(stored.count) }
+    public var firstStoredHeight: UInt64 { firstHeight }
+    public func blocks(fromHeight height: UInt64, maxCount: Int) throws -> [CertifiedBlock] {
+        guard height >= firstHeight, height <= storedHeight, maxCount > 0 else { return [] }
+        let start = Int(height - firstHeight)
+        return Array(stored[start..<min(stored.count, start + maxCount)])
+    }
     public func blocks(cluster: UInt16, rounds: ClosedRange<UInt64>) throws -> [CertifiedBlock] {
         var result: [CertifiedBlock] = []
         for round in rounds where round >= 1 {
@@ -171,6 +182,10 @@ public final class DiskLedgerStore: LedgerStore {
     public func append(_ block: CertifiedBlock, height: UInt64) throws { try blocks.append(block, height: height) }
     public func sync() throws { try blocks.sync() }
     public var storedHeight: UInt64 { blocks.lastHeight }
+    public var firstStoredHeight: UInt64 { blocks.firstHeight }
+    public func blocks(fromHeight height: UInt64, maxCount: Int) throws -> [CertifiedBlock] {
+        try blocks.blocks(fromHeight: height, maxCount: maxCount)
+    }
     public var diskBytes: Int { blocks.diskBytes }
 
     public func blocks(cluster: UInt16, rounds: ClosedRange<UInt64>) throws -> [CertifiedBlock] {

@@ -43,6 +43,9 @@ public enum DaemonError: Error, CustomStringConvertible {
     /// The data directory was written by a GeoFabric that bound the whole topology file (format
     /// v1 of the topology hash), timeouts included; this build binds only the safety-relevant part.
     case legacyDataDirectory(path: String)
+    /// The data directory holds blocks whose digests follow an older block format (v1: one hash
+    /// over the whole block; this build hashes a header over the transactions' Merkle root).
+    case oldBlockFormat(path: String, found: Int)
     case listen(host: String, port: Int, reason: String)
     case statusListen(host: String, port: Int, reason: String)
 
@@ -57,6 +60,10 @@ public enum DaemonError: Error, CustomStringConvertible {
             return "\(path): written by an older GeoFabric under the whole-topology hash (v1); this build binds data to the "
                 + "safety-relevant fields only (v2), and cannot convert it: start this replica on a fresh data directory "
                 + "(or run the older build to read it)"
+        case let .oldBlockFormat(path, found):
+            return "\(path): written by an older GeoFabric under block format v\(found); this build's block digests follow "
+                + "v\(BlockHeader.formatVersion) (a header over the transactions' Merkle root), so the certificates and ledger "
+                + "heads stored there do not check under it: start this replica on a fresh data directory (or run the older build to read it)"
         case let .listen(host, port, reason): return "cannot listen on \(host):\(port): \(reason)"
         case let .statusListen(host, port, reason): return "cannot serve status on \(host):\(port): \(reason)"
         }
@@ -92,7 +99,7 @@ public final class ReplicaDaemon: Sendable {
         let directory = (options.dataDirectory as NSString).appendingPathComponent(info.name)
         let identity = LogIdentity(replicaNumber: info.number, topologyDigest: fingerprint)
         let limits = WireLimits(maxBodyBytes: topology.parameters.maxMessageBytes)
-        let (log, recovered) = try openLog(directory: directory, identity: identity, limits: limits, topology: topology)
+        let (log, recovered) = try openLog(directory: directory, identity: identity, limits: limits, topology: topology, keys: keys)
         let ledgerStore: DiskLedgerStore
         let ledgerRecovery: DiskLedgerStore.Recovery
         let clusterCount = topology.cluster(info.id.cluster).flatMap { topology.shard($0.id.shard) }?.clusters.count ?? 1
@@ -135,7 +142,7 @@ public final class ReplicaDaemon: Sendable {
                                configuration: PBFTConfiguration(topology: topology, replica: info.id),
                                tick: .milliseconds(max(1, topology.parameters.tickMilliseconds)))
         let (view, height) = (await node.view, await node.height)
-        let statusServer = makeStatusServer(info: info, host: listenHost, topology: topology, topologyHash: fingerprint, node: node,
+        let statusServer = makeStatusServer(info: info, host: listenHost, topology: topology, topologyHash: fingerprint, keys: keys, node: node,
                                             transport: transport, verified: verified,
                                             metrics: metrics, signingKey: signingKey, authority: authority, logger: logger)
         do {
@@ -175,13 +182,17 @@ public final class ReplicaDaemon: Sendable {
     /// The replica's log, recovered; a log of a build that bound the whole topology (hash v1)
     /// is named as such rather than as another topology's.
     static func openLog(directory: String, identity: LogIdentity, limits: WireLimits,
-                        topology: Topology) throws(DaemonError) -> (ReplicaLog, RecoveredState) {
+                        topology: Topology, keys: KeyRing) throws(DaemonError) -> (ReplicaLog, RecoveredState) {
         do {
             return try ReplicaLog.open(directory: directory, identity: identity, options: LogOptions(limits: limits))
         } catch {
             if case let .identityMismatch(path, _, found) = error, found.replicaNumber == identity.replicaNumber,
                found.topologyDigest == TopologyFingerprint.legacyDigest(of: topology) {
                 throw .legacyDataDirectory(path: path)
+            }
+            if case let .identityMismatch(path, _, found) = error, found.replicaNumber == identity.replicaNumber,
+               found.topologyDigest == TopologyFingerprint.digest(of: topology, keys: keys, blockFormat: 1) {
+                throw .oldBlockFormat(path: path, found: 1)
             }
             throw .store(error)
         }
@@ -238,8 +249,8 @@ public final class ReplicaDaemon: Sendable {
         }
     }
 
-    /// GET /status and GET /metrics, on the status port the topology gives this replica.
-    static func makeStatusServer(info: ReplicaInfo, host: String, topology: Topology, topologyHash: Digest, node: ReplicaNode,
+    /// GET /status, GET /metrics and GET /ledger/..., on the status port the topology gives this replica.
+    static func makeStatusServer(info: ReplicaInfo, host: String, topology: Topology, topologyHash: Digest, keys: KeyRing, node: ReplicaNode,
                                  transport: Transport, verified: VerifiedSignatures,
                                  metrics: NodeMetrics, signingKey: SigningKey, authority: TLSAuthority? = nil, logger: Logger) -> StatusServer {
         let transportReported = ReportedCounts()
@@ -269,7 +280,10 @@ public final class ReplicaDaemon: Sendable {
                 await ReplicaDaemon.refresh(metrics, from: transport, reported: transportReported)
                 return metrics.render()
             },
-            counters: metrics, logger: logger, tls: tls)
+            counters: metrics, logger: logger, tls: tls,
+            ledger: { [ledger = LedgerService(node: node, topology: topology, replica: info, keys: keys)] path in
+                await ledger.answer(path: path)
+            })
         return statusServer
     }
 

@@ -94,6 +94,16 @@ public enum StatusClient {
         }
     }
 
+    /// A ledger query (`/ledger/blocks/H`, `/ledger/tx/ID`): the HTTP status and the JSON body,
+    /// whatever the status (an error answer carries `{"error": ...}`).
+    public static func ledger(
+        path: String, host: String, port: Int, key: VerifyingKey? = nil, timeout: Duration = .seconds(5),
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) async -> Result<(Int, Data), StatusFetchError> {
+        await get(path: path, host: host, port: port, key: key, timeout: timeout, group: group)
+            .map { code, body in (code, Data(body.readableBytesView)) }
+    }
+
     /// The status of every target, in the order given; an unreachable replica is one entry among
     /// the others. At most `concurrentFetchesMax` are fetched at once.
     public static func fetchAll(

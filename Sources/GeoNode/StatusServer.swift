@@ -1,4 +1,5 @@
-// The replica's HTTP endpoint: `GET /status` (JSON) and `GET /metrics` (Prometheus text).
+// The replica's HTTP endpoint: `GET /status` (JSON), `GET /metrics` (Prometheus text) and the
+// ledger queries `GET /ledger/blocks/H` and `GET /ledger/tx/ID` (JSON, LedgerQueries.swift).
 //
 // Anyone who can reach the port can talk to it, so it is bad input's first stop: every request is
 // bounded in bytes and in time, every refusal is counted and logged, and nothing a client sends
@@ -37,6 +38,8 @@ public final class StatusServer: Sendable {
     private let requestedPort: Int
     private let statusProvider: @Sendable () async -> ReplicaStatus
     private let metricsProvider: @Sendable () async -> String
+    /// Answers `/ledger/...` paths (LedgerQueries.swift); nil serves none.
+    private let ledgerProvider: (@Sendable (Substring) async -> LedgerAnswer?)?
     private let counters: NodeMetrics?
     private let logger: Logger
     private let group: any EventLoopGroup
@@ -69,8 +72,10 @@ public final class StatusServer: Sendable {
         logger: Logger = Logger(label: "geofabric.status"),
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         connectionDeadline: Duration = StatusServer.connectionDeadlineDefault,
-        tls: NIOSSLContext? = nil
+        tls: NIOSSLContext? = nil,
+        ledger: (@Sendable (Substring) async -> LedgerAnswer?)? = nil
     ) {
+        self.ledgerProvider = ledger
         self.tls = tls
         self.connectionDeadline = TimeAmount(connectionDeadline)
         self.host = host
@@ -210,6 +215,15 @@ public final class StatusServer: Sendable {
         switch path {
         case "/status", "/metrics":
             break
+        case _ where path.hasPrefix("/ledger/") && ledgerProvider != nil:
+            guard head.method == .GET else {
+                return Response(status: .methodNotAllowed, contentType: "text/plain; charset=utf-8", body: "only GET\n",
+                                extraHeaders: [("Allow", "GET")])
+            }
+            guard let answer = await ledgerProvider?(path) else {
+                return Response(status: .notFound, contentType: "application/json", body: "{\"error\":\"no such ledger query\"}\n")
+            }
+            return Response(status: HTTPResponseStatus(statusCode: answer.status), contentType: "application/json", body: answer.body)
         default:
             return Response(status: .notFound, contentType: "text/plain; charset=utf-8", body: "not found\n")
         }

@@ -144,6 +144,10 @@ public struct PreverifiedSuite: CryptoSuite {
     }
 
     public func digest(of block: Block) -> Digest { base.digest(of: block) }
+    public func digest(of header: BlockHeader) -> Digest { base.digest(of: header) }
+    public func leafDigest(of transaction: ClientTransaction) -> Digest { base.leafDigest(of: transaction) }
+    public func nodeDigest(left: Digest, right: Digest) -> Digest { base.nodeDigest(left: left, right: right) }
+    public func statementsDigest(of statements: [ShardStatementProof]) -> Digest { base.statementsDigest(of: statements) }
     public func digest(of snapshot: LedgerSnapshot) -> Digest { base.digest(of: snapshot) }
     public func chain(previous: Digest, cluster: ClusterID, round: UInt64, digest: Digest) -> Digest {
         base.chain(previous: previous, cluster: cluster, round: round, digest: digest)

@@ -89,9 +89,32 @@ struct MeteredCrypto: CryptoSuite {
     let base: SimulatedCrypto
     let meter: CostMeter
 
+    /// Block format v2: a leaf hash per transaction (its encoding, 1 prefix byte and SHA-256's
+    /// padding, at most 64 bytes), an interior node per transaction but one (65 bytes, two
+    /// compression blocks: 128), the statements and the header (128).
     func digest(of block: Block) -> Digest {
-        meter.counts.hashedBytes += 20 + EncodedSize.block(block)
+        let count = block.transactions.count
+        meter.counts.hashedBytes += 128 + EncodedSize.block(block) + count * 65 + max(0, count - 1) * 128
         return base.digest(of: block)
+    }
+
+    func digest(of header: BlockHeader) -> Digest {
+        meter.counts.hashedBytes += 128
+        return base.digest(of: header)
+    }
+
+    func leafDigest(of transaction: ClientTransaction) -> Digest {
+        meter.counts.hashedBytes += 65 + EncodedSize.transaction(transaction)
+        return base.leafDigest(of: transaction)
+    }
+
+    func nodeDigest(left: Digest, right: Digest) -> Digest {
+        meter.counts.hashedBytes += 128
+        return base.nodeDigest(left: left, right: right)
+    }
+
+    func statementsDigest(of statements: [ShardStatementProof]) -> Digest {
+        base.statementsDigest(of: statements)
     }
 
     func digest(of snapshot: LedgerSnapshot) -> Digest {
@@ -129,6 +152,10 @@ struct ClientCheckCounter: CryptoSuite {
     let meter: CostMeter
 
     func digest(of block: Block) -> Digest { base.digest(of: block) }
+    func digest(of header: BlockHeader) -> Digest { base.digest(of: header) }
+    func leafDigest(of transaction: ClientTransaction) -> Digest { base.leafDigest(of: transaction) }
+    func nodeDigest(left: Digest, right: Digest) -> Digest { base.nodeDigest(left: left, right: right) }
+    func statementsDigest(of statements: [ShardStatementProof]) -> Digest { base.statementsDigest(of: statements) }
     func digest(of snapshot: LedgerSnapshot) -> Digest { base.digest(of: snapshot) }
     func chain(previous: Digest, cluster: ClusterID, round: UInt64, digest: Digest) -> Digest {
         base.chain(previous: previous, cluster: cluster, round: round, digest: digest)

@@ -72,23 +72,48 @@ public struct SimulatedCrypto: CryptoSuite, TransactionSigner {
         return print.value
     }
 
-    public func digest(of block: Block) -> Digest {
+    /// Block format v2 as the daemon computes it (header over a Merkle root, MerkleTree.swift),
+    /// each hash a fingerprint: the simulator runs the same tree code.
+    public func digest(of block: Block) -> Digest { blockDigest(of: block) }
+
+    public func digest(of header: BlockHeader) -> Digest {
         var print = Fingerprint()
         print.add(7)
-        print.add(block.cluster)
-        print.add(block.round)
-        print.add(UInt64(block.transactions.count))
-        for transaction in block.transactions {
-            print.add(UInt64(transaction.client.rawValue))
-            print.add(transaction.requestID)
-            print.add(transaction.operation)
-            print.add(transaction.signature.bytes)
-        }
-        // Only blocks with statements hash them, so the digests of all other blocks are unchanged.
-        if !block.statements.isEmpty { print.add(SigningPayload.block(block)) }
-        let base = print.value
-        // Four differently seeded lanes: collisions need a 64-bit collision first.
-        return Digest(w0: base, w1: Self.mix(base ^ 1), w2: Self.mix(base ^ 2), w3: Self.mix(base ^ 3))
+        print.add(header.cluster)
+        print.add(header.round)
+        print.add(UInt64(header.transactionCount))
+        print.add(header.transactionsRoot)
+        print.add(header.statementsDigest)
+        return Self.widen(print.value, lanes: (1, 2, 3))
+    }
+
+    public func leafDigest(of transaction: ClientTransaction) -> Digest {
+        var print = Fingerprint()
+        print.add(10)
+        print.add(UInt64(transaction.client.rawValue))
+        print.add(transaction.requestID)
+        print.add(transaction.operation)
+        print.add(transaction.signature.bytes)
+        return Self.widen(print.value, lanes: (31, 32, 33))
+    }
+
+    public func nodeDigest(left: Digest, right: Digest) -> Digest {
+        var print = Fingerprint()
+        print.add(11)
+        print.add(left)
+        print.add(right)
+        return Self.widen(print.value, lanes: (41, 42, 43))
+    }
+
+    public func statementsDigest(of statements: [ShardStatementProof]) -> Digest {
+        // No statements (every block of a one-shard deployment) costs one word, not an encoding.
+        guard !statements.isEmpty else { return Self.widen(12, lanes: (51, 52, 53)) }
+        return Self.digest(of: SigningPayload.blockStatements(statements))
+    }
+
+    /// Four differently seeded lanes: collisions need a 64-bit collision first.
+    static func widen(_ base: UInt64, lanes: (UInt64, UInt64, UInt64)) -> Digest {
+        Digest(w0: base, w1: mix(base ^ lanes.0), w2: mix(base ^ lanes.1), w3: mix(base ^ lanes.2))
     }
 
     public func digest(of snapshot: LedgerSnapshot) -> Digest { Self.digest(of: SigningPayload.state(snapshot)) }

@@ -66,6 +66,7 @@ public enum EncodedSize {
 
     /// Bytes of a block's canonical encoding (what its digest is computed over, less the domain tag).
     public static func block(_ block: Block) -> Int { of(block) }
+    public static func transaction(_ transaction: ClientTransaction) -> Int { of(transaction) }
 
     static func of(_ prePrepare: PrePrepare) -> Int { 8 + Digest.byteCount + of(prePrepare.block) + Signature.byteCount }
 

@@ -12,7 +12,12 @@ public enum SigningPayload {
     static let viewChangeTag = Array("geofabric/view-change/v1".utf8)
     static let newViewTag = Array("geofabric/new-view/v1".utf8)
     static let remoteViewChangeTag = Array("geofabric/remote-view-change/v1".utf8)
-    static let blockTag = Array("geofabric/block/v1".utf8)
+    static let blockTag = Array("geofabric/block/v2".utf8)
+    static let blockStatementsTag = Array("geofabric/block-statements/v2".utf8)
+    /// Merkle leaf and interior-node prefixes (one byte each, as RFC 9162): a leaf's bytes can
+    /// never be read as a node's.
+    public static let merkleLeafPrefix: UInt8 = 0x00
+    public static let merkleNodePrefix: UInt8 = 0x01
     static let shardStatementTag = Array("geofabric/shard-statement/v1".utf8)
     static let stateCheckpointTag = Array("geofabric/state-checkpoint/v1".utf8)
     static let stateTag = Array("geofabric/state/v1".utf8)
@@ -76,12 +81,45 @@ public enum SigningPayload {
         return stateTag + SnapshotCodec.encode(shared)
     }
 
-    /// What a block digest is computed over: the block's canonical encoding (which includes the
-    /// client signatures, so a block's digest pins exactly which signed transactions it holds).
-    public static func block(_ block: Block) -> [UInt8] {
-        var writer = ByteWriter(capacity: 64 + block.transactions.count * 120)
+    /// What a block digest is computed over (block format v2): the tag, the cluster, the round,
+    /// the transaction count, the transactions' Merkle root and the statements' digest; 84 bytes
+    /// after the tag. (v1 hashed the whole block's encoding.)
+    public static func blockHeader(_ header: BlockHeader) -> [UInt8] {
+        var writer = ByteWriter(capacity: blockTag.count + 84)
         writer.raw(blockTag)
-        MessageCodec.encode(block, into: &writer)
+        MessageCodec.encode(header.cluster, into: &writer)
+        writer.u64(header.round)
+        writer.u32(header.transactionCount)
+        writer.digest(header.transactionsRoot)
+        writer.digest(header.statementsDigest)
+        return writer.bytes
+    }
+
+    /// A Merkle leaf's bytes: 0x00, then the transaction's canonical encoding (client, request id,
+    /// operation and signature, so the leaf pins the signed transaction exactly).
+    public static func merkleLeaf(_ transaction: ClientTransaction) -> [UInt8] {
+        var writer = ByteWriter(capacity: 128)
+        writer.u8(merkleLeafPrefix)
+        MessageCodec.encode(transaction, into: &writer)
+        return writer.bytes
+    }
+
+    /// A Merkle interior node's bytes: 0x01, the left child, the right child.
+    public static func merkleNode(left: Digest, right: Digest) -> [UInt8] {
+        var writer = ByteWriter(capacity: 65)
+        writer.u8(merkleNodePrefix)
+        writer.digest(left)
+        writer.digest(right)
+        return writer.bytes
+    }
+
+    /// What a block's statements digest is computed over: the tag, the count, each statement
+    /// proof's encoding.
+    public static func blockStatements(_ statements: [ShardStatementProof]) -> [UInt8] {
+        var writer = ByteWriter(capacity: blockStatementsTag.count + 4 + statements.count * 256)
+        writer.raw(blockStatementsTag)
+        writer.u32(UInt32(statements.count))
+        for statement in statements { MessageCodec.encode(statement, into: &writer) }
         return writer.bytes
     }
 }

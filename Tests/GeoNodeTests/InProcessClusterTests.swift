@@ -9,6 +9,8 @@ import Logging
 import Synchronization
 import Testing
 import GeoTestKit
+import GeoWire
+import Foundation
 
 /// Per destination, one ordered queue drained by one task: messages between two nodes keep
 /// their order, as on a TCP connection.
@@ -104,6 +106,46 @@ final class InMemoryNetwork: MessageSink {
         for node in nodes.values {
             #expect(await node.value(of: Array("counter".utf8)) == KeyValueStore.encode(55))
             #expect(await node.committedTransactions == 10)
+        }
+        try await checkLedgerQueries(nodes: Array(nodes.values), topology: topology, keys: keys)
+    }
+
+    /// Every replica answers the ledger queries: each stored block, and each of the client's ten
+    /// transactions (the last from the ledger state's position, the others by searching the
+    /// block store) with a proof that verifies against the keys alone.
+    func checkLedgerQueries(nodes: [ReplicaNode], topology: Topology, keys: KeyRing) async throws {
+        let checker = Ed25519Suite(topology: topology, keys: keys, signingKey: nil)
+        for node in nodes {
+            let service = LedgerService(node: node, topology: topology, replica: await node.info, keys: keys)
+            let height = await node.storedBlocks(fromHeight: 1, maxCount: 0).storeLastHeight
+            let blocks = await node.storedBlocks(fromHeight: 1, maxCount: Int(height)).blocks
+            var proven = 0
+            for (offset, certified) in blocks.enumerated() {
+                let answer = try #require(await service.answer(path: Substring("/ledger/blocks/\(offset + 1)")))
+                #expect(answer.status == 200, "\(answer.body)")
+                for transaction in certified.block.transactions {
+                    let found = try #require(await service.answer(path: Substring("/ledger/tx/\(TransactionID(transaction))")))
+                    #expect(found.status == 200, "\(found.body)")
+                    let document = try JSONDecoder().decode(LedgerTransactionDocument.self, from: Data(found.body.utf8))
+                    #expect(document.height == UInt64(offset + 1))
+                    let proof = try InclusionProofCodec.decode(try #require(Hex.decode(document.proof)))
+                    #expect(throws: Never.self) { try InclusionProofCheck.verify(proof, topology: topology, suite: checker) }
+                    proven += 1
+                }
+            }
+            #expect(proven == 10)
+            #expect(await service.answer(path: Substring("/ledger/blocks/\(height + 1)"))?.status == 404)
+            #expect(await service.answer(path: "/ledger/blocks/0")?.status == 400)
+            #expect(await service.answer(path: "/ledger/tx/0:999999")?.status == 404)
+            #expect(await service.answer(path: "/ledger/tx/7:1")?.status == 404)
+            #expect(await service.answer(path: "/ledger/tx/x")?.status == 400)
+            #expect(await service.answer(path: "/status") == nil)
+            // Below the first stored height (a store restarted after a snapshot): 410, not another block.
+            let store = MemoryLedgerStore(clusterCount: 1)
+            try store.install(LedgerSnapshot(shard: ShardID(0), round: 5, height: 5, head: .zero, localHead: .zero, state: KeyValueStore(),
+                                             lastExecution: [:], crossShard: nil))
+            #expect(store.firstStoredHeight == 6)
+            #expect(try store.blocks(fromHeight: 3, maxCount: 4).isEmpty)
         }
     }
 }

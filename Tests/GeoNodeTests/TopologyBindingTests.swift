@@ -89,4 +89,35 @@ import Testing
             #expect("\(error)".contains("written by an older GeoFabric under the whole-topology hash (v1)"))
         }
     }
+
+    @Test func aDataDirectoryOfBlockFormatOneIsNamedAsSuch() async throws {
+        let topology = Self.topology()
+        let keys = KeyRing.development(for: topology)
+        // The block format is part of the binding: v1 (the binding before it was) and v2 differ.
+        #expect(TopologyFingerprint.digest(of: topology, keys: keys, blockFormat: 1) != Self.hash(topology))
+        #expect(!TopologyFingerprint.canonicalText(of: topology, replicaKeys: keys.replicaKeys, blockFormat: 1).contains("block-format"))
+        #expect(TopologyFingerprint.canonicalText(of: topology, replicaKeys: keys.replicaKeys).contains("block-format 2\n"))
+        let data = NSTemporaryDirectory() + "geofabric-binding-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: data) }
+        let info = try #require(topology.replica(named: "s0-local-2"))
+        // What the build before block format v2 wrote: a log whose header carries that binding.
+        let (old, _) = try ReplicaLog.open(directory: data + "/" + info.name,
+                                           identity: LogIdentity(replicaNumber: info.number,
+                                                                 topologyDigest: TopologyFingerprint.digest(of: topology, keys: keys, blockFormat: 1)))
+        old.close()
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        do {
+            let daemon = try await ReplicaDaemon.start(topology: topology, replica: info.name,
+                                                       options: DaemonOptions(dataDirectory: data, topologyDirectory: data), logger: logger)
+            await daemon.shutdown()
+            Issue.record("the replica started on a log of block format v1")
+        } catch {
+            guard case .oldBlockFormat(_, found: 1) = error else {
+                Issue.record("expected oldBlockFormat, got \(error)")
+                return
+            }
+            #expect("\(error)".contains("under block format v1"))
+        }
+    }
 }

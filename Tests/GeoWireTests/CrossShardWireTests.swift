@@ -27,7 +27,7 @@ import Testing
         #expect(decoded.block == block)
         var bare = block
         bare.statements = []
-        #expect(SigningPayload.block(bare) != SigningPayload.block(block))
+        #expect(SigningPayload.blockStatements(bare.statements) != SigningPayload.blockStatements(block.statements))
     }
 
     @Test func aBlockWithoutStatementsKeepsItsEncoding() {
