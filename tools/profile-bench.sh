@@ -9,7 +9,7 @@
 # kernel.perf_event_paranoid <= 0.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-binary=.build/release/geofabric
+binary=${GEOFABRIC_BINARY:-.build/release/geofabric}   # another build, for an A/B: GEOFABRIC_BINARY=/tmp/geofabric-old
 [[ -x $binary ]] || { echo "build first: swift build -c release" >&2; exit 1; }
 command -v perf >/dev/null || { echo "perf is missing (apt-get install linux-perf)" >&2; exit 1; }
 out=$(mktemp -d /tmp/geofabric-profile.XXXXXX)

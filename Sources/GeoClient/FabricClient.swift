@@ -104,6 +104,8 @@ public actor FabricClient {
     /// Replica identities and wire numbers, built once.
     let directory: ReplicaDirectory
     let transport: Transport
+    /// False when the transport is a ClientSession's, shared with its other clients.
+    let ownsTransport: Bool
     var core: ClientCore
     var waiting: CheckedContinuation<Completion, any Error>?
     var submittedAt: ContinuousClock.Instant?
@@ -132,16 +134,22 @@ public actor FabricClient {
     public init(topology: Topology, keys: KeyRing, client: ClientID, key: SigningKey, cluster: Cluster, region: String? = nil,
                 firstRequestID: UInt64 = 1, wanEmulation: WANEmulation? = nil, authority: TLSAuthority? = nil,
                 logger: Logger = Logger(label: "geofabric.client")) {
+        let configuration = Self.transportConfiguration(topology: topology, keys: keys, client: client, key: key,
+                                                        wanEmulation: wanEmulation, authority: authority, logger: logger)
+        self.init(topology: topology, client: client, key: key, cluster: cluster, region: region, firstRequestID: firstRequestID,
+                  transport: Transport(configuration: configuration), ownsTransport: true)
+    }
+
+    /// A client over `transport`, which it owns (its own connections) or shares with the other
+    /// clients of a `ClientSession` (which then dispatches its replies).
+    init(topology: Topology, client: ClientID, key: SigningKey, cluster: Cluster, region: String?, firstRequestID: UInt64,
+         transport: Transport, ownsTransport: Bool) {
         self.topology = topology
         directory = ReplicaDirectory(topology)
         self.client = client
         self.cluster = cluster
-        var configuration = TransportConfiguration(identity: .client(client), signingKey: key,
-                                                   topologyHash: TopologyFingerprint.digest(of: topology, keys: keys), keyRing: keys, logger: logger)
-        configuration.limits = .init(maxBodyBytes: topology.parameters.maxMessageBytes)
-        configuration.wanEmulation = wanEmulation
-        if topology.transport.tls { configuration.tls = .identity(key, name: Topology.clientName(client), keyRing: keys, authority: authority) }
-        transport = Transport(configuration: configuration)
+        self.transport = transport
+        self.ownsTransport = ownsTransport
         let viewTimeout = max(1, topology.parameters.viewTimeoutMilliseconds)
         let tick = max(topology.parameters.tickMilliseconds, viewTimeout / 10, 1)
         tickInterval = .milliseconds(tick)
@@ -152,8 +160,23 @@ public actor FabricClient {
                           replyPatienceTicks: UInt64(max(1, (patience + tick - 1) / tick)), firstRequestID: firstRequestID)
     }
 
-    /// Dials the home cluster's replicas and starts the client's clock.
+    /// The transport settings of client `client` (its identity, key and certificate).
+    static func transportConfiguration(topology: Topology, keys: KeyRing, client: ClientID, key: SigningKey,
+                                       wanEmulation: WANEmulation?, authority: TLSAuthority?, logger: Logger) -> TransportConfiguration {
+        var configuration = TransportConfiguration(identity: .client(client), signingKey: key,
+                                                   topologyHash: TopologyFingerprint.digest(of: topology, keys: keys), keyRing: keys, logger: logger)
+        configuration.limits = .init(maxBodyBytes: topology.parameters.maxMessageBytes)
+        configuration.wanEmulation = wanEmulation
+        if topology.transport.tls { configuration.tls = .identity(key, name: Topology.clientName(client), keyRing: keys, authority: authority) }
+        return configuration
+    }
+
+    /// Dials the home cluster's replicas (unless the transport is a session's) and starts the client's clock.
     public func start() {
+        guard ownsTransport else {
+            startClock()
+            return
+        }
         transport.connect(peers: cluster.replicas.map { PeerAddress(node: .replica(number: $0.number), host: $0.host, port: $0.port) })
         let transport = transport
         let replicaByNumber = Dictionary(uniqueKeysWithValues: cluster.replicas.map { ($0.number, $0.id) })
@@ -170,6 +193,10 @@ public actor FabricClient {
                 await self?.onEvent(event)
             }
         })
+        startClock()
+    }
+
+    func startClock() {
         let tick = tickInterval
         tasks.append(Task { [weak self] in
             while !Task.isCancelled {
@@ -234,7 +261,7 @@ public actor FabricClient {
             switch effect {
             case let .send(transaction, to: replica):
                 guard let node = directory.node(of: replica) else { continue }
-                transport.send(.clientTransaction(transaction), to: node)
+                transport.send(.clientTransaction(transaction), to: [node], from: .client(client))
             case let .completed(requestID, result, position, _):
                 let latency = submittedAt.map { clock.now - $0 } ?? .zero
                 waiting?.resume(returning: Completion(requestID: requestID, result: result, position: position, latency: latency))
@@ -247,6 +274,6 @@ public actor FabricClient {
     public func shutdown() async {
         for task in tasks { task.cancel() }
         fail(CancellationError())
-        await transport.shutdown()
+        if ownsTransport { await transport.shutdown() }
     }
 }

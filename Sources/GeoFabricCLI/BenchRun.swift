@@ -291,22 +291,41 @@ enum LiveBenchmark {
         // Replicas execute a client's requests in increasing id order only: attached to ledgers
         // that earlier runs used, the clients start above any id those could have sent.
         let firstRequestID: UInt64 = settings.attach ? UInt64(Date().timeIntervalSince1970 * 1_000_000) : 1
+        // The clients of one home cluster and region share one session: one connection per
+        // replica carrying all of their requests and replies (README "Client sessions"), in
+        // sessions of at most what one connection may carry.
+        var sessions: [ClientSession] = []
+        var groups: [String: [(plan: BenchClientPlan, key: SigningKey)]] = [:]
+        var groupOrder: [String] = []
         for (plan, key) in zip(plans, signingKeys) {
-            let client = FabricClient(topology: deployed, keys: keyRing, client: plan.client, key: key, cluster: plan.cluster, region: plan.region,
-                                      firstRequestID: firstRequestID,
-                                      wanEmulation: settings.emulateWAN ? BenchPlan.emulation(for: plan.region, in: deployed) : nil,
-                                      authority: pki?.authority(for: .client(plan.client)),
-                                      logger: logger)
-            await client.start()
-            clients.append(client)
+            let name = "\(plan.cluster.id)/\(plan.region)"
+            if groups[name] == nil { groupOrder.append(name) }
+            groups[name, default: []].append((plan, key))
         }
+        let perSession = ClientSession.clientsMax
+        var clientByID: [ClientID: FabricClient] = [:]
+        for name in groupOrder {
+            let members = groups[name] ?? []
+            for first in stride(from: 0, to: members.count, by: perSession) {
+                let chunk = Array(members[first..<min(members.count, first + perSession)])
+                let lead = chunk[0].plan
+                let session = ClientSession(topology: deployed, keys: keyRing, identities: chunk.map { ($0.plan.client, $0.key) },
+                                            cluster: lead.cluster, region: lead.region, firstRequestID: firstRequestID,
+                                            wanEmulation: settings.emulateWAN ? BenchPlan.emulation(for: lead.region, in: deployed) : nil,
+                                            authority: pki?.authority(for: .client(lead.client)), logger: logger)
+                await session.start()
+                sessions.append(session)
+                for (member, client) in zip(chunk, session.ordered) { clientByID[member.plan.client] = client }
+            }
+        }
+        clients = plans.compactMap { clientByID[$0.client] }
 
         let recorder = BenchRecorder(warmupSeconds: settings.warmupSeconds, durationSeconds: settings.durationSeconds)
         let observer = LedgerObserver(topology: deployed)
         let start = clock.now
         let end = start + .milliseconds(Int64(settings.durationSeconds * 1000))
         let log = BenchRunLog()
-        let startedClients = clients
+        let startedSessions = sessions
         let timeout = Duration.milliseconds(Int64(settings.requestTimeoutSeconds * 1000))
 
         await withDiscardingTaskGroup { group in
@@ -384,7 +403,7 @@ enum LiveBenchmark {
                     }
                 }
                 // The measurement is over: what is still in flight is abandoned, not awaited.
-                for client in startedClients { await client.shutdown() }
+                for session in startedSessions { await session.shutdown() }
             }
         }
         if Task.isCancelled {

@@ -9,6 +9,14 @@
 // identity: a mismatch is dropped and counted, not delivered (a correct peer never sends one, and
 // a faulty one must not speak for anybody else). The handler runs on the transport's one event
 // loop, like TransportCore, so it calls the core directly.
+//
+// Attached identities. A client connection may carry more client identities than the one its
+// handshake proved: the client writes one Attach per carried identity right after the handshake,
+// before any frame, each signed by that identity's key over this side's nonce (Handshake.swift).
+// The replica checks each against the key ring before it accepts a frame from it or routes a reply
+// to it over this connection; a forged one closes the connection. Frames from an identity not
+// attached here are dropped as `sender_mismatch`, as before. The ~256 signature checks of a load
+// generator's session run once per connection, on this loop: a few milliseconds at connect time.
 
 import GeoCore
 import GeoCrypto
@@ -39,6 +47,10 @@ final class ConnectionHandler: ChannelInboundHandler {
     private let core: TransportCore
     let role: ConnectionRole
     private let nonce = Handshake.freshNonce()
+    /// The peer's handshake nonce: what this side's Attach records sign over.
+    private var peerNonce: [UInt8] = []
+    /// Client identities proven on this connection besides the handshake's (inbound client only).
+    private var attached = Set<NodeID>()
     private var state = State.idle
     private var timeout: Scheduled<Void>?
     private var countedAsHandshaking = false
@@ -142,6 +154,7 @@ final class ConnectionHandler: ChannelInboundHandler {
             }
             let payload = Handshake.proofPayload(verifierNonce: hello.nonce, topologyHash: core.configuration.topologyHash,
                                                  signer: core.configuration.identity, verifier: hello.node)
+            peerNonce = hello.nonce
             let proof = Proof(signature: core.configuration.signingKey.sign(payload))
             context.writeAndFlush(wrapOutboundOut(ByteBuffer(bytes: proof.encoded)), promise: nil)
             proofSent = true
@@ -155,14 +168,18 @@ final class ConnectionHandler: ChannelInboundHandler {
                 refuse(context: context, .badSignature(peer), claimed: peer)
                 return
             }
+            // Before establish: it hands queued frames to the channel, some of them from carried identities.
+            writeAttaches(context: context, peer: peer)
             if let refusal = core.establish(context.channel, peer: peer, role: role) {
                 refuse(context: context, refusal, claimed: peer)
                 return
             }
             state = .established(peer)
             leaveHandshake()
+        case let (.established(peer), .attach(record)):
+            accept(record, carrier: peer, context: context)
         case let (.established(peer), .frame(frame, wireBytes)):
-            guard frame.sender == peer else {
+            guard frame.sender == peer || attached.contains(frame.sender) else {
                 core.countDrop("sender_mismatch")
                 if !senderMismatchLogged {
                     senderMismatchLogged = true
@@ -170,7 +187,7 @@ final class ConnectionHandler: ChannelInboundHandler {
                 }
                 return
             }
-            core.deliver(frame.message, from: peer, wireBytes: wireBytes)
+            core.deliver(frame.message, from: frame.sender, wireBytes: wireBytes)
         default:
             // The decoder yields hello, proof, frames in that order, so this is unreachable; refuse
             // rather than trust a state machine that got out of step.
@@ -179,8 +196,57 @@ final class ConnectionHandler: ChannelInboundHandler {
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if case let .established(peer) = state { core.drain(peer) }
+        if case let .established(peer) = state {
+            core.drain(peer)
+            for node in attached { core.drain(node) }
+        }
         context.fireChannelWritabilityChanged()
+    }
+
+    /// Client side, outbound: one Attach per carried identity, written (not yet flushed) ahead
+    /// of every frame.
+    private func writeAttaches(context: ChannelHandlerContext, peer: NodeID) {
+        let configuration = core.configuration
+        guard configuration.identity.isClient, case .outbound = role, !configuration.carriedClients.isEmpty else { return }
+        for carried in configuration.carriedClients where carried.node != configuration.identity {
+            let payload = Handshake.attachPayload(verifierNonce: peerNonce, topologyHash: configuration.topologyHash,
+                                                  attached: carried.node, carrier: configuration.identity, verifier: peer)
+            let record = Attach(node: carried.node, signature: carried.signingKey.sign(payload))
+            context.write(wrapOutboundOut(ByteBuffer(bytes: record.encoded)), promise: nil)
+        }
+        context.flush()
+    }
+
+    /// Replica side: checks an Attach and binds its identity to this connection, or refuses it.
+    private func accept(_ record: Attach, carrier: NodeID, context: ChannelHandlerContext) {
+        let configuration = core.configuration
+        let node = record.node
+        var refusal: AttachRefusal?
+        if role != .inbound || configuration.identity.isClient || !carrier.isClient {
+            refusal = .notAllowed(node, reason: "only a client's connection to a replica carries other clients")
+        } else if !node.isClient || node == carrier {
+            refusal = .notAllowed(node, reason: "only other client identities may be attached")
+        } else if let key = configuration.peerKeys(node) {
+            let payload = Handshake.attachPayload(verifierNonce: nonce, topologyHash: configuration.topologyHash,
+                                                  attached: node, carrier: carrier, verifier: configuration.identity)
+            if !key.isValid(record.signature, for: payload) {
+                refusal = .badSignature(node)
+            } else if attached.contains(node) {
+                refusal = .duplicate(node)
+            } else if attached.count >= configuration.attachmentsPerConnectionMax {
+                refusal = .tooMany(node)
+            } else {
+                refusal = core.attach(context.channel, node: node, carrier: carrier)
+                if refusal == nil { attached.insert(node) }
+            }
+        } else {
+            refusal = .unknownIdentity(node)
+        }
+        guard let refusal else { return }
+        core.countReject(refusal.label)
+        core.logger.warning("refusing an attach from \(carrier) at \(describePeer(context)): \(refusal)",
+                            metadata: ["reason": "\(refusal.label)"])
+        if refusal.closesConnection { close(context: context) }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
@@ -228,7 +294,8 @@ final class ConnectionHandler: ChannelInboundHandler {
         if case let .established(node) = state { peer = node }
         state = .closed
         leaveHandshake()
-        core.connectionClosed(channel, peer: peer, role: role)
+        core.connectionClosed(channel, peer: peer, role: role, attached: attached)
+        attached.removeAll()
     }
 
     private func leaveHandshake() {

@@ -1,7 +1,7 @@
 // Splits a connection's byte stream into handshake records and GeoWire frames.
 //
-// The stream of one connection is: the peer's Hello, its Proof (or a Reject), then GeoWire frames until the end
-// (see Handshake.swift). One decoder follows that order, so no handler has to be swapped out of the
+// The stream of one connection is: the peer's Hello, its Proof (or a Reject), then GeoWire frames until the end,
+// among which a client may put Attach records (see Handshake.swift). One decoder follows that order, so no handler has to be swapped out of the
 // pipeline mid-stream (which would have to hand over bytes already read past the handshake).
 //
 // Bytes stay unconsumed in the buffer until a whole record or frame is there. A frame header is
@@ -21,6 +21,9 @@ public enum InboundRecord: Hashable, Sendable {
     case proof(Proof)
     /// The peer refused this side's Hello (in place of its Proof), and why.
     case reject(Reject)
+    /// A client's proof that one more client identity speaks over this connection (after the
+    /// handshake, between frames; see Handshake.swift).
+    case attach(Attach)
     /// A validated frame and its size on the wire (header included), for the byte counters.
     case frame(Frame, wireBytes: Int)
 }
@@ -59,6 +62,14 @@ public struct FrameDecoderHandler: ByteToMessageDecoder {
             context.fireChannelRead(wrapInboundOut(.proof(proof)))
             return .continue
         case .frames:
+            // A GEOH record here can only be an Attach (a frame starts with "GEOF"); its fixed
+            // size is shorter than a frame header, so 4 bytes tell which to wait for.
+            guard buffer.readableBytes >= 4 else { return .needMoreData }
+            if buffer.getBytes(at: buffer.readerIndex, length: 4) == Handshake.magic {
+                guard let bytes = buffer.readBytes(length: Handshake.attachBytes) else { return .needMoreData }
+                context.fireChannelRead(wrapInboundOut(.attach(try Attach.decode(bytes))))
+                return .continue
+            }
             guard buffer.readableBytes >= WireFormat.headerBytes else { return .needMoreData }
             let limits = self.limits
             // Re-validating the 24-byte header on each partial read costs one small CRC; keeping a

@@ -37,6 +37,29 @@
 // this one) instead of seeing a bare close and retrying. The label tells an unauthenticated peer
 // nothing it does not know or could not learn by trying (its Hello was refused, and why).
 //
+// Attach (73 bytes), only after the handshake, only from a client to a replica, between frames:
+//
+//   offset size field
+//   0      4    magic "GEOH"
+//   4      1    record type 4 (attach)
+//   5      4    attached client NodeID
+//   9      64   Ed25519 signature by the attached client's key over
+//
+//   "geofabric/attach/v1" || verifier's nonce (32) || topology hash (32) || attached NodeID (4, LE)
+//                         || carrier NodeID (4, LE) || verifier NodeID (4, LE)
+//
+// It lets one client connection carry the frames of more client identities (a load generator's
+// many clients over one connection per replica; README "Client sessions"). The Proof authenticated
+// the connection for one identity, the carrier; each Attach proves one more. It is a handshake
+// record rather than a GeoWire message because it is about the connection, not the protocol: it
+// is signed over the replica's nonce of this very connection (replayed on another connection it
+// does not verify), names the deployment (topology hash), the identity attached, the connection's
+// authenticated identity and the replica (so it cannot be moved to another carrier or replica),
+// and has its own domain tag (a handshake Proof or a transaction signature cannot pass for one).
+// The core never sees it: after it, the attached identity's frames reach the core as if it had
+// its own connection, so every check above the transport (a transaction's signer is its sender)
+// holds unchanged.
+//
 // Why the topology hash is in the Hello and not only in the signature: both sides then see a
 // mismatch before any signature work and each logs it, so an operator who started two replicas
 // from different topology files reads the cause on either machine.
@@ -56,6 +79,23 @@ public enum Handshake {
     static let helloType: UInt8 = 1
     static let proofType: UInt8 = 2
     static let rejectType: UInt8 = 3
+    static let attachType: UInt8 = 4
+    public static let attachDomainTag: [UInt8] = Array("geofabric/attach/v1".utf8)
+    public static let attachBytes = 4 + 1 + 4 + Signature.byteCount
+
+    /// The bytes an Attach signs: `attached` vouches that it speaks over `carrier`'s connection to
+    /// `verifier`, the connection whose handshake nonce (the verifier's) is `verifierNonce`.
+    public static func attachPayload(verifierNonce: [UInt8], topologyHash: Digest, attached: NodeID,
+                                     carrier: NodeID, verifier: NodeID) -> [UInt8] {
+        var bytes = attachDomainTag
+        bytes.reserveCapacity(attachDomainTag.count + 32 + 32 + 12)
+        bytes.append(contentsOf: verifierNonce)
+        bytes.append(contentsOf: topologyHash.bytes)
+        appendLE(attached.rawValue, to: &bytes)
+        appendLE(carrier.rawValue, to: &bytes)
+        appendLE(verifier.rawValue, to: &bytes)
+        return bytes
+    }
 
     /// The bytes a Proof signs. `signer` makes the signature over `verifier`'s nonce.
     public static func proofPayload(verifierNonce: [UInt8], topologyHash: Digest, signer: NodeID,
@@ -184,6 +224,75 @@ public struct Reject: Hashable, Sendable {
         guard bytes[4] == Handshake.rejectType else { throw .unexpectedRecord(expected: "reject", type: bytes[4]) }
         let label = bytes[5...].prefix { $0 != 0 }
         return Reject(reason: String(decoding: label, as: UTF8.self))
+    }
+}
+
+/// After the handshake, a client's proof that one more client identity speaks over this connection.
+public struct Attach: Hashable, Sendable {
+    public var node: NodeID
+    public var signature: Signature
+    public init(node: NodeID, signature: Signature) {
+        self.node = node
+        self.signature = signature
+    }
+
+    public var encoded: [UInt8] {
+        var bytes = Handshake.magic
+        bytes.reserveCapacity(Handshake.attachBytes)
+        bytes.append(Handshake.attachType)
+        Handshake.appendLE(node.rawValue, to: &bytes)
+        bytes.append(contentsOf: signature.bytes)
+        return bytes
+    }
+
+    public static func decode(_ bytes: [UInt8]) throws(HandshakeRecordError) -> Attach {
+        guard bytes.count == Handshake.attachBytes else { throw .wrongLength(record: "attach", bytes.count) }
+        guard Array(bytes[0..<4]) == Handshake.magic else { throw .badMagic }
+        guard bytes[4] == Handshake.attachType else { throw .unexpectedRecord(expected: "attach", type: bytes[4]) }
+        // 64 bytes always make a signature.
+        return Attach(node: NodeID(rawValue: Handshake.readLE32(bytes[5..<9])), signature: Signature(bytes: Array(bytes[9...]))!)
+    }
+}
+
+/// Why an Attach was refused. All but `duplicate` close the connection: an honest client never
+/// sends them, so the connection's other traffic cannot be trusted to be honest either.
+public enum AttachRefusal: Error, Hashable, Sendable, CustomStringConvertible {
+    /// Not a client identity, the carrier itself, or on a connection that may not carry others
+    /// (a replica's, or one this node dialled).
+    case notAllowed(NodeID, reason: String)
+    case unknownIdentity(NodeID)
+    /// The signature does not verify over this connection's nonce (forged, or made for another
+    /// connection, replica, carrier or topology).
+    case badSignature(NodeID)
+    /// More attached identities on one connection than `attachmentsPerConnectionMax`.
+    case tooMany(NodeID)
+    /// The identity is already connected (alone or attached elsewhere): this attach is ignored,
+    /// the connection stays, and the identity's frames on it are dropped as unproven.
+    case duplicate(NodeID)
+
+    public var label: String {
+        switch self {
+        case .notAllowed: return "attach_not_allowed"
+        case .unknownIdentity: return "attach_unknown_identity"
+        case .badSignature: return "attach_bad_signature"
+        case .tooMany: return "attach_too_many"
+        case .duplicate: return "attach_duplicate"
+        }
+    }
+
+    public var closesConnection: Bool {
+        if case .duplicate = self { return false }
+        return true
+    }
+
+    public var description: String {
+        switch self {
+        case let .notAllowed(node, reason): return "\(node) may not be attached here: \(reason)"
+        case let .unknownIdentity(node): return "no public key for the attached identity \(node)"
+        case let .badSignature(node): return "the attach signature does not verify with the key of \(node) over this connection"
+        case let .tooMany(node): return "attaching \(node) would pass the bound on identities per connection"
+        case let .duplicate(node): return "\(node) is already connected; not attached on this connection"
+        }
     }
 }
 

@@ -81,6 +81,15 @@ public final class Transport: Sendable {
         loop.execute { core.value.send(frame, to: peers) }
     }
 
+    /// Encodes `message` with `sender` in the frame header: a client transport that carries
+    /// other client identities (`TransportConfiguration.carriedClients`) sends for them. The
+    /// replica drops a frame whose sender is neither this transport's identity nor attached.
+    public func send(_ message: Message, to peers: [NodeID], from sender: NodeID) {
+        let frame = ByteBuffer(bytes: FrameCodec.encode(message, from: sender))
+        let core = self.core
+        loop.execute { core.value.send(frame, to: peers) }
+    }
+
     /// Counters, connected and back-pressured peers, for /metrics.
     public func metrics() async -> TransportMetrics {
         let core = self.core

@@ -101,6 +101,15 @@ public struct TransportConfiguration: Sendable {
     public var handshakesInFlightMax = 256
     /// Authenticated connections (replicas plus clients).
     public var connectionsMax = 4_096
+    /// Client identities one client connection may carry besides its own (Attach records, see
+    /// Handshake.swift): a load generator's clients of one home cluster. Each costs a link and a
+    /// signature check when attached, so with `connectionsMax` it bounds the client links a
+    /// replica holds. A load generator with more clients opens more sessions.
+    public var attachmentsPerConnectionMax = 1_024
+    /// Client side: the further client identities this transport carries on each connection it
+    /// dials, each proven to the replica with an Attach signed by its own key. Empty for a
+    /// replica and for a client alone.
+    public var carriedClients: [CarriedIdentity] = []
     /// How long an unauthenticated connection may take to finish the handshake.
     public var handshakeTimeout: TimeAmount = .seconds(5)
     public var connectTimeout: TimeAmount = .seconds(2)
@@ -139,6 +148,16 @@ public struct TransportConfiguration: Sendable {
     }
 }
 
+/// A client identity a client transport carries besides its own, and the key that proves it.
+public struct CarriedIdentity: Sendable {
+    public var node: NodeID
+    public var signingKey: SigningKey
+    public init(node: NodeID, signingKey: SigningKey) {
+        self.node = node
+        self.signingKey = signingKey
+    }
+}
+
 /// A message received from an authenticated peer.
 public struct InboundMessage: Hashable, Sendable {
     public var from: NodeID
@@ -168,13 +187,16 @@ public struct TransportMetrics: Hashable, Sendable {
     public var bytesIn: UInt64 = 0
     public var bytesOut: UInt64 = 0
     public var handshakes: UInt64 = 0
+    /// Client identities attached to a client connection (Attach records accepted).
+    public var attaches: UInt64 = 0
     /// Dials after the first one to a peer (failed connects and lost connections).
     public var reconnects: UInt64 = 0
     /// Connections refused or closed for bad input: handshake refusals (`HandshakeRefusal.label`)
     /// and malformed frames (`frame_` + `WireError.reason`).
     public var rejects: [String: UInt64] = [:]
     /// Frames dropped without closing anything: `queue_full`, `peer_down`, `no_route`,
-    /// `sender_mismatch`, `inbound_full`, `frame_too_large`.
+    /// `sender_mismatch` (a sender neither the connection's identity nor attached to it),
+    /// `inbound_full`, `frame_too_large`.
     public var drops: [String: UInt64] = [:]
     public var connectedPeers: [NodeID] = []
     public var backPressuredPeers: [NodeID] = []

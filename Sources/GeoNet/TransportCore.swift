@@ -301,7 +301,33 @@ final class TransportCore {
         return nil
     }
 
-    func connectionClosed(_ channel: any Channel, peer: NodeID?, role: ConnectionRole) {
+    /// Binds a client identity proven by an Attach (ConnectionHandler checked the signature) to
+    /// the connection that carries it: replies to it go there. An identity already connected,
+    /// alone or attached elsewhere, keeps its connection ("one connection per identity"; a client
+    /// reconnecting after its old connection died is attached again once the replica sees that
+    /// connection close).
+    func attach(_ channel: any Channel, node: NodeID, carrier: NodeID) -> AttachRefusal? {
+        guard !isShutDown else { return .notAllowed(node, reason: "shutting down") }
+        if let existing = links[node], existing.channel != nil { return .duplicate(node) }
+        guard let link = link(for: node) else { return .unknownIdentity(node) }
+        link.channel = channel
+        metrics.attaches += 1
+        events.yield(.connected(node))
+        drain(link)
+        return nil
+    }
+
+    func connectionClosed(_ channel: any Channel, peer: NodeID?, role: ConnectionRole, attached: Set<NodeID> = []) {
+        // The attachments go with the connection that proved them: replies to those clients are
+        // not sent anywhere else (counted `no_route`) until they attach or connect again.
+        for node in attached {
+            guard let link = links[node], link.channel === channel else { continue }
+            link.channel = nil
+            events.yield(.disconnected(node))
+            countDrop("no_route", by: UInt64(link.queue.count))
+            link.releaseTask?.cancel()
+            links[node] = nil
+        }
         let key = ObjectIdentifier(channel)
         openChannels[key] = nil
         unflushed[key] = nil

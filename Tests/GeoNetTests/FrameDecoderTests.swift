@@ -47,6 +47,36 @@ import Testing
         #expect(try channel.finish().isClean)
     }
 
+    @Test func attachRecordsBetweenFramesDecodeOneByteAtATimeAndCoalesced() throws {
+        let key = SigningKey.development(topology: "t", identity: "client-7")
+        let attach = Attach(node: .client(ClientID(7)), signature: key.sign([4, 5, 6]))
+        let frame = FrameCodec.encode(Self.message(7), from: .client(ClientID(7)))
+        let stream = frame + attach.encoded + attach.encoded + frame
+        let expected: [InboundRecord] = [
+            .frame(Frame(sender: .client(ClientID(7)), message: Self.message(7)), wireBytes: frame.count),
+            .attach(attach), .attach(attach),
+            .frame(Frame(sender: .client(ClientID(7)), message: Self.message(7)), wireBytes: frame.count),
+        ]
+        let boundaries = [frame.count, frame.count + Handshake.attachBytes, frame.count + 2 * Handshake.attachBytes, stream.count]
+        let byByte = Self.channel(expectsHandshake: false)
+        var seen: [InboundRecord] = []
+        for (offset, byte) in stream.enumerated() {
+            try byByte.writeInbound(ByteBuffer(bytes: [byte]))
+            let got = try Self.records(byByte)
+            #expect(got.count == (boundaries.contains(offset + 1) ? 1 : 0), "at byte \(offset)")
+            seen += got
+        }
+        #expect(seen == expected)
+        let coalesced = Self.channel(expectsHandshake: false)
+        try coalesced.writeInbound(ByteBuffer(bytes: stream))
+        #expect(try Self.records(coalesced) == expected)
+        // A GEOH record of another type between frames is malformed: the connection closes.
+        var wrong = attach.encoded
+        wrong[4] = 1
+        let refusing = Self.channel(expectsHandshake: false)
+        #expect(throws: HandshakeRecordError.self) { try refusing.writeInbound(ByteBuffer(bytes: wrong)) }
+    }
+
     @Test func coalescedFramesAllDecode() throws {
         let channel = Self.channel(expectsHandshake: false)
         let frames = (0..<5).map { FrameCodec.encode(Self.message(UInt64($0)), from: .replica(number: 3)) }
