@@ -93,10 +93,12 @@ let sharded2x2x4 = TestKit.shippedTopology("sharded-2x2x4")
 
     @Test func aBrokenCommitRuleIsCaughtByTheBalanceChecker() async {
         // The broken rule shows only in runs where a participant applies its part of a transfer
-        // the coordinator aborted, which depends on the run: of seeds 7 to 10, 8 and 9 have one.
+        // the coordinator aborted, which depends on the run: of seeds 11 to 14, 11, 12 and 13 have one
+        // (since designated repliers and block format v2 changed the runs; 7 to 10 had one before,
+        // 7 to 30 now: 11, 12, 13, 15-19, 22, 25, 28-30).
         // Whenever one happens, both checkers must catch it; and it must happen in some seed.
         var caught: [UInt64] = []
-        for seed: UInt64 in 7...10 {
+        for seed: UInt64 in 11...14 {
             var scenario = bank(seed: seed, seconds: 4)
             scenario.settings.brokenCommitRule = true
             let fixed = scenario
@@ -106,7 +108,7 @@ let sharded2x2x4 = TestKit.shippedTopology("sharded-2x2x4")
             #expect(kinds.contains(.conservation) == kinds.contains(.atomicity), "seed \(seed): \(describe(report))")
             if kinds.contains(.conservation) { caught.append(seed) }
         }
-        #expect(!caught.isEmpty, "no seed of 7...10 ran into the broken rule")
+        #expect(!caught.isEmpty, "no seed of 11...14 ran into the broken rule")
     }
 
     @Test func singleShardTopologiesKeepTheirWorkloadWithoutTheLayer() {
