@@ -74,20 +74,12 @@ import Testing
                                            identity: LogIdentity(replicaNumber: info.number,
                                                                  topologyDigest: TopologyFingerprint.legacyDigest(of: topology)))
         old.close()
-        var logger = Logger(label: "test")
-        logger.logLevel = .critical
-        do {
-            let daemon = try await ReplicaDaemon.start(topology: topology, replica: info.name,
-                                                       options: DaemonOptions(dataDirectory: data, topologyDirectory: data), logger: logger)
-            await daemon.shutdown()
-            Issue.record("the replica started on a log of the v1 hash")
-        } catch {
-            guard case .legacyDataDirectory = error else {
-                Issue.record("expected legacyDataDirectory, got \(error)")
-                return
-            }
-            #expect("\(error)".contains("written by an older GeoFabric under the whole-topology hash (v1)"))
+        guard let error = await Self.startError(topology, replica: info.name, data: data, on: "a log of the v1 hash") else { return }
+        guard case .legacyDataDirectory = error else {
+            Issue.record("expected legacyDataDirectory, got \(error)")
+            return
         }
+        #expect("\(error)".contains("written by an older GeoFabric under the whole-topology hash (v1)"))
     }
 
     @Test func aDataDirectoryOfBlockFormatOneIsNamedAsSuch() async throws {
@@ -105,19 +97,27 @@ import Testing
                                            identity: LogIdentity(replicaNumber: info.number,
                                                                  topologyDigest: TopologyFingerprint.digest(of: topology, keys: keys, blockFormat: 1)))
         old.close()
+        guard let error = await Self.startError(topology, replica: info.name, data: data, on: "a log of block format v1") else { return }
+        guard case .oldBlockFormat(_, found: 1) = error else {
+            Issue.record("expected oldBlockFormat, got \(error)")
+            return
+        }
+        #expect("\(error)".contains("under block format v1"))
+    }
+
+    /// Starts `replica` on `data` and returns the error it refused to start with; records an issue
+    /// (and returns nil) when it started on `what`.
+    static func startError(_ topology: Topology, replica: String, data: String, on what: String) async -> DaemonError? {
         var logger = Logger(label: "test")
         logger.logLevel = .critical
         do {
-            let daemon = try await ReplicaDaemon.start(topology: topology, replica: info.name,
+            let daemon = try await ReplicaDaemon.start(topology: topology, replica: replica,
                                                        options: DaemonOptions(dataDirectory: data, topologyDirectory: data), logger: logger)
             await daemon.shutdown()
-            Issue.record("the replica started on a log of block format v1")
+            Issue.record("the replica started on \(what)")
+            return nil
         } catch {
-            guard case .oldBlockFormat(_, found: 1) = error else {
-                Issue.record("expected oldBlockFormat, got \(error)")
-                return
-            }
-            #expect("\(error)".contains("under block format v1"))
+            return error
         }
     }
 }
