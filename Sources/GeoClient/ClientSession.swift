@@ -65,9 +65,16 @@ public actor ClientSession {
         let replicaByNumber = Dictionary(uniqueKeysWithValues: cluster.replicas.map { ($0.number, $0.id) })
         tasks.append(Task {
             for await inbound in transport.messages {
-                guard case let .reply(reply) = inbound.message, let number = inbound.from.replicaNumber,
-                      replicaByNumber[number] == reply.replica, let client = clients[reply.client] else { continue }
-                await client.onReply(reply)
+                guard let number = inbound.from.replicaNumber else { continue }
+                switch inbound.message {
+                case let .reply(reply):
+                    guard replicaByNumber[number] == reply.replica, let client = clients[reply.client] else { continue }
+                    await client.onReply(reply)
+                case let .busy(busy):
+                    guard replicaByNumber[number] == busy.replica, let client = clients[busy.client] else { continue }
+                    await client.onBusy(busy)
+                default: continue
+                }
             }
         })
         let events = transport.events

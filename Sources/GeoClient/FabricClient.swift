@@ -182,9 +182,13 @@ public actor FabricClient {
         let replicaByNumber = Dictionary(uniqueKeysWithValues: cluster.replicas.map { ($0.number, $0.id) })
         tasks.append(Task { [weak self] in
             for await inbound in transport.messages {
-                guard case let .reply(reply) = inbound.message, let number = inbound.from.replicaNumber,
-                      replicaByNumber[number] == reply.replica else { continue }
-                await self?.onReply(reply)
+                guard let number = inbound.from.replicaNumber else { continue }
+                // A reply or busy answer counts only from the replica it names (the channel's peer).
+                switch inbound.message {
+                case let .reply(reply) where replicaByNumber[number] == reply.replica: await self?.onReply(reply)
+                case let .busy(busy) where replicaByNumber[number] == busy.replica: await self?.onBusy(busy)
+                default: continue
+                }
             }
         })
         let events = transport.events
@@ -249,6 +253,7 @@ public actor FabricClient {
     }
 
     func onReply(_ reply: Reply) { carryOut(core.onReply(reply)) }
+    func onBusy(_ busy: Busy) { carryOut(core.onBusy(busy)) }
     func onTick() {
         if let deadline, waiting != nil, clock.now >= deadline.instant {
             fail(ClientError.timedOut(after: deadline.timeout))

@@ -1,7 +1,7 @@
 // A client as a value that steps: submit one request at a time, send it to the home cluster's
-// primary, resend it to every replica of the cluster on timeout, and accept the result once f + 1
-// replicas sent matching replies (at least one of them correct). The real client library and the
-// simulator's clients run this same code.
+// primary, back off when a replica answers busy, resend it to every replica of the cluster on
+// timeout, and accept the result once f + 1 replicas sent matching replies (at least one of them
+// correct). The real client library and the simulator's clients run this same code.
 
 /// Makes a client's signed transactions (GeoCrypto's key in the real client; a fast stand-in in the simulator).
 public protocol TransactionSigner: Sendable {
@@ -63,6 +63,15 @@ public struct ClientCore: Sendable {
     /// When the outstanding request's first reply came, and whether every replica was asked since.
     var firstReplyAt: UInt64?
     var askedEveryone = false
+    /// Busy answers (admission control, Admission.swift): how many the outstanding request had,
+    /// and the tick it goes out again. After `fairChance` of them the primary has had its chance
+    /// (one that says busy for ever may be censoring): the request goes to every replica.
+    var busyCount = 0
+    var resendAt: UInt64?
+    static let fairChance = 8
+    /// Busy answers received, and the waits they caused (each one a jittered exponential backoff).
+    public private(set) var busyAnswers = 0
+    public private(set) var backoffs = 0
 
     /// `firstRequestID`: replicas execute a client's requests only in increasing id order, so a
     /// client that does not remember its last id across runs (a command-line call) starts above
@@ -102,7 +111,31 @@ public struct ClientCore: Sendable {
         replies = [:]
         firstReplyAt = nil
         askedEveryone = false
-        return [.send(transaction, to: ReplicaID(cluster: cluster, index: UInt16(view % UInt64(quorum.n))))]
+        busyCount = 0
+        resendAt = nil
+        return [.send(transaction, to: primary)]
+    }
+
+    var primary: ReplicaID { ReplicaID(cluster: cluster, index: UInt16(view % UInt64(quorum.n))) }
+
+    /// A replica has no room for the outstanding request: wait, then send it to the primary again,
+    /// a jittered exponential backoff from the replica's hint up to the resend timeout. (Once
+    /// every replica was asked, or a reply came, the timers in `tick` already decide.)
+    public mutating func onBusy(_ busy: Busy) -> [ClientEffect] {
+        guard let current = outstanding, busy.client == client, busy.requestID == current.transaction.requestID,
+              busy.replica.cluster == cluster, Int(busy.replica.index) < quorum.n else { return [] }
+        busyAnswers += 1
+        guard !askedEveryone, resendAt == nil, firstReplyAt == nil else { return [] }
+        busyCount += 1
+        backoffs += 1
+        let ceiling = min(timeoutTicks, max(1, UInt64(busy.retryAfterTicks)) << UInt64(min(busyCount - 1, 6)))
+        // Uniform in [ceiling / 2, ceiling]: clients refused together do not come back together.
+        var random = SeededRandom(seed: UInt64(client.rawValue) << 32 ^ current.transaction.requestID ^ UInt64(busyCount) << 56)
+        let wait = max(1, ceiling / 2 + random.next() % (ceiling / 2 + 1))
+        let at = now + wait
+        resendAt = at
+        outstanding = (current.transaction, current.sentAt, at + timeoutTicks, current.attempts)
+        return []
     }
 
     public mutating func onReply(_ reply: Reply) -> [ClientEffect] {
@@ -122,6 +155,14 @@ public struct ClientCore: Sendable {
     public mutating func tick() -> [ClientEffect] {
         now += 1
         guard let current = outstanding else { return [] }
+        if let at = resendAt, now >= at {
+            resendAt = nil
+            // The primary had its fair chance: ask everyone, as on a timeout.
+            guard busyCount > Self.fairChance else { return [.send(current.transaction, to: primary)] }
+            retransmissions += 1
+            askedEveryone = true
+            return (0..<quorum.n).map { .send(current.transaction, to: ReplicaID(cluster: cluster, index: UInt16($0))) }
+        }
         if now < current.deadline {
             // It executed (a reply came) but a designated replier is silent: ask every replica; each
             // answers a copy from the client itself at once, and its next requests too (ReplyDuty).

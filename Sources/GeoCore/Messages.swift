@@ -384,6 +384,26 @@ public struct Reply: Hashable, Sendable {
     }
 }
 
+/// A replica's refusal of a client request it has no room for (admission control, Intake.swift):
+/// the client backs off and sends it again after about `retryAfterTicks` (topology ticks). Like a
+/// Reply it is not signed: it travels on the client's authenticated channel (TLS, whose records
+/// carry a MAC), and a client gives a primary that keeps saying busy only a fair number of
+/// chances before it asks every replica (ClientCore).
+public struct Busy: Hashable, Sendable {
+    public var client: ClientID
+    public var requestID: UInt64
+    public var replica: ReplicaID
+    public var view: UInt64
+    public var retryAfterTicks: UInt32
+    public init(client: ClientID, requestID: UInt64, replica: ReplicaID, view: UInt64, retryAfterTicks: UInt32) {
+        self.client = client
+        self.requestID = requestID
+        self.replica = replica
+        self.view = view
+        self.retryAfterTicks = retryAfterTicks
+    }
+}
+
 /// Every message that travels between nodes.
 public enum Message: Hashable, Sendable {
     case clientTransaction(ClientTransaction)
@@ -392,6 +412,7 @@ public enum Message: Hashable, Sendable {
     case commit(Commit)
     case certifiedBlock(CertifiedBlock)
     case reply(Reply)
+    case busy(Busy)
     case checkpoint(Checkpoint)
     case viewChange(ViewChange)
     case newView(NewView)

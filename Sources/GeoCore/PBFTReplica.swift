@@ -72,7 +72,7 @@ public struct PBFTReplica: Sendable {
         self.configuration = configuration
         self.suite = suite
         agreement = Agreement(configuration: configuration, suite: suite)
-        intake = Intake(limit: configuration.pendingLimit)
+        intake = Intake(limit: configuration.pendingLimit, admission: Admission(configuration: configuration))
         execution = Execution(configuration: configuration, suite: suite)
         catchUp = CatchUp(configuration: configuration, suite: suite)
         relay = StatementRelay(configuration: configuration, suite: suite)
@@ -133,17 +133,6 @@ public struct PBFTReplica: Sendable {
         intake.nextProposalRound = max(lastDelivered, stable.statement.round) + 1
         if case .changingView = status { timers.setDeadline(.viewChange, at: configuration.viewTimeoutTicks) }
         return executed
-    }
-
-    /// What the replica's status shows of its core.
-    public func report(unfinishedShown: Int) -> ReplicaReport {
-        var changing = false
-        if case .changingView = status { changing = true }
-        return ReplicaReport(view: view, changingView: changing, height: ledger.height, round: ledger.round, head: ledger.head,
-                             snapshotsInstalled: snapshotsInstalled, blocksInMemory: blocksInMemory,
-                             crossShardLocks: ledger.crossShard?.locks.count,
-                             crossShardInProgress: ledger.crossShard?.transactionsInProgress,
-                             crossShardUnfinished: ledger.crossShard?.unfinished(limit: unfinishedShown))
     }
 
     /// Certified blocks the core holds for serving and re-sharing (bounded: `blocksInMemoryRounds`).
@@ -230,7 +219,7 @@ public struct PBFTReplica: Sendable {
         case let .stateRequest(request): try transfer.onRequest(request, from: from, position: position, timers: &timers, effects: &effects)
         case let .stateTransfer(snapshot):
             transferred(try transfer.onSnapshot(snapshot, from: from, position: position, timers: &timers, effects: &effects), effects: &effects)
-        case .reply, .shardStatement: throw .unexpected
+        case .reply, .busy, .shardStatement: throw .unexpected
         }
     }
 
@@ -339,15 +328,24 @@ public struct PBFTReplica: Sendable {
         let leading = status == .normal && isPrimary
         if !forwarded && !isPrimary { replies.clientRetransmitted(transaction) }
         if intake.holds(key, asPrimary: leading, forwarded: forwarded) { return }
+        let executed = ledger.lastExecution[transaction.client].map { transaction.requestID <= $0.requestID } ?? false
+        // No room (Admission.swift): refuse before the signature check, which is what a busy
+        // replica cannot afford for requests it will not take.
+        if !executed, status == .normal, let retryAfter = intake.refusal(asPrimary: leading, forwarded: forwarded, now: now) {
+            reject(.busy)
+            effects.append(.busy(Busy(client: transaction.client, requestID: transaction.requestID, replica: configuration.me,
+                                      view: view, retryAfterTicks: retryAfter)))
+            return
+        }
         guard suite.isValid(transaction) else {
             reject(.badClientSignature)
             return
         }
-        if let last = ledger.lastExecution[transaction.client], transaction.requestID <= last.requestID {
+        if executed, let last = ledger.lastExecution[transaction.client] {
             // Executed already: resend the cached reply (only the latest one is kept).
             if last.requestID == transaction.requestID && !forwarded, let result = last.result {
                 replies.clientRetransmitted(transaction)
-                effects.append(.reply(reply(to: transaction, result: result, position: last.position)))
+                effects.append(.reply(Reply(to: transaction, from: configuration.me, view: view, result: result, position: last.position)))
             }
             return
         }
@@ -366,11 +364,6 @@ public struct PBFTReplica: Sendable {
         } catch {
             reject(error)
         }
-    }
-
-    func reply(to transaction: ClientTransaction, result: ExecutionResult, position: LedgerPosition) -> Reply {
-        Reply(client: transaction.client, requestID: transaction.requestID, replica: configuration.me, view: view,
-              result: result, position: position)
     }
 
     /// Primary: turns pending transactions into blocks while the window allows. A partial batch
@@ -415,6 +408,8 @@ public struct PBFTReplica: Sendable {
         guard try agreement.check(prePrepare, from: from, view: view, normal: status == .normal, lastDelivered: lastDelivered) else { return }
         try relay.checkProposed(prePrepare.block.statements)
         guard agreement.prepare(prePrepare, view: view, effects: &effects) else { return }
+        // The primary proposed what we watched for it: those request timers stop (Intake).
+        intake.seenProposed(prePrepare.block.transactions)
         armProgressTimer()
         let round = prePrepare.block.round
         checkPrepared(round, effects: &effects)
@@ -469,7 +464,7 @@ public struct PBFTReplica: Sendable {
         execution.deliver(block)
         catchUp.noteCommitted(lastDelivered)
         effects.append(.persist(.delivered(block)))
-        intake.delivered(block.block.transactions)
+        intake.delivered(block.block.transactions, now: now)
         if !block.block.statements.isEmpty { relay.ordered(block.block.statements) }
         executeLedger(effects: &effects)
         if isPrimary { sharing.share(block, effects: &effects) }
@@ -505,13 +500,13 @@ public struct PBFTReplica: Sendable {
             for statement in executed.outgoing { relay.send(statement, effects: &effects) }
             for completion in executed.completions where completion.homeCluster == cluster.index
                 && replies.answers(completion.transaction, replica: configuration.index, primary: primary.index) {
-                effects.append(.reply(reply(to: completion.transaction, result: completion.result, position: completion.position)))
+                effects.append(.reply(Reply(to: completion.transaction, from: configuration.me, view: view, result: completion.result, position: completion.position)))
             }
             guard executed.certified.block.cluster == cluster else { continue }
             for (transaction, result) in zip(executed.certified.block.transactions, executed.results) {
                 intake.executed(transaction)
                 if let result, replies.answers(transaction, replica: configuration.index, primary: primary.index) {
-                    effects.append(.reply(reply(to: transaction, result: result, position: executed.position)))
+                    effects.append(.reply(Reply(to: transaction, from: configuration.me, view: view, result: result, position: executed.position)))
                 }
             }
         }
@@ -646,9 +641,10 @@ public struct PBFTReplica: Sendable {
             guard let waited = timers.elapsed(.progress) else { return }
             if waited >= currentTimeout {
                 startViewChange(to: view + 1, reason: .noProgress, effects: &effects)
-            } else if waited >= currentTimeout / 8 && fetchDue {
+            } else if waited >= currentTimeout / 8 && fetchDue && timers.backedOff(.retransmit, waited: waited) {
                 // Before blaming the primary: say again what we said (a message may have been lost),
                 // and ask whether the others committed what we are missing.
+                timers.start(.retransmit)
                 retransmit(effects: &effects)
                 // Not twice in one tick (the catch-up above may have asked already).
                 if timers.started(.fetch) != now { requestBlocks(effects: &effects) }

@@ -26,6 +26,8 @@ public enum Effect: Hashable, Sendable {
     /// A block appended to the shard ledger.
     case executed(ExecutedBlock)
     case reply(Reply)
+    /// A client request refused for want of room: the shell sends it to the client.
+    case busy(Busy)
     /// The ledger's state after a whole round at a snapshot boundary (`snapshotEveryRounds`):
     /// the shell writes it durably; a restart begins from the latest one.
     case snapshot(LedgerSnapshot)
@@ -73,6 +75,28 @@ public struct ReplicaReport: Sendable, Equatable {
     public var crossShardLocks: Int?
     public var crossShardInProgress: Int?
     public var crossShardUnfinished: [String]?
+}
+
+extension ReplicaReport {
+    /// What `replica`'s status shows of its core.
+    public init(_ replica: PBFTReplica, unfinishedShown: Int) {
+        var changing = false
+        if case .changingView = replica.status { changing = true }
+        let ledger = replica.ledger
+        self.init(view: replica.view, changingView: changing, height: ledger.height, round: ledger.round, head: ledger.head,
+                  snapshotsInstalled: replica.snapshotsInstalled, blocksInMemory: replica.blocksInMemory,
+                  crossShardLocks: ledger.crossShard?.locks.count,
+                  crossShardInProgress: ledger.crossShard?.transactionsInProgress,
+                  crossShardUnfinished: ledger.crossShard?.unfinished(limit: unfinishedShown))
+    }
+}
+
+extension Reply {
+    /// `replica`'s answer, in `view`, to `transaction`.
+    init(to transaction: ClientTransaction, from replica: ReplicaID, view: UInt64, result: ExecutionResult, position: LedgerPosition) {
+        self.init(client: transaction.client, requestID: transaction.requestID, replica: replica, view: view,
+                  result: result, position: position)
+    }
 }
 
 /// What a replica signs in one slot; it never signs two different digests for one.
@@ -191,6 +215,8 @@ public enum Rejection: String, Hashable, Sendable, CaseIterable, Error {
     case invalidViewChange = "invalid_view_change"
     case invalidNewView = "invalid_new_view"
     case queueFull = "queue_full"
+    /// A client request refused by admission control (answered `busy`).
+    case busy
     case invalidSnapshot = "invalid_snapshot"
     case unexpected = "unexpected"
 }

@@ -107,6 +107,10 @@ struct SimulateCommand: ParsableCommand {
             help: "Benchmark: milliseconds a client waits before resending to every replica (default: the real client's rule, 2 view timeouts + 4 of the longest round trips from its region).")
     var clientTimeoutMilliseconds: Int?
 
+    @Option(name: .customLong("timeline-ms"),
+            help: "Benchmark: print the run interval by interval (requests completed, view changes, client resends, the busiest machine's inbox and backlog) every this many simulated milliseconds.")
+    var timelineMilliseconds: Int?
+
     func validate() throws {
         if jsonToStandardOutput, let topology, topology == "-" || topology.hasSuffix(".json") {
             throw ValidationError("--json is a flag (the JSON on standard output, the text on standard error); write a file with --json-file FILE")
@@ -124,6 +128,7 @@ struct SimulateCommand: ParsableCommand {
         if let batchSize, batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
         guard cpuSlowdown >= 1, cpuSlowdown <= 1000 else { throw ValidationError("--cpu-slowdown is between 1 and 1000") }
         if let clientTimeoutMilliseconds, clientTimeoutMilliseconds < 1 { throw ValidationError("--client-timeout-ms must be at least 1") }
+        if let timelineMilliseconds, timelineMilliseconds < 1 { throw ValidationError("--timeline-ms must be at least 1") }
         if let sweep, !["clusters", "batch"].contains(sweep) { throw ValidationError("--sweep is clusters or batch") }
     }
 
@@ -227,6 +232,7 @@ struct SimulateCommand: ParsableCommand {
         settings.cores = cores
         settings.batchSize = batchSize
         settings.clientTimeoutMilliseconds = clientTimeoutMilliseconds
+        settings.timelineMilliseconds = timelineMilliseconds
         if let costModelFile {
             guard let data = FileManager.default.contents(atPath: costModelFile),
                   let model = try? JSONDecoder().decode(CostModel.self, from: data) else {
@@ -271,11 +277,18 @@ struct SimulateCommand: ParsableCommand {
     func printResult(_ result: ProtocolResult) {
         func number(_ value: Double) -> String { String(format: "%.0f", value) }
         func milliseconds(_ value: Double) -> String { String(format: "%.1f", value) }
-        print("\(result.protocol): \(number(result.throughput_tps)) txn/s, latency p50 \(milliseconds(result.latency_ms.p50)) ms, p90 \(milliseconds(result.latency_ms.p90)) ms, p99 \(milliseconds(result.latency_ms.p99)) ms; \(result.clusters) cluster(s) of \(result.replicas_per_cluster.map(String.init).joined(separator: "/")) replicas; committed \(result.committed); busiest replica CPU \(String(format: "%.0f", result.busiest_replica_cpu * 100))%; window bound \(number(result.window_bound_tps)) txn/s; \(result.view_changes) view changes\(result.view_change_reasons.isEmpty ? "" : " (" + result.view_change_reasons.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ") + ")"); \(result.client_retransmissions) client resends; invariants \(result.invariants_ok ? "ok" : "VIOLATED")")
+        print("\(result.protocol): \(number(result.throughput_tps)) txn/s, latency p50 \(milliseconds(result.latency_ms.p50)) ms, p90 \(milliseconds(result.latency_ms.p90)) ms, p99 \(milliseconds(result.latency_ms.p99)) ms; \(result.clusters) cluster(s) of \(result.replicas_per_cluster.map(String.init).joined(separator: "/")) replicas; committed \(result.committed); busiest replica CPU \(String(format: "%.0f", result.busiest_replica_cpu * 100))%; window bound \(number(result.window_bound_tps)) txn/s; \(result.view_changes) view changes\(result.view_change_reasons.isEmpty ? "" : " (" + result.view_change_reasons.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ") + ")"); \(result.client_retransmissions) client resends; \(result.busy_answers) busy answers, \(result.backoffs) backoffs; invariants \(result.invariants_ok ? "ok" : "VIOLATED")")
         for region in result.regions {
-            print("  \(region.region.padding(toLength: 10, withPad: " ", startingAt: 0)) \(number(region.throughput_tps).leftPad(8)) txn/s  p50 \(milliseconds(region.latency_ms.p50).leftPad(7)) ms  p99 \(milliseconds(region.latency_ms.p99).leftPad(7)) ms")
+            print("  \(region.region.padding(toLength: 10, withPad: " ", startingAt: 0)) \(number(region.throughput_tps).leftPad(8)) txn/s  p50 \(milliseconds(region.latency_ms.p50).leftPad(7)) ms  p99 \(milliseconds(region.latency_ms.p99).leftPad(7)) ms\(region.busy_answers > 0 ? "  busy \(region.busy_answers), backoffs \(region.backoffs)" : "")")
         }
         for violation in result.violations.prefix(5) { print("  VIOLATION \(violation)") }
+        guard let timeline = result.timeline, let interval = timeline.first?.time, interval > 0 else { return }
+        print("  time_s  txn/s  view_changes  client_resends  busiest_inbox  backlog_ms  busiest")
+        for sample in timeline {
+            print(String(format: "  %6.2f  %5.0f  %12d  %14d  %13d  %10.1f  %@", Double(sample.time) / 1e6,
+                         Double(sample.committed) * 1e6 / Double(interval), sample.viewChanges, sample.clientResends,
+                         sample.busiestInbox, Double(sample.busiestBacklogMicroseconds) / 1000, sample.busiestReplica))
+        }
     }
 
     func runSweep(_ kind: String, _ base: BenchmarkSettings) throws {

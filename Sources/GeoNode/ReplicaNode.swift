@@ -273,6 +273,8 @@ public actor ReplicaNode {
                     latencies.append(elapsed.seconds)
                 }
                 sink.send(.reply(reply), to: .client(reply.client))
+            case let .busy(busy):
+                sink.send(.busy(busy), to: .client(busy.client))
             }
         }
     }
@@ -347,7 +349,7 @@ public actor ReplicaNode {
     // MARK: Observation
 
     /// What the core reports of itself (the shell reads no core fields).
-    public var report: ReplicaReport { core.report(unfinishedShown: ReplicaStatus.unfinishedShown) }
+    public var report: ReplicaReport { ReplicaReport(core, unfinishedShown: ReplicaStatus.unfinishedShown) }
     public var view: UInt64 { report.view }
     public var isChangingView: Bool { report.changingView }
     public var height: UInt64 { report.height }

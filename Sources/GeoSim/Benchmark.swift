@@ -16,6 +16,8 @@ public struct BenchmarkSettings: Sendable {
     public var costModel = CostModel.measured
     /// Override the clients' resend timeout (nil: the real client's rule).
     public var clientTimeoutMilliseconds: Int?
+    /// Sample the run every this many milliseconds (`ProtocolResult.timeline`; nil: no timeline).
+    public var timelineMilliseconds: Int?
 
     public init(topology: Topology) { self.topology = topology }
 }
@@ -43,6 +45,9 @@ public struct RegionResult: Hashable, Sendable, Codable {
     public var region: String
     public var throughput_tps: Double
     public var latency_ms: Percentiles
+    /// Busy answers its clients got (admission control) and the backoffs they waited.
+    public var busy_answers = 0
+    public var backoffs = 0
 }
 
 public struct ProtocolResult: Hashable, Sendable, Codable {
@@ -60,8 +65,13 @@ public struct ProtocolResult: Hashable, Sendable, Codable {
     public var view_change_reasons: [String: Int]
     /// Requests clients resent to every replica of their cluster after a timeout.
     public var client_retransmissions: Int
+    /// Busy answers clients got and the backoffs they waited (admission control), all regions.
+    public var busy_answers = 0
+    public var backoffs = 0
     public var invariants_ok: Bool
     public var violations: [String]
+    /// With `BenchmarkSettings.timelineMilliseconds`: the run interval by interval.
+    public var timeline: [TimelineSample]?
 }
 
 public enum SimulatedBenchmark {
@@ -77,6 +87,7 @@ public enum SimulatedBenchmark {
         simulation.cores = settings.cores
         simulation.clientTimeoutMilliseconds = settings.clientTimeoutMilliseconds
         simulation.warmup = UInt64(settings.warmupSeconds * 1_000_000)
+        simulation.timelineInterval = settings.timelineMilliseconds.map { UInt64($0) * 1000 }
         // No faults: liveness is not judged, but every safety checker runs.
         simulation.healTime = simulation.duration
         simulation.livenessBound = simulation.duration + 1
@@ -88,18 +99,25 @@ public enum SimulatedBenchmark {
         let shown = kind == .pbft ? topology.pbftBaseline() : topology
         let regions = topology.regions.map(\.name).compactMap { region -> RegionResult? in
             guard let latencies = report.regionLatencies[region] else { return nil }
-            return RegionResult(region: region, throughput_tps: Double(latencies.count) / measured,
-                                latency_ms: Percentiles(microseconds: latencies))
+            var result = RegionResult(region: region, throughput_tps: Double(latencies.count) / measured,
+                                      latency_ms: Percentiles(microseconds: latencies))
+            result.busy_answers = report.regionBusyAnswers[region] ?? 0
+            result.backoffs = report.regionBackoffs[region] ?? 0
+            return result
         }
         let window = Double(topology.parameters.window * topology.parameters.batchSize)
-        return ProtocolResult(
+        var result = ProtocolResult(
             protocol: kind.rawValue, throughput_tps: Double(all.count) / measured, latency_ms: latency,
             committed: report.committed, regions: regions,
             clusters: shown.shards.reduce(0) { $0 + $1.clusters.count },
             replicas_per_cluster: shown.shards.flatMap { $0.clusters.map(\.n) },
             busiest_replica_cpu: report.busiestReplicaUtilisation,
             window_bound_tps: latency.p50 > 0 ? window * Double(shown.shards.reduce(0) { $0 + $1.clusters.count }) / (latency.p50 / 1000) : 0,
-            view_changes: report.viewChanges, view_change_reasons: report.viewChangeReasons, client_retransmissions: report.clientRetransmissions, invariants_ok: report.ok, violations: report.violations.map(\.description))
+            view_changes: report.viewChanges, view_change_reasons: report.viewChangeReasons, client_retransmissions: report.clientRetransmissions, invariants_ok: report.ok, violations: report.violations.map(\.description),
+            timeline: settings.timelineMilliseconds == nil ? nil : report.timeline)
+        result.busy_answers = regions.reduce(0) { $0 + $1.busy_answers }
+        result.backoffs = regions.reduce(0) { $0 + $1.backoffs }
+        return result
     }
 
     /// The paper's experiment: `total` replicas of one shard split into 1...`maxClusters` clusters

@@ -44,7 +44,7 @@ enum Byzantine {
         case var .stateCheckpoint(value):
             value.signature = randomSignature(&random)
             return .stateCheckpoint(value)
-        case .clientTransaction, .reply, .blockRequest, .stateRequest, .stateTransfer:
+        case .clientTransaction, .reply, .busy, .blockRequest, .stateRequest, .stateTransfer:
             return message
         }
     }

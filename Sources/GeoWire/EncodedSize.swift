@@ -22,6 +22,7 @@ public enum EncodedSize {
         case .prepare, .commit: return vote + signer
         case let .certifiedBlock(value): return of(value.block) + vote + 4 + value.certificate.signatures.count * signer
         case let .reply(value): return 4 + 8 + replica + 8 + of(value.result) + 8 + 2 + 8
+        case .busy: return 4 + 8 + replica + 8 + 4
         case .checkpoint: return cluster + 8 + Digest.byteCount + signer
         case let .viewChange(value): return of(value)
         case let .newView(value):

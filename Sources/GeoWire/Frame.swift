@@ -38,6 +38,7 @@ public enum MessageKind: UInt16, CaseIterable, Sendable {
     case stateCheckpoint = 13
     case stateRequest = 14
     case stateTransfer = 15
+    case busy = 16
 
     public init(of message: Message) {
         switch message {
@@ -56,6 +57,7 @@ public enum MessageKind: UInt16, CaseIterable, Sendable {
         case .stateCheckpoint: self = .stateCheckpoint
         case .stateRequest: self = .stateRequest
         case .stateTransfer: self = .stateTransfer
+        case .busy: self = .busy
         }
     }
 }

@@ -19,6 +19,7 @@ public enum MessageCodec {
         case let .commit(value): encode(value, into: &writer)
         case let .certifiedBlock(value): encode(value, into: &writer)
         case let .reply(value): encode(value, into: &writer)
+        case let .busy(value): encode(value, into: &writer)
         case let .checkpoint(value): encode(value, into: &writer)
         case let .viewChange(value): encode(value, signed: true, into: &writer)
         case let .newView(value): encode(value, signed: true, into: &writer)
@@ -291,6 +292,14 @@ public enum MessageCodec {
         writer.u64(value.position.height)
     }
 
+    static func encode(_ value: Busy, into writer: inout ByteWriter) {
+        writer.u32(value.client.rawValue)
+        writer.u64(value.requestID)
+        encode(value.replica, into: &writer)
+        writer.u64(value.view)
+        writer.u32(value.retryAfterTicks)
+    }
+
     // MARK: Decoding
 
     public static func decodeBody(kind: MessageKind, from reader: inout ByteReader, limits: WireLimits) throws(WireError) -> Message {
@@ -301,6 +310,7 @@ public enum MessageCodec {
         case .commit: return .commit(try decodeCommit(&reader))
         case .certifiedBlock: return .certifiedBlock(try decodeCertifiedBlock(&reader, limits: limits))
         case .reply: return .reply(try decodeReply(&reader, limits: limits))
+        case .busy: return .busy(try decodeBusy(&reader))
         case .checkpoint: return .checkpoint(try decodeCheckpoint(&reader))
         case .viewChange: return .viewChange(try decodeViewChange(&reader, limits: limits))
         case .newView: return .newView(try decodeNewView(&reader, limits: limits))
@@ -616,6 +626,14 @@ public enum MessageCodec {
         let position = LedgerPosition(round: try reader.u64("reply.round"), clusterIndex: try reader.u16("reply.cluster_index"),
                                       height: try reader.u64("reply.height"))
         return Reply(client: client, requestID: requestID, replica: replica, view: view, result: result, position: position)
+    }
+
+    static func decodeBusy(_ reader: inout ByteReader) throws(WireError) -> Busy {
+        let client = ClientID(try reader.u32("busy.client"))
+        let requestID = try reader.u64("busy.request_id")
+        let replica = try decodeReplicaID(&reader)
+        return Busy(client: client, requestID: requestID, replica: replica, view: try reader.u64("busy.view"),
+                    retryAfterTicks: try reader.u32("busy.retry_after_ticks"))
     }
 }
 

@@ -30,11 +30,37 @@ struct Intake: Sendable {
     /// for other clusters' blocks of their round). Bounded by the window times the batch size.
     private var ordered: Set<RequestKey> = []
     /// Requests this replica knows of and waits to see ordered, with the tick it started waiting:
-    /// PBFT's request timers. One that waits too long means the primary censors it.
-    private(set) var watched: [RequestKey: (transaction: ClientTransaction, since: UInt64)] = [:]
+    /// PBFT's request timers. One that waits too long means the primary censors it. A request
+    /// seen in the current view's PrePrepare waits without a timer (`since` nil): the primary did
+    /// its part, and the progress timer watches the rest.
+    private(set) var watched: [RequestKey: (transaction: ClientTransaction, since: UInt64?)] = [:]
+    /// Admission control: what the cluster delivered, to size the intake by.
+    private(set) var admission: Admission
 
-    init(limit: Int) {
+    init(limit: Int, admission: Admission) {
         self.limit = limit
+        self.admission = admission
+    }
+
+    /// Requests taken in and not yet ordered: queued or proposed at the primary.
+    var inFlight: Int { pending.count + proposed.count }
+
+    /// Whether the primary has room for one more request. Past the admission limit it answers
+    /// `busy`; a backup's forward (a request on a watched timer) may use a second limit's worth,
+    /// so that a busy primary does not leave a backup's timer to fire on a request it refused.
+    func admits(forwarded: Bool, now: UInt64) -> Bool {
+        pending.count < limit && inFlight < admission.limit(now: now) * (forwarded ? 2 : 1)
+    }
+
+    /// Whether a backup has room to watch one more request for the primary.
+    func canWatch(now: UInt64) -> Bool { watched.count < min(limit, admission.limit(now: now)) }
+
+    /// Admission control for a request not held yet: nil when there is room, else the ticks its
+    /// client should wait (the replica answers `busy`). A backup refuses only a client's own copy
+    /// (it watches no forward); a forward the primary refuses is the client's to send again.
+    func refusal(asPrimary: Bool, forwarded: Bool, now: UInt64) -> UInt32? {
+        let room = asPrimary ? admits(forwarded: forwarded, now: now) : forwarded || canWatch(now: now)
+        return room ? nil : admission.retryAfter(inFlight: inFlight, now: now)
     }
 
     /// Whether a copy of this request is held already, so that it needs no signature check: by
@@ -76,7 +102,8 @@ struct Intake: Sendable {
 
     /// A block of our cluster was delivered: its requests are ordered. Their request timers stop
     /// here, not at execution, which may wait for other clusters (the remote timers' job).
-    mutating func delivered(_ transactions: [ClientTransaction]) {
+    mutating func delivered(_ transactions: [ClientTransaction], now: UInt64) {
+        admission.delivered(transactions.count, now: now)
         for transaction in transactions {
             let key = RequestKey(transaction)
             proposed.remove(key)
@@ -106,8 +133,15 @@ struct Intake: Sendable {
         }
     }
 
-    /// The tick the longest-waiting watched request started waiting.
-    var oldestWatch: UInt64? { watched.values.map(\.since).min() }
+    /// A backup accepted the current view's PrePrepare of these: their request timers stop.
+    mutating func seenProposed(_ transactions: [ClientTransaction]) {
+        for transaction in transactions where watched[RequestKey(transaction)] != nil {
+            watched[RequestKey(transaction)]?.since = nil
+        }
+    }
+
+    /// The tick the longest-waiting watched request (not yet proposed) started waiting.
+    var oldestWatch: UInt64? { watched.values.compactMap(\.since).min() }
 
     /// Requests queued, proposed or watched: the progress timer runs while there are any.
     var hasWork: Bool { !watched.isEmpty || !pending.isEmpty || !proposed.isEmpty }

@@ -16,6 +16,8 @@ public enum TimerName: Hashable, Sendable, Comparable, CustomStringConvertible {
     case batch
     /// The last block request of the own cluster: catch-up and retransmissions are paced by it.
     case fetch
+    /// The last time this replica said its votes again while the primary owed progress.
+    case retransmit
     /// The primary's last proposal: the coordinator's heartbeat block comes when it ran long.
     case heartbeat
     /// The view change under way: its deadline gives up on the new primary.
@@ -38,6 +40,7 @@ public enum TimerName: Hashable, Sendable, Comparable, CustomStringConvertible {
         case .progress: "progress"
         case .batch: "batch"
         case .fetch: "fetch"
+        case .retransmit: "retransmit"
         case .heartbeat: "heartbeat"
         case .viewChange: "view-change"
         case .sinceViewChange: "since-view-change"
@@ -96,6 +99,16 @@ public struct TimerTable: Sendable, Equatable {
     func hasRun(_ name: TimerName, ticks: UInt64, idle: Bool) -> Bool {
         guard let timer = timers[name] else { return idle }
         return now - timer.started >= ticks
+    }
+
+    /// A backoff paced by `name` (the last time the thing was done) while a wait runs `waited`
+    /// ticks: due when it was never done in this wait, or when as long again has passed as the
+    /// wait had run at the last time (so at 1, 2, 4, 8... times the first). The replica's
+    /// retransmissions while the primary owes progress use it: one late because its own machine is
+    /// saturated then does not spend what it has left on re-sending.
+    func backedOff(_ name: TimerName, waited: UInt64) -> Bool {
+        guard let since = elapsed(name), since < waited else { return true }
+        return since >= waited - since
     }
 
     /// The deadline of `name`, if it has one.
