@@ -276,6 +276,10 @@ public actor FabricClient {
         }
     }
 
+    /// Busy answers this client got from replicas with no room (admission control), and the
+    /// backoffs it waited because of them.
+    public var admission: (busyAnswers: Int, backoffs: Int) { (core.busyAnswers, core.backoffs) }
+
     public func shutdown() async {
         for task in tasks { task.cancel() }
         fail(CancellationError())

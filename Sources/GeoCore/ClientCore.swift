@@ -67,6 +67,7 @@ public struct ClientCore: Sendable {
     /// and the tick it goes out again. After `fairChance` of them the primary has had its chance
     /// (one that says busy for ever may be censoring): the request goes to every replica.
     var busyCount = 0
+    var busyStreak = 0
     var resendAt: UInt64?
     static let fairChance = 8
     /// Busy answers received, and the waits they caused (each one a jittered exponential backoff).
@@ -111,6 +112,9 @@ public struct ClientCore: Sendable {
         replies = [:]
         firstReplyAt = nil
         askedEveryone = false
+        // A client refused last time is likely refused again: its backoff starts where half the
+        // last request's left off (and the fair chance is counted afresh, from there).
+        busyStreak = busyCount / 2
         busyCount = 0
         resendAt = nil
         return [.send(transaction, to: primary)]
@@ -128,7 +132,7 @@ public struct ClientCore: Sendable {
         guard !askedEveryone, resendAt == nil, firstReplyAt == nil else { return [] }
         busyCount += 1
         backoffs += 1
-        let ceiling = min(timeoutTicks, max(1, UInt64(busy.retryAfterTicks)) << UInt64(min(busyCount - 1, 6)))
+        let ceiling = min(timeoutTicks, max(1, UInt64(busy.retryAfterTicks)) << UInt64(min(busyStreak + busyCount - 1, 6)))
         // Uniform in [ceiling / 2, ceiling]: clients refused together do not come back together.
         var random = SeededRandom(seed: UInt64(client.rawValue) << 32 ^ current.transaction.requestID ^ UInt64(busyCount) << 56)
         let wait = max(1, ceiling / 2 + random.next() % (ceiling / 2 + 1))

@@ -177,6 +177,8 @@ enum BenchMerge {
         merged.refused_by_reason = union(\.refused_by_reason)
         merged.timeouts = sum(\.timeouts)
         merged.errors = union(\.errors)
+        merged.busy_answers_by_region = union(\.busy_answers_by_region)
+        merged.backoffs_by_region = union(\.backoffs_by_region)
         merged.throughput_tps = rate(total)
         merged.latency_ms = LatencySummary(total)
         merged.regions = first.regions.map { line in

@@ -105,6 +105,10 @@ struct BenchReport: Codable, Sendable {
     var refused_by_reason: [String: Int]
     var timeouts: Int
     var errors: [String: Int]
+    /// Admission control: busy answers the clients got from replicas with no room, and the
+    /// backoffs they waited (jittered, exponential), per client region.
+    var busy_answers_by_region: [String: Int] = [:]
+    var backoffs_by_region: [String: Int] = [:]
     var throughput_tps: Double
     var latency_ms: LatencySummary
     var regions: [BenchGroup]
@@ -268,6 +272,11 @@ enum BenchText {
             lines.append(String(format: "  replica memory (RSS) %.0f-%.0f MiB after the warmup, ", start.min()!, start.max()!)
                          + (minute.isEmpty ? "" : String(format: "%.0f-%.0f MiB a minute in, ", minute.min()!, minute.max()!))
                          + String(format: "%.0f-%.0f MiB at the end", end.min()!, end.max()!))
+        }
+        let busy = report.busy_answers_by_region.values.reduce(0, +)
+        if busy > 0 {
+            lines.append("  busy answers \(busy), backoffs \(report.backoffs_by_region.values.reduce(0, +)) ("
+                         + report.busy_answers_by_region.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ") + ")")
         }
         lines.append("  timeouts \(report.timeouts), other client errors \(errors), refused \(report.refused)\(report.refused_by_reason.isEmpty ? "" : " (" + report.refused_by_reason.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ") + ")"), view changes \(report.view_changes), replicas exited: \(report.replicas_exited.isEmpty ? "none" : report.replicas_exited.joined(separator: ", "))")
         for (reason, count) in report.errors.sorted(by: { $0.key < $1.key }) { lines.append("    \(count) x \(reason)") }

@@ -448,6 +448,12 @@ enum LiveBenchmark {
             result.clients_region = settings.clientsRegion
             result.histograms = BenchHistograms(recorder.snapshot())
         }
+        // Admission control, per region: the busy answers clients got and the backoffs they waited.
+        for (plan, client) in zip(plans, clients) {
+            let counts = await client.admission
+            result.busy_answers_by_region[plan.region, default: 0] += counts.busyAnswers
+            result.backoffs_by_region[plan.region, default: 0] += counts.backoffs
+        }
         result.replica_memory = log.memory.withLock { $0 }.sorted { $0.key < $1.key }.map {
             BenchReplicaMemory(replica: $0.key, rss_start_mib: ($0.value.start * 10).rounded() / 10,
                                rss_60s_mib: $0.value.minute.map { ($0 * 10).rounded() / 10 }, rss_end_mib: ($0.value.end * 10).rounded() / 10)

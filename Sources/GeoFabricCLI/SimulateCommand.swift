@@ -71,7 +71,7 @@ struct SimulateCommand: ParsableCommand {
     @Option(name: .customLong("batch-size"), help: "Benchmark: override the topology's batch size.")
     var batchSize: Int?
 
-    @Option(help: "Benchmark: sweep 'clusters' or 'batch' and print a table.")
+    @Option(help: "Benchmark: sweep 'clusters', 'batch' or 'clients' (1, 2, 4 and 8 times --clients per region: overload) and print a table.")
     var sweep: String?
 
     @Flag(name: .customLong("json"), help: "Print the result as JSON on standard output (the text report goes to standard error).")
@@ -129,7 +129,7 @@ struct SimulateCommand: ParsableCommand {
         guard cpuSlowdown >= 1, cpuSlowdown <= 1000 else { throw ValidationError("--cpu-slowdown is between 1 and 1000") }
         if let clientTimeoutMilliseconds, clientTimeoutMilliseconds < 1 { throw ValidationError("--client-timeout-ms must be at least 1") }
         if let timelineMilliseconds, timelineMilliseconds < 1 { throw ValidationError("--timeline-ms must be at least 1") }
-        if let sweep, !["clusters", "batch"].contains(sweep) { throw ValidationError("--sweep is clusters or batch") }
+        if let sweep, !["clusters", "batch", "clients"].contains(sweep) { throw ValidationError("--sweep is clusters, batch or clients") }
     }
 
     func run() throws {
@@ -312,6 +312,29 @@ struct SimulateCommand: ParsableCommand {
                              String(format: "%.0f", result.throughput_tps),
                              String(format: "%.1f", result.latency_ms.p50), String(format: "%.1f", result.latency_ms.p90),
                              String(format: "%.1f", result.latency_ms.p99), String(format: "%.2f", result.busiest_replica_cpu)])
+            }
+        } else if kind == "clients" {
+            // Overload: 1, 2, 4 and 8 times --clients per region (the first should saturate).
+            header = ["clients_per_region", "protocol", "throughput_tps", "of_peak", "p50_ms", "p99_ms", "view_changes", "client_resends",
+                      "busy_answers", "busiest_cpu"]
+            for protocolKind in protocolName == "both" ? [ProtocolKind.geobft, .pbft] : [ProtocolKind(rawValue: protocolName)!] {
+                var results: [(Int, ProtocolResult)] = []
+                for factor in [1, 2, 4, 8] {
+                    var settings = base
+                    settings.clientsPerRegion = base.clientsPerRegion * factor
+                    progress("  \(settings.clientsPerRegion) clients per region, \(protocolKind.rawValue) ...")
+                    let result = SimulatedBenchmark.run(settings, protocol: protocolKind)
+                    all.append(result)
+                    results.append((settings.clientsPerRegion, result))
+                }
+                let peak = results.map(\.1.throughput_tps).max() ?? 0
+                for (clients, result) in results {
+                    rows.append(["\(clients)", protocolKind.rawValue, String(format: "%.0f", result.throughput_tps),
+                                 String(format: "%.2f", peak > 0 ? result.throughput_tps / peak : 0),
+                                 String(format: "%.1f", result.latency_ms.p50), String(format: "%.1f", result.latency_ms.p99),
+                                 "\(result.view_changes)", "\(result.client_retransmissions)", "\(result.busy_answers)",
+                                 String(format: "%.2f", result.busiest_replica_cpu)])
+                }
             }
         } else {
             header = ["batch_size", "protocol", "throughput_tps", "p50_ms", "p90_ms", "p99_ms", "busiest_cpu"]

@@ -86,3 +86,49 @@ public final class InboundQueue: Sendable {
         state.withLock { ($0.waiting.replicaCount + $0.waiting.clientCount, $0.dropped) }
     }
 }
+
+extension InboundQueue {
+    /// Client requests waiting for the core.
+    public var clientsWaiting: Int { state.withLock { $0.waiting.clientCount } }
+}
+
+/// The daemon's admission control at the door (GeoCore's InboxAdmission): the node publishes, after
+/// every step, how many client requests may wait for its core and what a refused client should
+/// be told; the loop that takes frames off the network answers `busy` to a client request past
+/// that before its signature is checked, so an overloaded replica spends a frame's read and a
+/// busy answer on it, not a verification and a place in the queue.
+public final class AdmissionDoor: Sendable {
+    struct State {
+        var limit = Int.max
+        var replica: ReplicaID?
+        var view: UInt64 = 0
+        var retryAfterTicks: UInt32 = 1
+        var refused = 0
+    }
+
+    let state = Mutex(State())
+
+    public init() {}
+
+    func publish(limit: Int, replica: ReplicaID, view: UInt64, retryAfterTicks: UInt32) {
+        state.withLock { state in
+            state.limit = limit
+            state.replica = replica
+            state.view = view
+            state.retryAfterTicks = retryAfterTicks
+        }
+    }
+
+    /// The busy answer to `transaction` when `waiting` client requests wait already; nil: let it in.
+    public func refusal(of transaction: ClientTransaction, waiting: Int) -> Busy? {
+        state.withLock { state in
+            guard waiting >= state.limit, let replica = state.replica else { return nil }
+            state.refused += 1
+            return Busy(client: transaction.client, requestID: transaction.requestID, replica: replica, view: state.view,
+                        retryAfterTicks: state.retryAfterTicks)
+        }
+    }
+
+    /// Client requests answered busy at the door so far.
+    public var refused: Int { state.withLock { $0.refused } }
+}

@@ -205,8 +205,16 @@ public final class ReplicaDaemon: Sendable {
                            tick: Duration) -> [Task<Void, Never>] {
         let preverifier = ClientSignaturePreverifier(keys: keys, verified: verified, configuration: configuration)
         let checked = InboundQueue()
+        let door = node.door
         let verify = Task {
             for await inbound in transport.messages {
+                // Admission control at the door: a client request past what may wait is answered
+                // busy before its signature is checked (AdmissionDoor).
+                if case let .clientTransaction(transaction) = inbound.message, inbound.from.isClient,
+                   let busy = door.refusal(of: transaction, waiting: checked.clientsWaiting) {
+                    transport.send(.busy(busy), to: inbound.from)
+                    continue
+                }
                 preverifier.preverify(inbound.message)
                 checked.push(inbound)
             }

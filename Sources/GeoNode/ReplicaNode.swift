@@ -74,6 +74,8 @@ public actor ReplicaNode {
     let clock = ContinuousClock()
 
     public private(set) var committedTransactions = 0
+    /// Admission control at the door: what the core last said of its room (InboundQueue.swift).
+    public nonisolated let door = AdmissionDoor()
     /// Commit latencies (seconds) observed since the last `drainLatencies()`.
     var latencies: [Double] = []
     static let latenciesMax = 100_000
@@ -171,6 +173,8 @@ public actor ReplicaNode {
     func step(_ input: Input) {
         guard failure == nil else { return }
         let effects = core.step(input)
+        door.publish(limit: InboxAdmission.backlogLimit(of: core), replica: core.configuration.me, view: core.view,
+                     retryAfterTicks: InboxAdmission.retryAfter(at: core))
         for case let .event(event) in effects {
             switch event {
             case let .viewChangeStarted(from, to, reason, round):
@@ -373,7 +377,7 @@ public actor ReplicaNode {
 
     let startedAt = ContinuousClock.now
     /// What was already added to the metrics' counters (they only go up; the core keeps totals).
-    var reported = (viewChanges: 0, committed: 0, rejections: [Rejection: Int](), shell: [String: Int]())
+    var reported = (viewChanges: 0, committed: 0, rejections: [Rejection: Int](), shell: [String: Int](), door: 0)
 
     /// The document GET /status serves.
     public func status(peersConnected: Int, peersTotal: Int) -> ReplicaStatus {
@@ -412,6 +416,11 @@ public actor ReplicaNode {
         for (reason, count) in shellRejections where count > reported.shell[reason, default: 0] {
             metrics.rejected(reason: reason, count: count - reported.shell[reason, default: 0])
             reported.shell[reason] = count
+        }
+        let refusedAtDoor = door.refused
+        if refusedAtDoor > reported.door {
+            metrics.rejected(reason: Rejection.busy.rawValue, count: refusedAtDoor - reported.door)
+            reported.door = refusedAtDoor
         }
         for latency in drainLatencies() { metrics.observeCommitLatency(seconds: latency) }
     }

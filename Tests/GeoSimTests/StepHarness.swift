@@ -231,6 +231,7 @@ final class StepHarness {
         case let .certifiedBlock(certified):
             return "certifiedBlock \(certified.block.cluster) r\(certified.block.round) v\(certified.certificate.statement.view) signers \(certified.certificate.signatures.map(\.replicaIndex))"
         case let .reply(reply): return "reply \(reply.client) #\(reply.requestID)"
+        case let .busy(busy): return "busy \(busy.client) #\(busy.requestID) retry after \(busy.retryAfterTicks)"
         case let .checkpoint(checkpoint): return "checkpoint r\(checkpoint.statement.round) \(short(checkpoint.statement.digest)) by \(checkpoint.replicaIndex)"
         case let .viewChange(change):
             return "viewChange to v\(change.newView) by \(change.replicaIndex) stable r\(change.checkpoint.statement.round) prepared \(change.prepared.map(\.round))"
@@ -264,6 +265,7 @@ final class StepHarness {
         case let .executed(block):
             return "executed height \(block.height) \(block.certified.block.cluster) r\(block.certified.block.round) head \(short(block.head)) results [\(block.results.map(render).joined(separator: ", "))]"
         case let .reply(reply): return "reply \(reply.client) #\(reply.requestID) \(render(reply.result)) at height \(reply.position.height)"
+        case let .busy(busy): return "busy \(busy.client) #\(busy.requestID) retry after \(busy.retryAfterTicks)"
         case let .snapshot(snapshot): return "snapshot height \(snapshot.height)"
         case let .serveStored(request, to): return "serveStored \(request.cluster) r\(request.fromRound)...\(request.toRound) -> \(name(to))"
         case let .serveSnapshot(height, to): return "serveSnapshot at or above \(height) -> \(name(to))"

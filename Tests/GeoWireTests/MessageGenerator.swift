@@ -127,6 +127,9 @@ struct MessageGenerator {
         case .reply:
             return .reply(Reply(client: ClientID(UInt32(int(0...1000))), requestID: u64(), replica: replica(), view: u64(),
                                 result: result(), position: LedgerPosition(round: u64(), clusterIndex: UInt16(int(0...5)), height: u64())))
+        case .busy:
+            return .busy(Busy(client: ClientID(UInt32(int(0...1000))), requestID: u64(), replica: replica(), view: u64(),
+                              retryAfterTicks: UInt32(int(0...100_000))))
         case .checkpoint:
             return .checkpoint(Checkpoint(statement: CheckpointStatement(cluster: cluster(), round: u64(), digest: digest()),
                                           replicaIndex: UInt16(int(0...15)), signature: signature()))
