@@ -122,6 +122,10 @@ public struct ClientCore: Sendable {
 
     var primary: ReplicaID { ReplicaID(cluster: cluster, index: UInt16(view % UInt64(quorum.n))) }
 
+    func toEveryReplica(_ transaction: ClientTransaction) -> [ClientEffect] {
+        (0..<quorum.n).map { .send(transaction, to: ReplicaID(cluster: cluster, index: UInt16($0))) }
+    }
+
     /// A replica has no room for the outstanding request: wait, then send it to the primary again,
     /// a jittered exponential backoff from the replica's hint up to the resend timeout. (Once
     /// every replica was asked, or a reply came, the timers in `tick` already decide.)
@@ -165,7 +169,7 @@ public struct ClientCore: Sendable {
             guard busyCount > Self.fairChance else { return [.send(current.transaction, to: primary)] }
             retransmissions += 1
             askedEveryone = true
-            return (0..<quorum.n).map { .send(current.transaction, to: ReplicaID(cluster: cluster, index: UInt16($0))) }
+            return toEveryReplica(current.transaction)
         }
         if now < current.deadline {
             // It executed (a reply came) but a designated replier is silent: ask every replica; each
@@ -176,7 +180,7 @@ public struct ClientCore: Sendable {
                   now >= first + max(replyPatienceTicks, first - current.sentAt) else { return [] }
             askedEveryone = true
             retransmissions += 1
-            return (0..<quorum.n).map { .send(current.transaction, to: ReplicaID(cluster: cluster, index: UInt16($0))) }
+            return toEveryReplica(current.transaction)
         }
         // Timed out: send to every replica of the cluster (they forward it and watch the primary),
         // and back off so a slow cluster is not flooded.
@@ -184,6 +188,6 @@ public struct ClientCore: Sendable {
         askedEveryone = true
         let backoff = timeoutTicks << UInt64(min(current.attempts, 6))
         outstanding = (current.transaction, current.sentAt, now + backoff, current.attempts + 1)
-        return (0..<quorum.n).map { .send(current.transaction, to: ReplicaID(cluster: cluster, index: UInt16($0))) }
+        return toEveryReplica(current.transaction)
     }
 }

@@ -328,7 +328,8 @@ public struct PBFTReplica: Sendable {
         let leading = status == .normal && isPrimary
         if !forwarded && !isPrimary { replies.clientRetransmitted(transaction) }
         if intake.holds(key, asPrimary: leading, forwarded: forwarded) { return }
-        let executed = ledger.lastExecution[transaction.client].map { transaction.requestID <= $0.requestID } ?? false
+        let last = ledger.lastExecution[transaction.client]
+        let executed = last.map { transaction.requestID <= $0.requestID } ?? false
         // No room (Admission.swift): refuse before the signature check, which is what a busy
         // replica cannot afford for requests it will not take.
         if !executed, status == .normal, let retryAfter = intake.refusal(asPrimary: leading, forwarded: forwarded, now: now) {
@@ -341,7 +342,7 @@ public struct PBFTReplica: Sendable {
             reject(.badClientSignature)
             return
         }
-        if executed, let last = ledger.lastExecution[transaction.client] {
+        if executed, let last {
             // Executed already: resend the cached reply (only the latest one is kept).
             if last.requestID == transaction.requestID && !forwarded, let result = last.result {
                 replies.clientRetransmitted(transaction)
