@@ -199,7 +199,8 @@ public struct PBFTReplica: Sendable {
     /// A message from a peer of our own cluster.
     mutating func onClusterMessage(_ message: Message, from: ReplicaID, effects: inout [Effect]) throws(Rejection) {
         switch message {
-        case let .clientTransaction(transaction): onClient(transaction, forwarded: true, effects: &effects)
+        case let .clientTransaction(transaction): onClient(transaction, forwarded: true, effects: &effects, from: from)
+        case let .busy(busy): try intake.refusedByPrimary(busy, from: from, primary: primary, view: status == .normal ? view : nil)
         case let .prePrepare(prePrepare): try onPrePrepare(prePrepare, from: from, effects: &effects)
         case let .prepare(prepare): try onPrepare(prepare, from: from, effects: &effects)
         case let .commit(commit): try onCommit(commit, from: from, effects: &effects)
@@ -219,7 +220,7 @@ public struct PBFTReplica: Sendable {
         case let .stateRequest(request): try transfer.onRequest(request, from: from, position: position, timers: &timers, effects: &effects)
         case let .stateTransfer(snapshot):
             transferred(try transfer.onSnapshot(snapshot, from: from, position: position, timers: &timers, effects: &effects), effects: &effects)
-        case .reply, .busy, .shardStatement: throw .unexpected
+        case .reply, .shardStatement: throw .unexpected
         }
     }
 
@@ -318,7 +319,7 @@ public struct PBFTReplica: Sendable {
 
     // MARK: Client requests
 
-    mutating func onClient(_ transaction: ClientTransaction, forwarded: Bool, effects: inout [Effect]) {
+    mutating func onClient(_ transaction: ClientTransaction, forwarded: Bool, effects: inout [Effect], from: ReplicaID? = nil) {
         let key = RequestKey(transaction)
         // Copies of a request this replica holds already (a client's resend to every replica and
         // the backups' forwards of it: up to n copies at the primary) are dropped before their
@@ -334,8 +335,10 @@ public struct PBFTReplica: Sendable {
         // replica cannot afford for requests it will not take.
         if !executed, status == .normal, let retryAfter = intake.refusal(asPrimary: leading, forwarded: forwarded, now: now) {
             reject(.busy)
-            effects.append(.busy(Busy(client: transaction.client, requestID: transaction.requestID, replica: configuration.me,
-                                      view: view, retryAfterTicks: retryAfter)))
+            let busy = Busy(client: transaction.client, requestID: transaction.requestID, replica: configuration.me, view: view, retryAfterTicks: retryAfter)
+            effects.append(.busy(busy))
+            // The backup that forwarded it stops watching it (Intake.refusedByPrimary): the client retries.
+            if let from, leading { effects.append(.send(.busy(busy), to: from)) }
             return
         }
         guard suite.isValid(transaction) else {
@@ -352,7 +355,7 @@ public struct PBFTReplica: Sendable {
         }
         do throws(Rejection) {
             if leading {
-                try intake.enqueue(transaction)
+                try intake.enqueue(transaction, now: now)
                 timers.startIfIdle(.batch)
                 propose(partial: false, effects: &effects)
             } else if !forwarded {
@@ -410,7 +413,7 @@ public struct PBFTReplica: Sendable {
         try relay.checkProposed(prePrepare.block.statements)
         guard agreement.prepare(prePrepare, view: view, effects: &effects) else { return }
         // The primary proposed what we watched for it: those request timers stop (Intake).
-        intake.seenProposed(prePrepare.block.transactions)
+        intake.seenProposed(prePrepare.block.transactions, full: prePrepare.block.transactions.count * 2 >= configuration.batchSize)
         armProgressTimer()
         let round = prePrepare.block.round
         checkPrepared(round, effects: &effects)
@@ -634,19 +637,20 @@ public struct PBFTReplica: Sendable {
             intake.settleWatches(lastExecution: ledger.lastExecution)
             let oldestStatement = relay.oldestWatch
             if let oldest = intake.oldestWatch.map({ min($0, oldestStatement ?? $0) }) ?? oldestStatement,
-               now - oldest >= currentTimeout {
+               now - oldest >= currentTimeout + intake.watchAllowance(now: now) {
                 // A request waited a whole timeout while others committed: the primary censors it.
                 startViewChange(to: view + 1, reason: .requestTimeout, effects: &effects)
                 return
             }
             guard let waited = timers.elapsed(.progress) else { return }
-            if waited >= currentTimeout {
+            // Never a primary for want of its own progress: a backlog is no fault (Admission.swift).
+            if waited >= currentTimeout && !isPrimary {
                 startViewChange(to: view + 1, reason: .noProgress, effects: &effects)
             } else if waited >= currentTimeout / 8 && fetchDue && timers.backedOff(.retransmit, waited: waited) {
                 // Before blaming the primary: say again what we said (a message may have been lost),
                 // and ask whether the others committed what we are missing.
                 timers.start(.retransmit)
-                retransmit(effects: &effects)
+                agreement.retransmit(view: view, isPrimary: isPrimary, lastDelivered: lastDelivered, effects: &effects)
                 // Not twice in one tick (the catch-up above may have asked already).
                 if timers.started(.fetch) != now { requestBlocks(effects: &effects) }
             }
@@ -662,10 +666,6 @@ public struct PBFTReplica: Sendable {
                 effects.append(.broadcast(.viewChange(mine)))
             }
         }
-    }
-
-    mutating func retransmit(effects: inout [Effect]) {
-        agreement.retransmit(view: view, isPrimary: isPrimary, lastDelivered: lastDelivered, effects: &effects)
     }
 
     // MARK: View change
@@ -773,7 +773,7 @@ public struct PBFTReplica: Sendable {
             // on an idle primary until it asked, alone, to leave its own view (seed 1643 of the
             // cross-shard sweep: the shard's rounds then stopped for a whole remote timeout).
             let toDeliver = newView.prePrepares.filter { $0.block.round > lastDelivered }
-            let queued = intake.takeOver(reproposed: toDeliver.flatMap(\.block.transactions))
+            let queued = intake.takeOver(reproposed: toDeliver.flatMap(\.block.transactions), now: now)
             relay.queueWatched(reproposed: toDeliver.flatMap(\.block.statements))
             if queued || !relay.pending.isEmpty { timers.start(.batch) }
             sharing.reshare(lastDelivered: lastDelivered, delivered: execution.delivered, effects: &effects)

@@ -104,18 +104,31 @@ public final class AdmissionDoor: Sendable {
         var view: UInt64 = 0
         var retryAfterTicks: UInt32 = 1
         var refused = 0
+        /// The core's clock at the last publish, and the refusals per period of it (they lengthen
+        /// the hint: `InboxAdmission.retryAfter`).
+        var now: UInt64 = 0
+        var refusals: PeriodCount?
     }
 
     let state = Mutex(State())
 
     public init() {}
 
-    func publish(limit: Int, replica: ReplicaID, view: UInt64, retryAfterTicks: UInt32) {
+    func publish(limit: Int, replica: ReplicaID, view: UInt64, retryAfterTicks: UInt32, now: UInt64) {
         state.withLock { state in
             state.limit = limit
             state.replica = replica
             state.view = view
             state.retryAfterTicks = retryAfterTicks
+            state.now = now
+        }
+    }
+
+    /// Requests refused at the door in the last period of `period` ticks, as of `now`.
+    func recentRefusals(now: UInt64, period: UInt64) -> Int {
+        state.withLock { state in
+            if state.refusals == nil { state.refusals = PeriodCount(period: period) }
+            return state.refusals?.recent(now: now) ?? 0
         }
     }
 
@@ -124,6 +137,7 @@ public final class AdmissionDoor: Sendable {
         state.withLock { state in
             guard waiting >= state.limit, let replica = state.replica else { return nil }
             state.refused += 1
+            state.refusals?.add(1, now: state.now)
             return Busy(client: transaction.client, requestID: transaction.requestID, replica: replica, view: state.view,
                         retryAfterTicks: state.retryAfterTicks)
         }

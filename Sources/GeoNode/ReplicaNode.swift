@@ -173,8 +173,9 @@ public actor ReplicaNode {
     func step(_ input: Input) {
         guard failure == nil else { return }
         let effects = core.step(input)
+        let refusedAtDoor = door.recentRefusals(now: core.now, period: core.configuration.viewTimeoutTicks)
         door.publish(limit: InboxAdmission.backlogLimit(of: core), replica: core.configuration.me, view: core.view,
-                     retryAfterTicks: InboxAdmission.retryAfter(at: core))
+                     retryAfterTicks: InboxAdmission.retryAfter(at: core, refusedAtDoor: refusedAtDoor), now: core.now)
         for case let .event(event) in effects {
             switch event {
             case let .viewChangeStarted(from, to, reason, round):
@@ -393,6 +394,7 @@ public actor ReplicaNode {
         status.snapshotHeight = snapshotHeight
         status.snapshotsInstalled = core.snapshotsInstalled
         status.blocksInMemory = core.blocksInMemory
+        status.core = self.core.debugSummary
         return status
     }
 

@@ -59,6 +59,9 @@ public struct ReplicaStatus: Codable, Sendable, Hashable {
     /// cluster verify each; GeoCore's SignatureDuty): `bench` divides the cluster's sum by the
     /// transactions committed to report verifications per transaction.
     public var clientSignatureVerifications: UInt64?
+    /// The core's state that decides its timers and proposals, in one line (PBFTReplica's
+    /// `debugSummary`): for an operator asking why a replica makes no progress.
+    public var core: String?
 
     public init(
         replica: String, shard: String, region: String, cluster: Int, view: UInt64, height: UInt64,
@@ -100,5 +103,6 @@ public struct ReplicaStatus: Codable, Sendable, Hashable {
         case topologyHash = "topology_hash"
         case pid
         case clientSignatureVerifications = "client_signature_verifications"
+        case core
     }
 }

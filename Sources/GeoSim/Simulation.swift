@@ -183,6 +183,8 @@ public final class Simulation {
         /// Inputs that arrived while the machine was busy, in the daemon's order (`InputTurns`).
         var inbox = InputTurns<Payload>()
         var wakeScheduled = false
+        /// Client requests refused at the door per period of the core's ticks (their hint).
+        var doorRefusals: PeriodCount?
         var busyMicroseconds: Double = 0
         var byzantine: ByzantineBehaviour?
         var history: [Message] = []
@@ -568,7 +570,10 @@ public final class Simulation {
     /// machine is answered `busy` unread; reading it and sending the answer still take the machine.
     func refuseAtTheDoor(_ transaction: ClientTransaction, at node: ReplicaNode) {
         guard let core = node.core else { return }
-        let busy = InboxAdmission.busy(refusing: transaction, at: core)
+        var refusals = node.doorRefusals ?? InboxAdmission.refusalCount(for: core)
+        refusals.add(1, now: core.now)
+        node.doorRefusals = refusals
+        let busy = InboxAdmission.busy(refusing: transaction, at: core, refusedAtDoor: refusals.recent(now: core.now))
         inboxRefusals += 1
         if let model = settings.costModel {
             var work = CostMeter.Counts()

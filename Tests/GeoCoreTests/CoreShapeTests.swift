@@ -154,7 +154,7 @@ import Testing
         #expect((types["PBFTReplica"]?.lines ?? 0) > 300)
         #expect((types["PBFTReplica"]?.stored ?? 0) >= 10, "the composer holds its sub-machines")
         #expect(types["Agreement"]?.stored == 8)
-        #expect(types["Intake"]?.stored == 8)
+        #expect(types["Intake"]?.stored == 10)
         #expect(types.count >= 40)
     }
 
