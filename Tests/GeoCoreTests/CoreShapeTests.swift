@@ -91,7 +91,7 @@ import Testing
     static let storedLimit = 20
     /// The composer (PBFTReplica) still coordinates every sub-machine in one type: it is held to
     /// what it is now, so that it only shrinks (a ratchet), until it meets `lineLimit` too.
-    static let composerLineLimit = 790
+    static let composerLineLimit = 787
 
     struct Measure {
         var lines = 0
