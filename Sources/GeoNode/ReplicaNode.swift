@@ -174,8 +174,9 @@ public actor ReplicaNode {
         guard failure == nil else { return }
         let effects = core.step(input)
         let refusedAtDoor = door.recentRefusals(now: core.now, period: core.configuration.viewTimeoutTicks)
-        door.publish(limit: InboxAdmission.backlogLimit(of: core), replica: core.configuration.me, view: core.view,
-                     retryAfterTicks: InboxAdmission.retryAfter(at: core, refusedAtDoor: refusedAtDoor), now: core.now)
+        let backlog = InboxAdmission.backlogLimit(of: core)
+        door.publish(limit: backlog, replica: core.configuration.me, view: core.view,
+                     retryAfterTicks: InboxAdmission.retryAfter(at: core, backlog: backlog, refusedAtDoor: refusedAtDoor), now: core.now)
         for case let .event(event) in effects {
             switch event {
             case let .viewChangeStarted(from, to, reason, round):

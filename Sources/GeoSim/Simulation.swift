@@ -412,8 +412,8 @@ public final class Simulation {
                 let fromClient: Bool
                 if case .client = from { fromClient = true } else { fromClient = false }
                 if fromClient, case let .clientTransaction(transaction) = message, let core = node.core,
-                   node.inbox.clientCount >= InboxAdmission.backlogLimit(of: core) {
-                    refuseAtTheDoor(transaction, at: node)
+                   case let backlog = InboxAdmission.backlogLimit(of: core), node.inbox.clientCount >= backlog {
+                    refuseAtTheDoor(transaction, at: node, backlog: backlog)
                     return
                 }
                 node.inbox.append(payload, fromClient: fromClient)
@@ -568,12 +568,12 @@ public final class Simulation {
 
     /// The shell's admission control (InboxAdmission): a client request past what may wait for the
     /// machine is answered `busy` unread; reading it and sending the answer still take the machine.
-    func refuseAtTheDoor(_ transaction: ClientTransaction, at node: ReplicaNode) {
+    func refuseAtTheDoor(_ transaction: ClientTransaction, at node: ReplicaNode, backlog: Int) {
         guard let core = node.core else { return }
         var refusals = node.doorRefusals ?? InboxAdmission.refusalCount(for: core)
         refusals.add(1, now: core.now)
         node.doorRefusals = refusals
-        let busy = InboxAdmission.busy(refusing: transaction, at: core, refusedAtDoor: refusals.recent(now: core.now))
+        let busy = InboxAdmission.busy(refusing: transaction, at: core, backlog: backlog, refusedAtDoor: refusals.recent(now: core.now))
         inboxRefusals += 1
         if let model = settings.costModel {
             var work = CostMeter.Counts()

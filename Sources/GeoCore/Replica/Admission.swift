@@ -153,10 +153,12 @@ public enum InboxAdmission {
         return min(intake.limit, intake.admission.limit(now: now), intake.admission.doorLimit(now: now))
     }
 
-    /// The ticks a client refused at `replica`'s door should wait: its intake and its inbox full,
-    /// and `refusedAtDoor` requests refused there in the last period (the shell's `PeriodCount`).
-    public static func retryAfter(at replica: PBFTReplica, refusedAtDoor: Int) -> UInt32 {
-        replica.intake.admission.retryAfter(inFlight: replica.intake.inFlight + backlogLimit(of: replica), now: replica.now,
+    /// The ticks a client refused at `replica`'s door should wait: its intake and its inbox full
+    /// (`backlog`: its `backlogLimit`, which the shell has just computed, and which costs a scan
+    /// of the requests in flight), and `refusedAtDoor` requests refused there in the last period
+    /// (the shell's `PeriodCount`).
+    public static func retryAfter(at replica: PBFTReplica, backlog: Int, refusedAtDoor: Int) -> UInt32 {
+        replica.intake.admission.retryAfter(inFlight: replica.intake.inFlight + backlog, now: replica.now,
                                             refusedElsewhere: refusedAtDoor)
     }
 
@@ -166,8 +168,8 @@ public enum InboxAdmission {
     }
 
     /// `replica`'s answer to a client request it has no room for.
-    public static func busy(refusing transaction: ClientTransaction, at replica: PBFTReplica, refusedAtDoor: Int) -> Busy {
+    public static func busy(refusing transaction: ClientTransaction, at replica: PBFTReplica, backlog: Int, refusedAtDoor: Int) -> Busy {
         Busy(client: transaction.client, requestID: transaction.requestID, replica: replica.configuration.me,
-             view: replica.view, retryAfterTicks: retryAfter(at: replica, refusedAtDoor: refusedAtDoor))
+             view: replica.view, retryAfterTicks: retryAfter(at: replica, backlog: backlog, refusedAtDoor: refusedAtDoor))
     }
 }
